@@ -1,0 +1,1 @@
+"""The pytest plugin: wires rollback/ and checks/ into a pytest session."""

@@ -1,0 +1,27 @@
+"""Exit codes of a harness run, documented in the README.
+
+pytest's own codes keep their meaning (1 tests failed, 2 interrupted, 3 internal error,
+4 usage error, 5 no tests); the harness adds its own above 9 so CI can tell them apart.
+"""
+
+from __future__ import annotations
+
+OK = 0
+USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR: bad option or configuration, nothing ran
+PREFLIGHT_REFUSED = 10  # a preflight gate failed: nothing was changed
+NOT_CONFIRMED = 11  # the rollback was not confirmed (prompt answered no, or no TTY and no --rollback-yes)
+ROLLBACK_FAILED = 12  # a rollback step failed: see the journal for what was done
+VERIFY_FAILED = 13  # rolled back (or deployed), but a verify gate failed
+
+MEANINGS = {
+    OK: "success",
+    1: "some tests failed",
+    2: "interrupted",
+    3: "internal error",
+    USAGE_ERROR: "usage or configuration error",
+    5: "no tests were collected",
+    PREFLIGHT_REFUSED: "preflight refused: nothing was changed",
+    NOT_CONFIRMED: "not confirmed: nothing was changed",
+    ROLLBACK_FAILED: "rollback failed: see the journal for what was done",
+    VERIFY_FAILED: "verify failed",
+}

@@ -1,0 +1,180 @@
+"""Fixtures: the rollback itself (session scoped, exactly once) and the service under test."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from filelock import FileLock
+
+from plugins.state import RUN_KEY, HarnessRun
+from rollback.runbook import (
+    STATUS_DRY_RUN,
+    STATUS_FAILED,
+    STATUS_NOT_CONFIRMED,
+    STATUS_REFUSED,
+    RollbackOutcome,
+    Runbook,
+)
+
+
+def harness_run(config: pytest.Config, fixture: str) -> HarnessRun:
+    if RUN_KEY not in config.stash:
+        pytest.fail(
+            f"the {fixture} fixture needs a harness run: pass --rollback-to VERSION or --gate verify",
+            pytrace=False,
+        )
+    return config.stash[RUN_KEY]
+
+
+def runbook_for(run: HarnessRun) -> Runbook:
+    """The run's runbook, made on first use in the process that runs the gates."""
+    if run.runbook is None:
+        from plugins import probes
+
+        assert run.target_spec is not None and run.requested is not None
+        run.runbook = Runbook(
+            run.config,
+            run.target_spec,
+            run.requested,
+            run.journal,
+            progress=run.progress,
+            service_version=lambda: probes.service_version(run),
+        )
+    return run.runbook
+
+
+def recorded_outcome(run: HarnessRun) -> RollbackOutcome | None:
+    """The outcome this run already journaled, if any: the rollback happens once per run."""
+    fields = RollbackOutcome.__dataclass_fields__
+    for entry in reversed(run.journal.entries()):
+        if entry["step"] == "outcome":
+            return RollbackOutcome(**{k: v for k, v in entry.items() if k in fields})
+    return None
+
+
+def perform_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
+    # The lock and the journal make the rollback happen once per run, even if several
+    # processes of the same run ask for it.
+    with FileLock(str(run.run_dir / "rollback.lock")):
+        done = recorded_outcome(run)
+        if done is not None:
+            return done
+        outcome = _decide_and_act(run, config)
+        run.journal.record("outcome", outcome.status, **{k: v for k, v in outcome.to_dict().items() if k != "status"})
+        return outcome
+
+
+def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
+    runbook = runbook_for(run)
+    refusals = [f"{f.name}: {f.message}" for f in runbook.refusals() if f.checked]
+    refusals += [f"{nodeid} failed" for nodeid in run.preflight_failures]
+    live, target = runbook.live, runbook.to_version
+    if refusals:
+        return RollbackOutcome(STATUS_REFUSED, "preflight refused: " + "; ".join(refusals), live, target)
+    plan = runbook.plan()
+    run.journal.record("plan", "planned", steps=plan, **{"from": live, "to": target})
+    run.progress(f"rollback plan for {config_service(run)}: {live} -> {target}")
+    for number, step in enumerate(plan, 1):
+        run.progress(f"  {number}. {step}")
+    if run.dry_run:
+        return RollbackOutcome(STATUS_DRY_RUN, "dry run: nothing was changed", live, target)
+    if not runbook.already_at_target:
+        confirmed, how = _confirm(run, config, live, target)
+        run.journal.record("confirmation", "given" if confirmed else "refused", how=how)
+        if not confirmed:
+            return RollbackOutcome(STATUS_NOT_CONFIRMED, f"not confirmed ({how}): nothing was changed", live, target)
+    return runbook.execute()
+
+
+def config_service(run: HarnessRun) -> str:
+    return run.config.settings.service.name
+
+
+def _confirm(run: HarnessRun, config: pytest.Config, live: str | None, target: str | None) -> tuple[bool, str]:
+    if run.assume_yes:
+        return True, "--rollback-yes"
+    if run.is_worker:
+        return False, "an xdist worker cannot ask: pass --rollback-yes"
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture(in_=True)
+    try:
+        if not sys.stdin.isatty():
+            return False, "no TTY to ask on: pass --rollback-yes to proceed without a prompt"
+        question = f"Proceed with rollback of {config_service(run)} from {live} to {target}? (yes/no) "
+        try:
+            answer = input("\n" + question)
+        except EOFError:
+            answer = ""
+    finally:
+        if capture is not None:
+            capture.resume_global_capture()
+    if answer.strip().lower() in ("yes", "y"):
+        return True, "answered yes at the prompt"
+    return False, f"answered {answer.strip()!r} at the prompt" if answer.strip() else "no answer at the prompt"
+
+
+@pytest.fixture(scope="session")
+def rollback_outcome(request: pytest.FixtureRequest) -> RollbackOutcome | None:
+    """Rolls the target back, once per run, after preflight; None in a gate-only run.
+
+    Tests that depend on it are skipped when the rollback was refused, not confirmed or a dry
+    run, and error when it failed: verify results then never describe an unchanged system.
+    """
+    run = harness_run(request.config, "rollback_outcome")
+    if not run.rolls_back:
+        return None
+    outcome = perform_rollback(run, request.config)
+    if outcome.status in (STATUS_REFUSED, STATUS_NOT_CONFIRMED, STATUS_DRY_RUN):
+        pytest.skip(outcome.message)
+    if outcome.status == STATUS_FAILED:
+        pytest.fail(outcome.message, pytrace=False)
+    return outcome
+
+
+@pytest.fixture(autouse=True)
+def _rollback_gate(request: pytest.FixtureRequest) -> None:
+    """User tests marked ``gate("verify")`` run only after the rollback, like the built-in checks."""
+    if RUN_KEY not in request.config.stash:
+        return
+    marker = request.node.get_closest_marker("gate")
+    if marker is not None and gate_phase(*marker.args, **marker.kwargs) == "verify":
+        request.getfixturevalue("rollback_outcome")
+
+
+def gate_phase(phase: str) -> str:
+    """Validates ``@pytest.mark.gate(phase)`` arguments; returns the phase."""
+    if phase not in ("preflight", "baseline", "verify"):
+        raise ValueError(f"gate phase {phase!r} is not one of: preflight, baseline, verify")
+    return phase
+
+
+@pytest.fixture(scope="session")
+def rollback_base_url(request: pytest.FixtureRequest) -> str:
+    """The service's base URL from the config, without a trailing slash."""
+    return harness_run(request.config, "rollback_base_url").config.settings.service.base_url
+
+
+@pytest.fixture(scope="session")
+def rollback_http(request: pytest.FixtureRequest) -> Any:
+    """A requests.Session set up like the harness's own probes (TLS verification as configured)."""
+    from plugins.probes import http_session
+
+    return http_session(harness_run(request.config, "rollback_http"))
+
+
+@pytest.fixture(scope="session")
+def rollback_db_engine(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A SQLAlchemy engine for the configured database; disposed at the end of the session."""
+    run = harness_run(request.config, "rollback_db_engine")
+    url = run.config.database_url()
+    if url is None:
+        pytest.fail(f"rollback_db_engine needs a [database] table in {run.config.path}", pytrace=False)
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    yield engine
+    engine.dispose()

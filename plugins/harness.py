@@ -1,0 +1,230 @@
+"""The pytest11 entry point: options, markers, collection and phase ordering.
+
+Inert unless ``--rollback-to`` or ``--gate`` is given, so installing the harness changes nothing
+for ordinary test runs. Evidence, the HTML report and exit codes live in plugins/report.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+from plugins.fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
+    _rollback_gate,
+    gate_phase,
+    rollback_base_url,
+    rollback_db_engine,
+    rollback_http,
+    rollback_outcome,
+)
+from plugins.items import GATE_PROPERTY, RunbookFile
+from plugins.state import (
+    MODE_GATE_PREFLIGHT,
+    MODE_GATE_VERIFY,
+    MODE_ROLLBACK,
+    PHASE_ORDER,
+    RUN_KEY,
+    UNGATED_ORDER,
+    HarnessRun,
+    new_run_id,
+)
+
+XDIST_GROUP = "rollback-runbook"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rollback", "rollback harness")
+    group.addoption(
+        "--rollback-to", dest="rollback_to", metavar="VERSION",
+        help="Roll the target back to VERSION ('previous' means the one before the live one)",
+    )
+    group.addoption(
+        "--rollback-config", dest="rollback_config", metavar="PATH",
+        help="Harness config file (default: rollback.toml in the rootdir, else [tool.rollback] in pyproject.toml)",
+    )
+    group.addoption(
+        "--rollback-target", dest="rollback_target", metavar="NAME",
+        help="Target to act on when the config names several",
+    )
+    group.addoption(
+        "--rollback-dry-run", dest="rollback_dry_run", action="store_true",
+        help="Run preflight and baseline and print the plan, but change nothing",
+    )
+    group.addoption(
+        "--rollback-yes", dest="rollback_yes", action="store_true",
+        help="Proceed without the confirmation prompt (needed without a TTY)",
+    )
+    group.addoption(
+        "--gate", dest="rollback_gate", choices=("preflight", "verify"),
+        help="Run one gate only, without a rollback: 'preflight' (needs --rollback-to) or 'verify'",
+    )
+    group.addoption(
+        "--expect-version", dest="rollback_expect_version", metavar="VERSION",
+        help="Version the verify gate expects the service to answer",
+    )
+    group.addoption(
+        "--report-dir", dest="rollback_report_dir", metavar="DIR",
+        help="Where each run's report folder is written (default: reports/ in the rootdir)",
+    )
+
+
+def _mode(config: pytest.Config) -> str | None:
+    option = config.option
+    gate = option.rollback_gate
+    if gate == "verify":
+        if option.rollback_to:
+            raise pytest.UsageError("--gate verify runs no rollback: drop --rollback-to, or drop --gate")
+        if option.rollback_dry_run:
+            raise pytest.UsageError("--rollback-dry-run applies to a rollback; --gate verify changes nothing anyway")
+        return MODE_GATE_VERIFY
+    if gate == "preflight":
+        if not option.rollback_to:
+            raise pytest.UsageError("--gate preflight needs --rollback-to VERSION: the version to check")
+        return MODE_GATE_PREFLIGHT
+    if option.rollback_to:
+        if option.rollback_expect_version:
+            raise pytest.UsageError(
+                "--expect-version is for --gate verify; after --rollback-to the verify gate expects the target"
+            )
+        return MODE_ROLLBACK
+    for flag, value in (
+        ("--rollback-dry-run", option.rollback_dry_run),
+        ("--expect-version", option.rollback_expect_version),
+    ):
+        if value:
+            raise pytest.UsageError(f"{flag} needs --rollback-to VERSION or --gate verify")
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "gate(phase): run this test as a gate of the rollback runbook; phase is 'preflight' "
+        "(before any change; a failure refuses the rollback), 'baseline' (evidence before) or "
+        "'verify' (after the rollback)",
+    )
+    mode = _mode(config)
+    if mode is None:
+        return
+    from rollback.config import find_config_path, load_config
+    from rollback.errors import ConfigError
+
+    try:
+        path = find_config_path(config.option.rollback_config, config.rootpath)
+        harness_config = load_config(path)
+        target_spec = None
+        if mode != MODE_GATE_VERIFY:
+            target_spec = harness_config.target(config.option.rollback_target)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        run_id, run_dir = worker["rollback_run_id"], Path(worker["rollback_run_dir"])
+    else:
+        run_id = new_run_id()
+        report_dir = config.option.rollback_report_dir
+        base = Path(report_dir).expanduser().resolve() if report_dir else config.rootpath / "reports"
+        run_dir = base / run_id
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise pytest.UsageError(f"--report-dir: cannot create {run_dir}: {exc.strerror}") from None
+
+    run = HarnessRun(
+        mode=mode,
+        config=harness_config,
+        target_spec=target_spec,
+        requested=config.option.rollback_to,
+        expect_version=config.option.rollback_expect_version,
+        dry_run=config.option.rollback_dry_run,
+        assume_yes=config.option.rollback_yes,
+        run_id=run_id,
+        run_dir=run_dir,
+        is_worker=worker is not None,
+    )
+    run.progress = _progress_writer(config)
+    config.stash[RUN_KEY] = run
+
+    if worker is None and not config.option.htmlpath:
+        config.option.htmlpath = str(run_dir / "report.html")
+        config.option.self_contained_html = True
+    if getattr(config.option, "dist", "no") not in ("no", XDIST_GROUP) and mode == MODE_ROLLBACK:
+        # The runbook is a sequence: every gate goes to one worker, in order. Other tests still
+        # spread over the workers.
+        config.option.dist = "loadgroup"
+
+    from plugins.report import EvidenceReporter
+
+    config.pluginmanager.register(EvidenceReporter(run), "rollback-evidence")
+
+
+def _progress_writer(config: pytest.Config):  # type: ignore[no-untyped-def]
+    def write(message: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"[rollback] {message}")
+        else:
+            reporter.write_line(f"[rollback] {message}")
+
+    return write
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
+    """xdist: every worker shares the controller's run id and run folder."""
+    run = node.config.stash.get(RUN_KEY, None)
+    if run is not None:
+        node.workerinput["rollback_run_id"] = run.run_id
+        node.workerinput["rollback_run_dir"] = str(run.run_dir)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    if isinstance(collector, pytest.Session) and RUN_KEY in collector.config.stash:
+        run = collector.config.stash[RUN_KEY]
+        runbook = RunbookFile.from_parent(collector, path=run.config.path, nodeid=run.config.path.name)
+        report.result.insert(0, runbook)
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    if RUN_KEY not in config.stash:
+        return
+    run = config.stash[RUN_KEY]
+    deselected = []
+    kept = []
+    for item in items:
+        phase = _item_phase(item)
+        if phase is not None and phase not in run.phases:
+            deselected.append(item)
+            continue
+        if phase is not None:
+            item.user_properties.append((GATE_PROPERTY, phase))
+            if config.option.dist == "loadgroup":
+                item.add_marker(pytest.mark.xdist_group(XDIST_GROUP))
+        kept.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+    # A stable sort: within a phase, collection order is kept.
+    kept.sort(key=lambda item: PHASE_ORDER.get(_item_phase(item) or "", UNGATED_ORDER))
+    items[:] = kept
+
+
+def _item_phase(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("gate")
+    if marker is None:
+        return None
+    try:
+        return gate_phase(*marker.args, **marker.kwargs)
+    except (TypeError, ValueError) as exc:
+        raise pytest.UsageError(f"{item.nodeid}: bad @pytest.mark.gate: {exc}") from None

@@ -1,0 +1,122 @@
+"""The runbook's own test items: one per preflight finding and one per check and phase.
+
+They hang under a ``RunbookFile`` node named after the config file, so their ids read
+``rollback.toml::verify-latency[/]``. Each item runs a plain function from checks/ and records
+what it measured in ``user_properties`` (plain builtins, so xdist can carry them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from plugins.state import RUN_KEY, HarnessRun
+from rollback.results import CheckResult
+
+CHECK_PROPERTY = "rollback_check"
+GATE_PROPERTY = "rollback_gate"
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A check as configured: ``key`` is the same in every phase (``latency[/]``)."""
+
+    key: str
+    run: Callable[[HarnessRun, str], CheckResult]
+
+
+class RunbookFile(pytest.File):
+    """The config file, seen as the collector of the runbook's items."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        run = self.config.stash[RUN_KEY]
+        if "preflight" in run.phases:
+            from rollback.runbook import PREFLIGHT_FINDINGS
+
+            for name in PREFLIGHT_FINDINGS:
+                yield _item(self, f"preflight-{name}", _run_preflight, "preflight", name)
+        specs = check_specs(run)
+        for phase in ("baseline", "verify"):
+            if phase in run.phases:
+                runner = _run_baseline if phase == "baseline" else _run_verify
+                for spec in specs:
+                    yield _item(self, f"{phase}-{spec.key}", runner, phase, spec.key)
+
+
+SPEC_KEY = pytest.StashKey[str]()
+PHASE_KEY = pytest.StashKey[str]()
+
+
+def _item(parent: RunbookFile, name: str, func: Callable[..., None], phase: str, key: str) -> pytest.Item:
+    item = pytest.Function.from_parent(parent, name=name, callobj=func)
+    item.stash[PHASE_KEY] = phase
+    item.stash[SPEC_KEY] = key
+    item.add_marker(pytest.mark.gate(phase))
+    return item
+
+
+def check_specs(run: HarnessRun) -> list[CheckSpec]:
+    """Every configured check, in a fixed order (xdist needs the same order on every worker)."""
+    from plugins import probes
+
+    settings = run.config.settings
+    specs = [CheckSpec("version", probes.version)]
+    if settings.health is not None:
+        specs.append(CheckSpec("health", probes.health))
+    for endpoint in settings.endpoints:
+        specs.append(CheckSpec(f"endpoint[{endpoint.path}]", probes.endpoint(endpoint)))
+    for latency in settings.latency:
+        specs.append(CheckSpec(f"latency[{latency.path}]", probes.latency(latency)))
+    if settings.database is not None:
+        specs.append(CheckSpec("database", probes.database))
+    keys = [spec.key for spec in specs]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise pytest.UsageError(
+            f"{run.config.path}: checks {', '.join(duplicates)} are configured twice; "
+            "each endpoint and latency path may appear once"
+        )
+    return specs
+
+
+def _spec(request: pytest.FixtureRequest) -> tuple[HarnessRun, CheckSpec]:
+    run = request.config.stash[RUN_KEY]
+    key = request.node.stash[SPEC_KEY]
+    return run, next(spec for spec in check_specs(run) if spec.key == key)
+
+
+def _record(request: pytest.FixtureRequest, phase: str, result: dict[str, Any]) -> None:
+    request.node.user_properties.append((CHECK_PROPERTY, result))
+
+
+def _run_preflight(request: pytest.FixtureRequest) -> None:
+    from plugins.fixtures import runbook_for
+
+    run = request.config.stash[RUN_KEY]
+    finding = runbook_for(run).preflight()[request.node.stash[SPEC_KEY]]
+    status = "passed" if finding.ok else ("failed" if finding.checked else "not-checked")
+    _record(request, "preflight", {"name": finding.name, "status": status, "summary": finding.message, "measured": {}})
+    if not finding.checked:
+        pytest.skip(finding.message)
+    if not finding.ok:
+        pytest.fail(f"refused: {finding.message}", pytrace=False)
+
+
+def _run_baseline(request: pytest.FixtureRequest) -> None:
+    """Evidence of the live version before the rollback: recorded, never blocking."""
+    run, spec = _spec(request)
+    result = spec.run(run, "baseline")
+    _record(request, "baseline", result.to_dict())
+
+
+def _run_verify(request: pytest.FixtureRequest, rollback_outcome: object) -> None:
+    run, spec = _spec(request)
+    result = spec.run(run, "verify")
+    _record(request, "verify", result.to_dict())
+    if result.status == "inconclusive":
+        pytest.fail(f"inconclusive (not passed): {result.summary}", pytrace=False)
+    if not result.passed:
+        pytest.fail(result.summary, pytrace=False)

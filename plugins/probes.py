@@ -1,0 +1,115 @@
+"""Config to check calls: each function here runs one configured check for a run and phase."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import requests
+
+from checks.database import check_database
+from checks.endpoints import check_endpoint
+from checks.health import check_health
+from checks.http import join_url, make_session, probe
+from checks.latency import LatencyThresholds, check_latency
+from checks.version import check_version, read_version
+from plugins.state import MODE_GATE_VERIFY, HarnessRun
+from rollback.config import EndpointConfig, LatencyConfig
+from rollback.results import CheckResult
+
+Probe = Callable[[HarnessRun, str], CheckResult]
+
+
+def http_session(run: HarnessRun) -> requests.Session:
+    if run.http is None:
+        run.http = make_session(verify_tls=run.config.settings.service.verify_tls)
+    session: requests.Session = run.http
+    return session
+
+
+def url(run: HarnessRun, path: str) -> str:
+    return join_url(run.config.settings.service.base_url, path)
+
+
+def expected_version(run: HarnessRun, phase: str) -> str | None:
+    """What the version check expects: the target after a rollback, ``--expect-version`` in a gate."""
+    if phase != "verify":
+        return None
+    if run.mode == MODE_GATE_VERIFY:
+        return run.expect_version
+    return run.runbook.to_version if run.runbook is not None else None
+
+
+def service_version(run: HarnessRun) -> str | None:
+    """The version the service answers now, or None; used while waiting for readiness."""
+    service = run.config.settings.service
+    answer = probe(http_session(run), url(run, service.version.path), timeout=service.timeout)
+    if answer.error is not None or answer.status != 200:
+        return None
+    return read_version(answer, service.version.json_field)[0]
+
+
+def version(run: HarnessRun, phase: str) -> CheckResult:
+    service = run.config.settings.service
+    return check_version(
+        http_session(run),
+        url(run, service.version.path),
+        timeout=service.timeout,
+        json_field=service.version.json_field,
+        expected=expected_version(run, phase),
+    )
+
+
+def health(run: HarnessRun, phase: str) -> CheckResult:
+    settings = run.config.settings
+    assert settings.health is not None
+    return check_health(
+        http_session(run),
+        url(run, settings.health.path),
+        timeout=settings.service.timeout,
+        expect_status=settings.health.expect_status,
+        consecutive=settings.health.consecutive,
+        interval=settings.health.interval,
+    )
+
+
+def endpoint(config: EndpointConfig) -> Probe:
+    def run_endpoint(run: HarnessRun, phase: str) -> CheckResult:
+        return check_endpoint(
+            http_session(run),
+            url(run, config.path),
+            method=config.method,
+            expect_status=config.expect_status,
+            timeout=run.config.settings.service.timeout,
+            name=f"endpoint[{config.path}]",
+        )
+
+    return run_endpoint
+
+
+def latency(config: LatencyConfig) -> Probe:
+    def run_latency(run: HarnessRun, phase: str) -> CheckResult:
+        service = run.config.settings.service
+        return check_latency(
+            url(run, config.path),
+            samples=config.samples,
+            concurrency=config.concurrency,
+            timeout=service.timeout,
+            min_samples=config.required_samples,
+            thresholds=LatencyThresholds(
+                p50=config.p50, p95=config.p95, p99=config.p99, max_error_rate=config.max_error_rate
+            ),
+            method=config.method,
+            verify_tls=service.verify_tls,
+            expect_status=config.expect_status,
+            name=f"latency[{config.path}]",
+        )
+
+    return run_latency
+
+
+def database(run: HarnessRun, phase: str) -> CheckResult:
+    settings = run.config.settings
+    assert settings.database is not None
+    database_url = run.config.database_url()
+    assert database_url is not None
+    return check_database(database_url, timeout=settings.database.timeout)

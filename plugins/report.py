@@ -1,0 +1,330 @@
+"""Evidence: the JSON bundle, the pytest-html additions, the terminal summary and exit codes.
+
+Everything written here passes through the run's Redactor, and everything that came from the
+target is escaped before it reaches HTML.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from datetime import datetime, timezone
+from html import escape
+from typing import Any
+
+import pytest
+
+from plugins import exit_codes
+from plugins.fixtures import recorded_outcome
+from plugins.items import CHECK_PROPERTY, GATE_PROPERTY
+from plugins.state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY, HarnessRun
+from rollback.evidence import MANIFEST_NAME, Redactor, write_json, write_manifest
+from rollback.runbook import (
+    STATUS_ALREADY_AT_TARGET,
+    STATUS_DRY_RUN,
+    STATUS_FAILED,
+    STATUS_NOT_CONFIRMED,
+    STATUS_REFUSED,
+    STATUS_ROLLED_BACK,
+    RollbackOutcome,
+)
+
+EVIDENCE_NAME = "evidence.json"
+
+
+def _property(report: pytest.TestReport, name: str) -> Any:
+    for key, value in report.user_properties:
+        if key == name:
+            return value
+    return None
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _message(report: pytest.TestReport) -> str:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    text = report.longreprtext.strip()
+    return text.removeprefix("Failed: ")
+
+
+class EvidenceReporter:
+    """Registered by the harness for one run; collects reports and writes the evidence."""
+
+    def __init__(self, run: HarnessRun) -> None:
+        self.run = run
+        self.redactor = Redactor(run.config.secrets)
+        self.tests: dict[str, dict[str, Any]] = {}
+        self.exit_code: int | None = None
+
+    # -- where the items run ---------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        check = _property(report, CHECK_PROPERTY)
+        if report.when == "call" and check is not None:
+            try:
+                from pytest_html import extras
+            except ImportError:  # pragma: no cover - pytest-html is a dependency
+                return report
+            report.extras = [*getattr(report, "extras", []), extras.json(self.redactor.data(check), name="measured")]
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        gate = _property(report, GATE_PROPERTY)
+        if report.failed and gate == "preflight":
+            self.run.preflight_failures.append(report.nodeid)
+        if self.run.is_worker:
+            return
+        entry = self.tests.setdefault(
+            report.nodeid,
+            {"nodeid": report.nodeid, "gate": gate, "outcome": "passed", "message": "", "duration_s": 0.0,
+             "start": _iso(getattr(report, "start", None)), "check": None},
+        )
+        entry["duration_s"] = round(entry["duration_s"] + report.duration, 3)
+        entry["stop"] = _iso(getattr(report, "stop", None))
+        check = _property(report, CHECK_PROPERTY)
+        if check is not None:
+            entry["check"] = check
+        if report.failed:
+            entry["outcome"] = "failed" if report.when == "call" else "error"
+            entry["message"] = _message(report)
+        elif report.skipped and entry["outcome"] == "passed":
+            entry["outcome"] = "skipped"
+            entry["message"] = _message(report)
+
+    # -- the controller ---------------------------------------------------------------------
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        run = self.run
+        what = {
+            MODE_GATE_VERIFY: f"verify gate{f', expecting {run.expect_version}' if run.expect_version else ''}",
+            MODE_GATE_PREFLIGHT: f"preflight gate for a rollback to {run.requested}",
+        }.get(run.mode, f"rollback to {run.requested}{' (dry run)' if run.dry_run else ''}")
+        target = f", target {run.target_spec.name} ({run.target_spec.kind})" if run.target_spec else ""
+        return [
+            f"rollback: {run.config.settings.service.name}: {what}{target}",
+            f"rollback: config {run.config.path}; evidence in {run.run_dir}",
+        ]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.run.is_worker:
+            return
+        self.exit_code = self._exit_code(int(exitstatus))
+        session.exitstatus = self.exit_code
+        write_json(self.run.run_dir / EVIDENCE_NAME, self.evidence(), self.redactor)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if not self.run.is_worker and self.run.run_dir.is_dir():
+            # Last, once pytest-html has written the report: a checksum of every artifact.
+            write_manifest(self.run.run_dir)
+
+    def _failed(self, gate: str) -> bool:
+        return any(t["gate"] == gate and t["outcome"] in ("failed", "error") for t in self.tests.values())
+
+    def _exit_code(self, exitstatus: int) -> int:
+        if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
+            return exitstatus
+        outcome = recorded_outcome(self.run)
+        status = outcome.status if outcome else None
+        if self._failed("preflight") or status == STATUS_REFUSED:
+            return exit_codes.PREFLIGHT_REFUSED
+        if status == STATUS_NOT_CONFIRMED:
+            return exit_codes.NOT_CONFIRMED
+        if status == STATUS_FAILED:
+            return exit_codes.ROLLBACK_FAILED
+        if self._failed("verify"):
+            return exit_codes.VERIFY_FAILED
+        return exitstatus
+
+    # -- the evidence -----------------------------------------------------------------------
+
+    def headline(self) -> str:
+        run = self.run
+        outcome = recorded_outcome(run)
+        service = run.config.settings.service.name
+        verify = self._gate_counts("verify")
+        if run.mode == MODE_GATE_VERIFY:
+            return f"{service}: verify gate {'FAILED' if self._failed('verify') else 'passed'} ({verify})"
+        if run.mode == MODE_GATE_PREFLIGHT:
+            return f"{service}: preflight gate {'REFUSED' if self._failed('preflight') else 'passed'} for {run.requested}"
+        if outcome is None:
+            if self._failed("preflight"):
+                return f"{service}: preflight REFUSED the rollback to {run.requested}: nothing was changed"
+            return f"{service}: no rollback was attempted"
+        if outcome.status in (STATUS_ROLLED_BACK, STATUS_ALREADY_AT_TARGET):
+            verdict = "verify FAILED" if self._failed("verify") else "verified"
+            return f"{service}: {outcome.message}; {verdict} ({verify})"
+        return f"{service}: {outcome.message}"
+
+    def _gate_counts(self, gate: str) -> str:
+        outcomes = [t["outcome"] for t in self.tests.values() if t["gate"] == gate]
+        counts = {name: outcomes.count(name) for name in ("passed", "failed", "error", "skipped") if name in outcomes}
+        return ", ".join(f"{n} {name}" for name, n in counts.items()) or "no checks"
+
+    def comparisons(self) -> list[dict[str, Any]]:
+        """Each check's baseline and verify result side by side, in config order."""
+        rows: dict[str, dict[str, Any]] = {}
+        for test in self.tests.values():
+            check = test["check"]
+            if check is None or test["gate"] not in ("baseline", "verify"):
+                continue
+            side = "before" if test["gate"] == "baseline" else "after"
+            rows.setdefault(check["name"], {"check": check["name"], "before": None, "after": None})[side] = check
+        return list(rows.values())
+
+    def timeline(self) -> list[dict[str, Any]]:
+        events = []
+        for entry in self.run.journal.entries():
+            detail = {k: v for k, v in entry.items() if k not in ("ts", "step", "status", "duration_s")}
+            events.append({"at": entry["ts"], "what": entry["step"], "status": entry["status"],
+                           "duration_s": entry.get("duration_s"), "detail": detail})
+        for test in self.tests.values():
+            events.append({"at": test["start"], "what": test["nodeid"], "status": test["outcome"],
+                           "duration_s": test["duration_s"], "detail": {"message": test["message"]} if test["message"] else {}})
+        return sorted(events, key=lambda e: e["at"] or "")
+
+    def evidence(self) -> dict[str, Any]:
+        run = self.run
+        outcome: RollbackOutcome | None = recorded_outcome(run)
+        plan = next((e for e in reversed(run.journal.entries()) if e["step"] == "plan"), None)
+        code = self.exit_code if self.exit_code is not None else 0
+        return {
+            "schema": "rollback-evidence/1",
+            "run_id": run.run_id,
+            "mode": run.mode,
+            "headline": self.headline(),
+            "service": {"name": run.config.settings.service.name, "base_url": run.config.settings.service.base_url},
+            "target": {"name": run.target_spec.name, "kind": run.target_spec.kind} if run.target_spec else None,
+            "config": str(run.config.path),
+            "requested": run.requested,
+            "expect_version": run.expect_version,
+            "dry_run": run.dry_run,
+            "from_version": outcome.from_version if outcome else None,
+            "to_version": outcome.to_version if outcome else None,
+            "outcome": outcome.to_dict() if outcome else None,
+            "plan": plan["steps"] if plan else [],
+            "exit": {"code": code, "meaning": exit_codes.MEANINGS.get(code, "see pytest's exit codes")},
+            "started": _iso(run.started),
+            "finished": _iso(time.time()),
+            "duration_s": round(time.time() - run.started, 3),
+            "comparisons": self.comparisons(),
+            "tests": list(self.tests.values()),
+            "timeline": self.timeline(),
+            "artifacts": {"html": "report.html", "journal": "journal.jsonl", "manifest": MANIFEST_NAME},
+        }
+
+    # -- pytest-html ------------------------------------------------------------------------
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_report_title(self, report: Any) -> None:
+        report.title = f"Rollback evidence: {self.run.config.settings.service.name} ({self.run.run_id})"
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        cells.insert(1, '<th class="sortable" data-column-type="gate">Gate</th>')
+        cells.insert(3, "<th>Measured</th>")
+        cells.insert(4, "<th>Before (baseline)</th>")
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
+        gate = _property(report, GATE_PROPERTY) or ""
+        check = _property(report, CHECK_PROPERTY)
+        measured = f"{check['status']}: {check['summary']}" if check else ""
+        before = ""
+        if check and gate == "verify":
+            baseline = next((c["before"] for c in self.comparisons() if c["check"] == check["name"]), None)
+            before = f"{baseline['status']}: {baseline['summary']}" if baseline else ""
+        test_id = report.nodeid if report.when == "call" else f"{report.nodeid}::{report.when}"
+        # pytest-html puts the test id in unescaped: names can carry a target's text.
+        cells[1] = f'<td class="col-testId">{self._h(test_id)}</td>'
+        cells.insert(1, f'<td class="col-gate">{self._h(gate)}</td>')
+        cells.insert(3, f"<td>{self._h(measured)}</td>")
+        cells.insert(4, f"<td>{self._h(before)}</td>")
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session) -> None:
+        prefix.extend(self._summary_html())
+
+    def _h(self, value: object) -> str:
+        return escape(self.redactor.text(str(value)))
+
+    def _summary_html(self) -> list[str]:
+        evidence = self.evidence()
+        h = self._h
+        ok = evidence["exit"]["code"] == 0
+        parts = [
+            f'<h2 style="color:{"#1a7f37" if ok else "#cf222e"}">{h(evidence["headline"])}</h2>',
+            f"<p>Exit code {h(evidence['exit']['code'])}: {h(evidence['exit']['meaning'])}. "
+            f"Run {h(evidence['run_id'])}, config {h(evidence['config'])}.</p>",
+        ]
+        if evidence["plan"]:
+            parts.append("<h3>Plan</h3><ol>" + "".join(f"<li>{h(step)}</li>" for step in evidence["plan"]) + "</ol>")
+        rows = "".join(
+            f"<tr><td>{h(c['check'])}</td><td>{self._cell(c['before'])}</td><td>{self._cell(c['after'])}</td></tr>"
+            for c in evidence["comparisons"]
+        )
+        if rows:
+            parts.append(
+                "<h3>Before and after</h3><table id=\"rollback-comparison\"><tr><th>Check</th>"
+                f"<th>Before (baseline)</th><th>After (verify)</th></tr>{rows}</table>"
+            )
+        timeline = "".join(
+            f"<tr><td>{h(e['at'])}</td><td>{h(e['what'])}</td><td>{h(e['status'])}</td>"
+            f"<td>{h(_seconds(e['duration_s']))}</td><td>{h(_detail(e['detail']))}</td></tr>"
+            for e in evidence["timeline"]
+        )
+        parts.append(
+            "<h3>Timeline</h3><table id=\"rollback-timeline\"><tr><th>At (UTC)</th><th>Step</th><th>Status</th>"
+            f"<th>Duration</th><th>Detail</th></tr>{timeline}</table>"
+        )
+        parts.append(
+            f"<p>Evidence beside this report: {EVIDENCE_NAME}, journal.jsonl, {MANIFEST_NAME} (sha256sum -c).</p>"
+        )
+        return parts
+
+    def _cell(self, check: dict[str, Any] | None) -> str:
+        if check is None:
+            return "not run"
+        colour = {"passed": "#1a7f37", "failed": "#cf222e"}.get(check["status"], "#9a6700")
+        return f'<span style="color:{colour}">{self._h(check["status"])}</span>: {self._h(check["summary"])}'
+
+    # -- the terminal -----------------------------------------------------------------------
+
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        if self.run.is_worker:
+            return
+        write = terminalreporter.write_line
+        terminalreporter.write_sep("=", "rollback")
+        write(self.redactor.text(self.headline()))
+        comparisons = self.comparisons()
+        if comparisons:
+            width = max(len(c["check"]) for c in comparisons) + 2
+            write(f"{'check':<{width}}{'before':<50}after")
+            for c in comparisons:
+                write(self.redactor.text(f"{c['check']:<{width}}{_short(c['before']):<50}{_short(c['after'])}"))
+        code = self.exit_code if self.exit_code is not None else exitstatus
+        write(f"exit code {code}: {exit_codes.MEANINGS.get(code, 'see pytest exit codes')}")
+        write(f"evidence: {self.run.run_dir / EVIDENCE_NAME}")
+        write(f"report:   {config.option.htmlpath}")
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f} s"
+
+
+def _detail(detail: dict[str, Any]) -> str:
+    return "; ".join(f"{key}={value}" for key, value in detail.items())
+
+
+def _short(check: dict[str, Any] | None, limit: int = 46) -> str:
+    if check is None:
+        return "not run"
+    text = f"{check['status']}: {check['summary']}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

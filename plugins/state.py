@@ -1,0 +1,71 @@
+"""The state of one harness run, shared by the hooks and fixtures through ``config.stash``."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rollback.config import HarnessConfig, TargetSpec
+from rollback.journal import Journal
+from rollback.runbook import Runbook
+
+MODE_ROLLBACK = "rollback"
+MODE_GATE_PREFLIGHT = "gate-preflight"
+MODE_GATE_VERIFY = "gate-verify"
+
+PHASES = ("preflight", "baseline", "verify")
+# Items sort by phase; tests with no gate run after the gates, in their own order.
+PHASE_ORDER = {"preflight": 0, "baseline": 1, "verify": 2}
+UNGATED_ORDER = 3
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class HarnessRun:
+    mode: str
+    config: HarnessConfig
+    target_spec: TargetSpec | None
+    requested: str | None
+    expect_version: str | None
+    dry_run: bool
+    assume_yes: bool
+    run_id: str
+    run_dir: Path
+    is_worker: bool
+    journal: Journal = field(init=False)
+    runbook: Runbook | None = None
+    http: Any = None  # the run's requests.Session, made on first use
+    progress: Callable[[str], None] = lambda message: None
+    # Filled on the process that runs the items.
+    preflight_failures: list[str] = field(default_factory=list)
+    # Filled on the controller (or the only process) from test reports.
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    exit_code: int | None = None
+    started: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.journal = Journal(self.run_dir / "journal.jsonl")
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        if self.mode == MODE_GATE_PREFLIGHT:
+            return ("preflight",)
+        if self.mode == MODE_GATE_VERIFY:
+            return ("verify",)
+        return PHASES
+
+    @property
+    def rolls_back(self) -> bool:
+        return self.mode == MODE_ROLLBACK
+
+
+RUN_KEY = pytest.StashKey[HarnessRun]()

@@ -1,0 +1,323 @@
+"""Load and validate the harness configuration.
+
+Sources, first found wins: ``--rollback-config PATH``; ``rollback.toml`` in the rootdir;
+``[tool.rollback]`` in the rootdir's pyproject.toml. ``${VAR}`` in any string is replaced from
+the environment, and every value that came from the environment is remembered as a secret so
+that the evidence writers can redact it. Every error names the file, the key, the bad value and
+what is accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from rollback.durations import ACCEPTED as DURATION_ACCEPTED
+from rollback.durations import parse_duration
+from rollback.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+CONFIG_FILE_NAME = "rollback.toml"
+
+
+def _duration(value: object) -> float:
+    return parse_duration(value)
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
+
+def _status_list(value: object) -> object:
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+StatusList = Annotated[list[Annotated[int, Field(ge=100, le=599)]], BeforeValidator(_status_list)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _url_path(value: str) -> str:
+    if value.startswith(("http://", "https://", "/")):
+        return value
+    raise ValueError("expected a path starting with '/' or a full http(s):// URL")
+
+
+UrlPath = Annotated[str, AfterValidator(_url_path)]
+
+
+class VersionSource(Section):
+    path: UrlPath = "/version"
+    json_field: str | None = None
+
+
+class ServiceConfig(Section):
+    name: str = Field(min_length=1)
+    base_url: str
+    timeout: Duration = 5.0
+    verify_tls: bool = True
+    version: VersionSource = VersionSource()
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL, e.g. http://127.0.0.1:8080")
+        return value.rstrip("/")
+
+
+class HealthConfig(Section):
+    path: UrlPath = "/health"
+    expect_status: StatusList = [200]
+    consecutive: int = Field(default=3, ge=1, le=100)
+    interval: Duration = 0.2
+
+
+class EndpointConfig(Section):
+    path: UrlPath
+    method: HttpMethod = "GET"
+    expect_status: StatusList = [200]
+
+
+class LatencyConfig(Section):
+    path: UrlPath = "/"
+    method: HttpMethod = "GET"
+    samples: int = Field(default=20, ge=1, le=100_000)
+    concurrency: int = Field(default=4, ge=1, le=256)
+    min_samples: int | None = Field(default=None, ge=1)
+    p50: Duration | None = None
+    p95: Duration | None = None
+    p99: Duration | None = None
+    max_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    expect_status: StatusList = [200]
+
+    @property
+    def required_samples(self) -> int:
+        """Successful samples needed to judge; half the samples unless set."""
+        return min(self.samples, self.min_samples or max(1, self.samples // 2))
+
+
+class DatabaseConfig(Section):
+    url: str = Field(min_length=1)
+    timeout: Duration = 5.0
+
+
+class HarnessSettings(Section):
+    service: ServiceConfig
+    health: HealthConfig | None = None
+    endpoints: list[EndpointConfig] = []
+    latency: list[LatencyConfig] = []
+    database: DatabaseConfig | None = None
+    targets: dict[str, dict[str, Any]] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One configured target: its name, driver kind and the driver's validated settings."""
+
+    name: str
+    kind: str
+    settings: BaseModel
+
+
+@dataclass(frozen=True)
+class HarnessConfig:
+    path: Path
+    settings: HarnessSettings
+    targets: dict[str, TargetSpec]
+    secrets: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def target(self, name: str | None) -> TargetSpec:
+        """The target named on the command line, or the only one configured."""
+        known = ", ".join(sorted(self.targets))
+        if name is None:
+            if len(self.targets) == 1:
+                return next(iter(self.targets.values()))
+            raise ConfigError(
+                f"{self.path}: several targets are configured ({known}); "
+                "choose one with --rollback-target NAME"
+            )
+        if name not in self.targets:
+            raise ConfigError(f"--rollback-target {name!r}: no such target in {self.path}; known: {known}")
+        return self.targets[name]
+
+    def database_url(self) -> str | None:
+        """The database URL with a relative SQLite path resolved against the config's folder."""
+        if self.settings.database is None:
+            return None
+        return resolve_sqlite_path(self.settings.database.url, self.base_dir)
+
+
+def resolve_sqlite_path(url: str, base_dir: Path) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        rest = url[len(prefix):]
+        if rest and not rest.startswith("file:"):
+            return prefix + str((base_dir / rest).resolve())
+    return url
+
+
+def find_config_path(explicit: str | None, rootdir: Path) -> Path:
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"--rollback-config {explicit}: no such file")
+        return path.resolve()
+    candidate = rootdir / CONFIG_FILE_NAME
+    if candidate.is_file():
+        return candidate.resolve()
+    pyproject = rootdir / "pyproject.toml"
+    if pyproject.is_file() and "rollback" in _read_toml(pyproject).get("tool", {}):
+        return pyproject.resolve()
+    raise ConfigError(
+        f"no rollback configuration found: pass --rollback-config PATH, or put {CONFIG_FILE_NAME} "
+        f"or a [tool.rollback] table in pyproject.toml in {rootdir}"
+    )
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> HarnessConfig:
+    """Read, substitute and validate ``path``; raise ConfigError on any problem."""
+    from rollback.targets import settings_model_for
+
+    data = _read_toml(path)
+    prefix = ""
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("rollback", {})
+        prefix = "tool.rollback."
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: tool.rollback must be a table")
+    secrets: set[str] = set()
+    data = _substitute(data, os.environ if environ is None else environ, path, prefix, "", secrets)
+    try:
+        settings = HarnessSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, prefix, HarnessSettings)) from None
+
+    targets: dict[str, TargetSpec] = {}
+    for name, raw in sorted(settings.targets.items()):
+        key = f"{prefix}targets.{name}"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: {key} must be a table with at least 'kind'")
+        kind = raw.get("kind")
+        model = settings_model_for(kind, f"{path}: {key}.kind")
+        try:
+            target_settings = model.model_validate({k: v for k, v in raw.items() if k != "kind"})
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, path, f"{key}.", model)) from None
+        targets[name] = TargetSpec(name=name, kind=str(kind), settings=target_settings)
+    return HarnessConfig(path=path, settings=settings, targets=targets, secrets=frozenset(secrets))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
+
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\$")
+
+
+def _substitute(
+    value: Any, environ: Mapping[str, str], path: Path, prefix: str, key: str, secrets: set[str]
+) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _substitute(v, environ, path, prefix, f"{key}.{k}" if key else k, secrets)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            _substitute(v, environ, path, prefix, f"{key}[{i}]", secrets) for i, v in enumerate(value)
+        ]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "$"
+        if name not in environ:
+            raise ConfigError(
+                f"{path}: {prefix}{key} uses ${{{name}}}, but the environment variable {name} "
+                "is not set; set it, or write '$$' for a literal '$'"
+            )
+        if environ[name]:
+            secrets.add(environ[name])
+        return environ[name]
+
+    return _VARIABLE.sub(replace, value)
+
+
+def _describe(exc: ValidationError, path: Path, prefix: str, model: type[BaseModel]) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = error["loc"]
+        key = prefix + _dotted(loc)
+        kind = error["type"]
+        if kind == "missing":
+            lines.append(f"{key} is required but missing")
+        elif kind == "extra_forbidden":
+            accepted = _accepted_keys(model, loc[:-1])
+            lines.append(f"{key}: unknown key; accepted keys here: {accepted}")
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if "duration" in kind or DURATION_ACCEPTED in message:
+                message = f"expected {DURATION_ACCEPTED}"
+            lines.append(f"{key} = {error.get('input')!r}: {message}")
+    where = f"{path}: " if len(lines) == 1 else f"{path}:\n  "
+    return where + "\n  ".join(lines)
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in ("function-before[_duration(), float]",) or "[" in str(part) and "(" in str(part):
+            continue
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _accepted_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        fields = getattr(current, "model_fields", {})
+        info = fields.get(part)
+        current = _inner_model(info.annotation) if info is not None else None
+    fields = getattr(current, "model_fields", None)
+    return ", ".join(sorted(fields)) if fields else "see docs/configuration.md"
+
+
+def _inner_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None

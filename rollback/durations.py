@@ -1,0 +1,35 @@
+"""Durations as people write them in config and on the command line: ``250ms``, ``5s``, ``2m``."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+ACCEPTED = "a number of seconds or a string like '250ms', '5s', '2m', '1h'"
+
+
+def parse_duration(value: object) -> float:
+    """Return seconds; raise ValueError naming what is accepted."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected {ACCEPTED}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"expected {ACCEPTED}")
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    else:
+        raise ValueError(f"expected {ACCEPTED}")
+    if seconds < 0:
+        raise ValueError(f"expected a duration that is not negative ({ACCEPTED})")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"

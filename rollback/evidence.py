@@ -1,0 +1,92 @@
+"""Evidence files: secret redaction, JSON writing and the SHA-256 manifest."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+REDACTED = "***"
+MANIFEST_NAME = "manifest.sha256"
+# user:password@ in any URL, whatever the scheme.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)(?P<secret>[^@\s/]+)@")
+_AUTH_HEADER = re.compile(r"(?i)(authorization\s*[:=]\s*['\"]?)(bearer|basic|token)?\s*[^\s'\",}]+")
+
+
+class Redactor:
+    """Removes secret values, in plain and encoded forms, from anything written out."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        forms: set[str] = set()
+        for secret in secrets:
+            if len(secret) < 4:
+                # Too short to replace without mangling ordinary text.
+                continue
+            forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
+            forms.add(base64.b64encode(secret.encode()).decode())
+            forms.add(base64.urlsafe_b64encode(secret.encode()).decode().rstrip("="))
+        # Longest first, so a secret that contains another is replaced whole.
+        self._forms = sorted((f for f in forms if f), key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for form in self._forms:
+            value = value.replace(form, REDACTED)
+        value = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED + "@", value)
+        return _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, value)
+
+    def data(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.data(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.data(v) for v in value]
+        return value
+
+
+def write_json(path: Path, data: Any, redactor: Redactor) -> Path:
+    """Write redacted JSON atomically (temporary file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(
+        json.dumps(redactor.data(data), indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8"
+    )
+    os.replace(temporary, path)
+    return path
+
+
+def write_manifest(run_dir: Path) -> Path:
+    """``sha256sum``-compatible manifest of every file in ``run_dir`` (``sha256sum -c`` checks it)."""
+    lines = []
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file() and p.name != MANIFEST_NAME):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        lines.append(f"{digest}  {path.relative_to(run_dir).as_posix()}")
+    manifest = run_dir / MANIFEST_NAME
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return manifest
+
+
+def verify_manifest(run_dir: Path) -> list[str]:
+    """Files whose content no longer matches the manifest, or that were added or removed."""
+    manifest = run_dir / MANIFEST_NAME
+    expected = {}
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        digest, _, name = line.partition("  ")
+        expected[name] = digest
+    problems = []
+    present = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()}
+    present.discard(MANIFEST_NAME)
+    for name, digest in sorted(expected.items()):
+        path = run_dir / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            problems.append(f"{name}: changed")
+    problems.extend(f"{name}: added" for name in sorted(present - set(expected)))
+    return problems

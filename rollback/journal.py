@@ -1,0 +1,82 @@
+"""The step journal: one JSON line per event, appended and flushed as it happens.
+
+Each action is written as ``started`` before it begins and ``done`` or ``failed`` after, so a run
+that is killed half way leaves a journal that says exactly which step was in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class StepHandle:
+    """Lets a running step add facts to its ``done`` record."""
+
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(self, step: str, status: str, **detail: Any) -> dict[str, Any]:
+        entry = {"ts": utc_now(), "step": step, "status": status, **detail}
+        line = json.dumps(entry, default=str, sort_keys=False)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return entry
+
+    @contextmanager
+    def step(self, step: str, **detail: Any) -> Iterator[StepHandle]:
+        """Journal one action: ``started``, then ``done`` with its duration, or ``failed``."""
+        handle = StepHandle()
+        self.record(step, "started", **detail)
+        started = time.monotonic()
+        try:
+            yield handle
+        except BaseException as exc:
+            self.record(
+                step,
+                "failed",
+                duration_s=round(time.monotonic() - started, 3),
+                error=str(exc) or type(exc).__name__,
+                **handle.detail,
+            )
+            raise
+        self.record(step, "done", duration_s=round(time.monotonic() - started, 3), **handle.detail)
+
+    def entries(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        entries = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                # A line cut short by a crash: keep what can be read.
+                continue
+        return entries
+
+    def step_states(self) -> dict[str, str]:
+        """The last status of every step: done / failed / started (in flight when it stopped)."""
+        states: dict[str, str] = {}
+        for entry in self.entries():
+            if entry.get("status") in ("started", "done", "failed", "skipped"):
+                states[entry["step"]] = entry["status"]
+        return states

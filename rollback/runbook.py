@@ -1,0 +1,184 @@
+"""The rollback runbook for one target: preflight findings, the plan, and the journaled action.
+
+The pytest plugin drives it, but nothing here needs pytest: any tool can build a ``Runbook``,
+read ``preflight()``, show ``plan()`` and call ``execute()``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollback.config import HarnessConfig, TargetSpec
+from rollback.errors import HarnessError, RollbackFailed
+from rollback.journal import Journal, utc_now
+from rollback.targets import create_target
+from rollback.targets.base import Finding, Target, TargetContext
+from rollback.versions import PREVIOUS, resolve_target, version_problem
+
+# The preflight findings, in the order they are judged; the plugin makes one item of each.
+PREFLIGHT_FINDINGS = ("target-version", "live-version", "target-exists", "target-deployable")
+
+
+@dataclass
+class RollbackOutcome:
+    """What the rollback phase did. ``status`` is one of the STATUS_* values below."""
+
+    status: str
+    message: str
+    from_version: str | None
+    to_version: str | None
+    started: str = field(default_factory=utc_now)
+    finished: str | None = None
+    duration_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+STATUS_ROLLED_BACK = "rolled-back"
+STATUS_ALREADY_AT_TARGET = "already-at-target"
+STATUS_DRY_RUN = "dry-run"
+STATUS_REFUSED = "preflight-refused"
+STATUS_NOT_CONFIRMED = "not-confirmed"
+STATUS_FAILED = "rollback-failed"
+
+
+class Runbook:
+    def __init__(
+        self,
+        config: HarnessConfig,
+        spec: TargetSpec,
+        requested: str,
+        journal: Journal,
+        *,
+        progress: Callable[[str], None],
+        service_version: Callable[[], str | None],
+    ) -> None:
+        self.config = config
+        self.spec = spec
+        self.requested = requested
+        self.journal = journal
+        self.target: Target = create_target(
+            spec,
+            TargetContext(
+                name=config.settings.service.name,
+                base_dir=config.base_dir,
+                progress=progress,
+                service_version=service_version,
+            ),
+        )
+        self.live: str | None = None
+        self.to_version: str | None = None
+        self.history: list[str] = []
+        self._findings: dict[str, Finding] | None = None
+
+    def preflight(self) -> dict[str, Finding]:
+        """Judge every preflight finding once; later calls return the same findings."""
+        if self._findings is None:
+            self._findings = {f.name: f for f in self._judge()}
+            for finding in self._findings.values():
+                self.journal.record(
+                    f"preflight:{finding.name}",
+                    "passed" if finding.ok else ("failed" if finding.checked else "not-checked"),
+                    message=finding.message,
+                )
+        return self._findings
+
+    def refusals(self) -> list[Finding]:
+        return [f for f in self.preflight().values() if not f.ok]
+
+    def _judge(self) -> list[Finding]:
+        findings: list[Finding] = []
+        problem = version_problem(self.requested) if self.requested != PREVIOUS else None
+        findings.append(
+            Finding("target-version", problem is None, problem or f"{self.requested} is a plain version")
+        )
+        try:
+            self.live = self.target.live_version()
+            self.history = self.target.history()
+            findings.append(Finding("live-version", True, f"{self.spec.name} runs {self.live}"))
+        except (HarnessError, OSError) as exc:
+            findings.append(Finding("live-version", False, f"cannot read the live version: {exc}"))
+            self.history = self._safe_history()
+        if problem is not None:
+            findings.append(Finding("target-exists", False, "not checked: the requested version is not valid", checked=False))
+            findings.append(Finding("target-deployable", False, "not checked: the requested version is not valid", checked=False))
+            return findings
+
+        self.to_version, how = resolve_target(self.requested, self.live, self.history)
+        listing = ", ".join(self.history) or "none"
+        if self.to_version is None:
+            exists = Finding("target-exists", False, f"{how}")
+        elif self.to_version not in self.history:
+            exists = Finding("target-exists", False, f"{self.to_version} is not in history; available: {listing}")
+        else:
+            exists = Finding("target-exists", True, f"{self.to_version} found ({how}); available: {listing}")
+        findings.append(exists)
+        if not exists.ok or self.to_version is None:
+            findings.append(Finding("target-deployable", False, "not checked: the target does not exist", checked=False))
+            return findings
+        try:
+            deployable = self.target.deployable(self.to_version)
+        except (HarnessError, OSError) as exc:
+            deployable = [Finding("target-deployable", False, str(exc))]
+        bad = [f for f in deployable if not f.ok]
+        findings.append(
+            Finding("target-deployable", not bad, "; ".join(f.message for f in (bad or deployable)))
+        )
+        return findings
+
+    def _safe_history(self) -> list[str]:
+        try:
+            return self.target.history()
+        except (HarnessError, OSError):
+            return []
+
+    @property
+    def already_at_target(self) -> bool:
+        return self.live is not None and self.live == self.to_version
+
+    def plan(self) -> list[str]:
+        if self.to_version is None or self.refusals():
+            return []
+        if self.already_at_target:
+            return [f"nothing to change: {self.spec.name} already runs {self.to_version}"]
+        return self.target.plan(self.to_version)
+
+    def execute(self) -> RollbackOutcome:
+        """Roll the target back and wait until it serves; raise nothing, report everything."""
+        outcome = RollbackOutcome(
+            status=STATUS_ROLLED_BACK, message="", from_version=self.live, to_version=self.to_version
+        )
+        started = time.monotonic()
+        try:
+            if self.refusals() or self.to_version is None:
+                raise RollbackFailed("preflight did not pass")  # the plugin never gets here
+            if self.already_at_target:
+                self.journal.record("rollback", "skipped", reason=f"already at target {self.to_version}")
+                outcome.status = STATUS_ALREADY_AT_TARGET
+                outcome.message = f"already at target {self.to_version}: nothing changed"
+            else:
+                with self.journal.step("rollback", **{"from": self.live, "to": self.to_version}):
+                    self.target.rollback(self.to_version, self.journal)
+                    self.target.wait_ready(self.to_version, self.journal)
+                outcome.message = f"rolled back from {self.live} to {self.to_version}"
+        except (HarnessError, OSError) as exc:
+            outcome.status = STATUS_FAILED
+            outcome.message = f"rollback failed: {exc}"
+        outcome.finished = utc_now()
+        outcome.duration_s = round(time.monotonic() - started, 3)
+        return outcome
+
+    def step_summary(self) -> list[dict[str, Any]]:
+        """Every action step with its last state: done, failed, or started (cut short)."""
+        summary: dict[str, dict[str, Any]] = {}
+        for entry in self.journal.entries():
+            if entry["step"].startswith("preflight:") or entry["status"] not in ("started", "done", "failed", "skipped"):
+                continue
+            summary.setdefault(entry["step"], {"step": entry["step"]}).update(
+                {"status": entry["status"], "at": entry["ts"], **{k: v for k, v in entry.items() if k not in ("ts", "step", "status")}}
+            )
+        return list(summary.values())

@@ -1,0 +1,61 @@
+"""Version strings: a strict pattern, version ordering, and resolving ``previous``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from packaging.version import InvalidVersion, Version
+
+# Letters, digits, dot, underscore, plus and dash; starts with a letter or digit. No path
+# separators, no shell metacharacters, no whitespace; ``..`` is refused separately.
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+PREVIOUS = "previous"
+
+
+def version_problem(version: str) -> str | None:
+    """Why ``version`` is not a plain version string, or None when it is."""
+    if not VERSION_PATTERN.match(version):
+        return (
+            f"{version!r} is not a plain version: use letters, digits, '.', '_', '+' and '-', "
+            "starting with a letter or digit (e.g. v1.2.9)"
+        )
+    if ".." in version:
+        return f"{version!r} is not a plain version: '..' is not allowed"
+    return None
+
+
+def _sort_key(version: str) -> tuple[int, Version | str]:
+    text = version[1:] if version[:1] in ("v", "V") else version
+    try:
+        return (1, Version(text))
+    except InvalidVersion:
+        # Strings that are not versions sort before every real version, by name.
+        return (0, version)
+
+
+def sort_versions(versions: Iterable[str]) -> list[str]:
+    """Oldest first, ordered as versions (v1.10.0 after v1.9.2), not as text."""
+    return sorted(set(versions), key=_sort_key)
+
+
+def resolve_target(requested: str, live: str | None, history: Sequence[str]) -> tuple[str | None, str]:
+    """Turn ``--rollback-to`` into a concrete version.
+
+    Returns ``(version, explanation)``; version is None when it cannot be resolved.
+    """
+    ordered = sort_versions(history)
+    if requested != PREVIOUS:
+        return requested, f"requested {requested}"
+    if live is None:
+        return None, "'previous' needs the live version, and it could not be read"
+    if live not in ordered:
+        return None, f"'previous' needs the live version {live} in history ({_listing(ordered)})"
+    index = ordered.index(live)
+    if index == 0:
+        return None, f"no version before the live {live} (history: {_listing(ordered)})"
+    return ordered[index - 1], f"'previous' is {ordered[index - 1]}, the one before the live {live}"
+
+
+def _listing(versions: Sequence[str]) -> str:
+    return ", ".join(versions) if versions else "none"
