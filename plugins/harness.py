@@ -191,7 +191,7 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, p
     report = yield
     if isinstance(collector, pytest.Session) and RUN_KEY in collector.config.stash:
         run = collector.config.stash[RUN_KEY]
-        runbook = RunbookFile.from_parent(collector, path=run.config.path, nodeid=run.config.path.name)
+        runbook = RunbookFile.from_parent(collector, path=run.config.path)
         report.result.insert(0, runbook)
     return report
 

@@ -1,0 +1,1 @@
+"""The demo deployment: release folders, a `current` symlink, the app under supervisor, SQLite."""

@@ -1,0 +1,170 @@
+"""`python -m demo` (what `make demo` runs): a bad v1.3.0 goes live, then `pytest --rollback-to v1.2.9`.
+
+`python -m demo --stop` stops a running demo. Environment: DEMO_DIR (default .demo/ in the project),
+DEMO_PORT (default 8080 when free, else any free port), DEMO_REPORT_DIR (default reports/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from demo.deployment import (
+    LAYOUT_FILE,
+    DemoLayout,
+    free_port,
+    is_running,
+    lay_out,
+    linked_version,
+    live_version,
+    load_layout,
+    port_is_free,
+    start,
+    stop,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PORT = 8080
+TARGET = "v1.2.9"
+
+# pytest's own exit codes; other codes are the harness's own (see its docs and the report).
+EXIT_MEANINGS = {
+    0: "rolled back and verified",
+    1: "some checks failed (see the report)",
+    2: "interrupted or refused",
+    3: "internal error in pytest or the harness",
+    4: "usage error (bad option or configuration)",
+    5: "nothing ran (is the rollback plugin installed?)",
+}
+
+
+def demo_dir() -> Path:
+    return Path(os.environ.get("DEMO_DIR") or PROJECT_ROOT / ".demo").absolute()
+
+
+def demo_port() -> int:
+    if os.environ.get("DEMO_PORT"):
+        return int(os.environ["DEMO_PORT"])
+    return DEFAULT_PORT if port_is_free(DEFAULT_PORT) else free_port()
+
+
+def report_dir() -> Path:
+    return Path(os.environ.get("DEMO_REPORT_DIR") or PROJECT_ROOT / "reports").absolute()
+
+
+def stop_existing(root: Path) -> bool:
+    """Stop the demo recorded in root, if any; True when one was running."""
+    if not (root / LAYOUT_FILE).is_file():
+        return False
+    layout = load_layout(root)
+    running = is_running(layout)
+    stop(layout)
+    return running
+
+
+def clear_folder(root: Path) -> None:
+    """Remove a previous demo folder; refuse to delete anything that is not one."""
+    if not root.exists():
+        return
+    if root.is_dir() and not any(root.iterdir()):
+        return
+    if not (root / LAYOUT_FILE).is_file():
+        raise SystemExit(
+            f"{root} exists and is not a demo folder (no {LAYOUT_FILE}); "
+            "remove it or point DEMO_DIR elsewhere"
+        )
+    shutil.rmtree(root)
+
+
+def newest_report(report_dir: Path) -> Path | None:
+    reports = [p for p in report_dir.glob("*/report.html") if p.is_file()]
+    reports += [p for p in report_dir.glob("report.html") if p.is_file()]
+    return max(reports, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def newest_report_since(report_dir: Path, since: float) -> Path | None:
+    report = newest_report(report_dir)
+    return report if report is not None and report.stat().st_mtime >= since else None
+
+
+def describe_live(layout: DemoLayout) -> str:
+    try:
+        answer = live_version(layout)
+    except OSError as exc:
+        answer = f"nothing answering ({exc})"
+    try:
+        linked = f"releases/{linked_version(layout)}"
+    except OSError as exc:
+        linked = f"unreadable ({exc})"
+    return f"{answer} at {layout.base_url} (current -> {linked})"
+
+
+def run_demo() -> int:
+    root = demo_dir()
+    if stop_existing(root):
+        print(f"stopped the previous demo in {root}")
+    clear_folder(root)
+    port = demo_port()
+    layout = lay_out(root, port=port)
+    try:
+        start(layout)
+    except RuntimeError as exc:
+        stop(layout)
+        print(f"the demo did not start: {exc}", file=sys.stderr)
+        return 1
+    print(f"demo is serving {live_version(layout)} at {layout.base_url}")
+    print("  v1.3.0 is bad: every page takes ~400 ms and /api/orders answers 500")
+    print(f"  deployment in {root}, harness config {layout.config_path}")
+    print(f"rolling back with: pytest --rollback-to {TARGET} --rollback-yes", flush=True)
+
+    reports = report_dir()
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--rollback-config",
+        str(layout.config_path),
+        "--rollback-to",
+        TARGET,
+        "--rollback-yes",
+        "--report-dir",
+        str(reports),
+        "--rootdir",
+        str(layout.root),
+        str(layout.root),
+    ]
+    started = time.time()
+    code = subprocess.run(command, cwd=layout.root, check=False).returncode
+
+    print()
+    print(f"pytest exited {code}: {EXIT_MEANINGS.get(code, 'see the report')}")
+    print(f"live now: {describe_live(layout)}")
+    report = newest_report_since(reports, started - 1.0)
+    if report is not None:
+        print(f"report: {report}")
+    else:
+        print(f"no new report.html under {reports} (see the pytest output above)")
+    print("stop the demo with: make demo-stop")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--stop", action="store_true", help="stop the running demo")
+    args = parser.parse_args(argv)
+    if args.stop:
+        root = demo_dir()
+        print(f"demo in {root} stopped" if stop_existing(root) else f"no demo running in {root}")
+        return 0
+    return run_demo()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
