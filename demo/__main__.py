@@ -27,20 +27,32 @@ from demo.deployment import (
     start,
     stop,
 )
+from plugins.exit_codes import MEANINGS as EXIT_MEANINGS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 8080
 TARGET = "v1.2.9"
 
-# pytest's own exit codes; other codes are the harness's own (see its docs and the report).
-EXIT_MEANINGS = {
-    0: "rolled back and verified",
-    1: "some checks failed (see the report)",
-    2: "interrupted or refused",
-    3: "internal error in pytest or the harness",
-    4: "usage error (bad option or configuration)",
-    5: "nothing ran (is the rollback plugin installed?)",
-}
+# A user-written gate, to show how a team adds its own checks to the runbook.
+EXAMPLE_GATES = '''"""Gates of the demo team, run by the harness in the phase their marker names."""
+
+import pytest
+
+
+@pytest.mark.gate("verify")
+def test_orders_are_listed(rollback_http, rollback_base_url):
+    answer = rollback_http.get(rollback_base_url + "/api/orders", timeout=5)
+    assert answer.status_code == 200
+    assert isinstance(answer.json(), list)
+
+
+@pytest.mark.gate("verify")
+def test_orders_table_is_readable(rollback_db_engine):
+    from sqlalchemy import text
+
+    with rollback_db_engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM orders")).scalar() > 0
+'''
 
 
 def demo_dir() -> Path:
@@ -111,6 +123,9 @@ def run_demo() -> int:
     clear_folder(root)
     port = demo_port()
     layout = lay_out(root, port=port)
+    # Its own pytest.ini makes the demo folder pytest's rootdir, whatever surrounds it.
+    (root / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\n")
+    (root / "test_demo_gates.py").write_text(EXAMPLE_GATES)
     try:
         start(layout)
     except RuntimeError as exc:
@@ -129,13 +144,11 @@ def run_demo() -> int:
         "pytest",
         "-p",
         "no:cacheprovider",
-        "--rollback-config",
-        str(layout.config_path),
+        f"--rollback-config={layout.config_path}",
         "--rollback-to",
         TARGET,
         "--rollback-yes",
-        "--report-dir",
-        str(reports),
+        f"--report-dir={reports}",
         "--rootdir",
         str(layout.root),
         str(layout.root),

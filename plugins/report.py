@@ -21,7 +21,6 @@ from plugins.state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY, HarnessRun
 from rollback.evidence import MANIFEST_NAME, Redactor, write_json, write_manifest
 from rollback.runbook import (
     STATUS_ALREADY_AT_TARGET,
-    STATUS_DRY_RUN,
     STATUS_FAILED,
     STATUS_NOT_CONFIRMED,
     STATUS_REFUSED,

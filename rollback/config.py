@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from rollback.durations import ACCEPTED as DURATION_ACCEPTED
 from rollback.durations import parse_duration
@@ -294,7 +302,7 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in ("function-before[_duration(), float]",) or "[" in str(part) and "(" in str(part):
+        elif part in ("function-before[_duration(), float]",) or ("[" in str(part) and "(" in str(part)):
             continue
         else:
             text += f".{part}" if text else str(part)

@@ -18,11 +18,12 @@ else:  # pragma: no cover
 
 # Imported here, before any in-process pytester run, so that pytester's sys.modules snapshot
 # keeps one copy of them (a second import of http.cookiejar breaks requests' cookie jars).
+import sqlalchemy  # noqa: F401
+
 import checks.database  # noqa: F401
-import plugins.probes  # noqa: F401
+import plugins.probes
 import plugins.report  # noqa: F401
 import rollback.targets.symlink  # noqa: F401
-import sqlalchemy  # noqa: F401
 from demo import deployment
 from demo.deployment import DemoLayout, Release
 
