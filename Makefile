@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
-	$(PY) bench/bench_checks.py
+	$(PY) bench/bench_harness.py
 
 clean:
 	rm -rf $(VENV) .demo reports/*/

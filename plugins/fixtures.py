@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from filelock import FileLock
 
 from plugins.state import RUN_KEY, HarnessRun
-from rollback.runbook import (
-    STATUS_DRY_RUN,
-    STATUS_FAILED,
-    STATUS_NOT_CONFIRMED,
-    STATUS_REFUSED,
-    RollbackOutcome,
-    Runbook,
-)
+
+if TYPE_CHECKING:
+    from rollback.runbook import RollbackOutcome, Runbook
 
 
 def harness_run(config: pytest.Config, fixture: str) -> HarnessRun:
@@ -33,6 +27,7 @@ def runbook_for(run: HarnessRun) -> Runbook:
     """The run's runbook, made on first use in the process that runs the gates."""
     if run.runbook is None:
         from plugins import probes
+        from rollback.runbook import Runbook
 
         assert run.target_spec is not None and run.requested is not None
         run.runbook = Runbook(
@@ -48,6 +43,8 @@ def runbook_for(run: HarnessRun) -> Runbook:
 
 def recorded_outcome(run: HarnessRun) -> RollbackOutcome | None:
     """The outcome this run already journaled, if any: the rollback happens once per run."""
+    from rollback.runbook import RollbackOutcome
+
     fields = RollbackOutcome.__dataclass_fields__
     for entry in reversed(run.journal.entries()):
         if entry["step"] == "outcome":
@@ -56,6 +53,8 @@ def recorded_outcome(run: HarnessRun) -> RollbackOutcome | None:
 
 
 def perform_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
+    from filelock import FileLock
+
     # The lock and the journal make the rollback happen once per run, even if several
     # processes of the same run ask for it.
     with FileLock(str(run.run_dir / "rollback.lock")):
@@ -68,6 +67,8 @@ def perform_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
 
 
 def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
+    from rollback.runbook import STATUS_DRY_RUN, STATUS_NOT_CONFIRMED, STATUS_REFUSED, RollbackOutcome
+
     runbook = runbook_for(run)
     refusals = [f"{f.name}: {f.message}" for f in runbook.refusals() if f.checked]
     refusals += [f"{nodeid} failed" for nodeid in run.preflight_failures]
@@ -124,6 +125,8 @@ def rollback_outcome(request: pytest.FixtureRequest) -> RollbackOutcome | None:
     Tests that depend on it are skipped when the rollback was refused, not confirmed or a dry
     run, and error when it failed: verify results then never describe an unchanged system.
     """
+    from rollback.runbook import STATUS_DRY_RUN, STATUS_FAILED, STATUS_NOT_CONFIRMED, STATUS_REFUSED
+
     run = harness_run(request.config, "rollback_outcome")
     if not run.rolls_back:
         return None

@@ -6,6 +6,7 @@ target is escaped before it reaches HTML.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Generator
 from datetime import datetime, timezone
@@ -117,12 +118,19 @@ class EvidenceReporter:
             return
         self.exit_code = self._exit_code(int(exitstatus))
         session.exitstatus = self.exit_code
+        if self.exit_code == pytest.ExitCode.USAGE_ERROR and not self.run.journal.entries():
+            return  # nothing ran: no evidence to keep
         write_json(self.run.run_dir / EVIDENCE_NAME, self.evidence(), self.redactor)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if not self.run.is_worker and self.run.run_dir.is_dir():
-            # Last, once pytest-html has written the report: a checksum of every artifact.
-            write_manifest(self.run.run_dir)
+        if self.run.is_worker or not self.run.run_dir.is_dir():
+            return
+        if not (self.run.run_dir / EVIDENCE_NAME).exists():
+            # A usage error stopped the run before anything happened: leave no empty folder.
+            shutil.rmtree(self.run.run_dir, ignore_errors=True)
+            return
+        # Last, once pytest-html has written the report: a checksum of every artifact.
+        write_manifest(self.run.run_dir)
 
     def _failed(self, gate: str) -> bool:
         return any(t["gate"] == gate and t["outcome"] in ("failed", "error") for t in self.tests.values())
@@ -149,6 +157,10 @@ class EvidenceReporter:
         outcome = recorded_outcome(run)
         service = run.config.settings.service.name
         verify = self._gate_counts("verify")
+        if self.exit_code == pytest.ExitCode.USAGE_ERROR:
+            return f"{service}: usage error, nothing was run"
+        if self.exit_code == pytest.ExitCode.INTERRUPTED:
+            service = f"{service}: INTERRUPTED"
         if run.mode == MODE_GATE_VERIFY:
             return f"{service}: verify gate {'FAILED' if self._failed('verify') else 'passed'} ({verify})"
         if run.mode == MODE_GATE_PREFLIGHT:
@@ -302,6 +314,8 @@ class EvidenceReporter:
         write = terminalreporter.write_line
         terminalreporter.write_sep("=", "rollback")
         write(self.redactor.text(self.headline()))
+        if self.exit_code == pytest.ExitCode.USAGE_ERROR:
+            return
         comparisons = self.comparisons()
         if comparisons:
             width = max(len(c["check"]) for c in comparisons) + 2

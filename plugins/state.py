@@ -7,13 +7,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rollback.config import HarnessConfig, TargetSpec
-from rollback.journal import Journal
-from rollback.runbook import Runbook
+if TYPE_CHECKING:
+    # Imported lazily: an installed but inert plugin must not slow every pytest run.
+    from rollback.config import HarnessConfig, TargetSpec
+    from rollback.journal import Journal
+    from rollback.runbook import Runbook
 
 MODE_ROLLBACK = "rollback"
 MODE_GATE_PREFLIGHT = "gate-preflight"
@@ -53,6 +55,8 @@ class HarnessRun:
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
+        from rollback.journal import Journal
+
         self.journal = Journal(self.run_dir / "journal.jsonl")
 
     @property

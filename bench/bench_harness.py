@@ -1,0 +1,139 @@
+"""Harness overhead, as ratios against bare baselines run in the same invocation.
+
+    .venv/bin/python bench/bench_harness.py [--rounds N]
+
+1. startup: `pytest --co` of a trivial test file with the plugin installed but inert, against
+   `-p no:rollback` (what every ordinary test run pays for having the harness installed).
+2. latency check: checks.latency.check_latency against a bare ThreadPoolExecutor + requests loop
+   with the same samples and concurrency, on the demo app's good release.
+3. rollback step: the symlink driver's rollback + wait_ready (journaled) against a bare
+   `ln -sfn` + `supervisorctl restart` + poll loop, on a real demo deployment.
+Medians of N rounds; the ratio is harness / bare (1.00 = no overhead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from checks.latency import LatencyThresholds, check_latency  # noqa: E402
+from demo import deployment  # noqa: E402
+from rollback.config import load_config  # noqa: E402
+from rollback.journal import Journal  # noqa: E402
+from rollback.targets import create_target  # noqa: E402
+from rollback.targets.base import TargetContext  # noqa: E402
+
+
+def median_time(action: Callable[[], object], rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def report(name: str, harness: float, bare: float) -> None:
+    print(f"{name:<16} harness {harness * 1000:9.1f} ms   bare {bare * 1000:9.1f} ms   ratio {harness / bare:5.2f}")
+
+
+def bench_startup(rounds: int, workdir: Path) -> None:
+    (workdir / "test_trivial.py").write_text("def test_one():\n    pass\n")
+    base = [sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider", str(workdir)]
+
+    def run(extra: list[str]) -> Callable[[], object]:
+        return lambda: subprocess.run(base + extra, cwd=workdir, capture_output=True, check=True)
+
+    report("startup", median_time(run([]), rounds), median_time(run(["-p", "no:rollback"]), rounds))
+
+
+def bench_latency(rounds: int, url: str) -> None:
+    samples, concurrency = 200, 8
+
+    def bare() -> None:
+        local = requests.Session()
+
+        def one(_: int) -> float:
+            started = time.perf_counter()
+            local.get(url, timeout=5).content
+            return time.perf_counter() - started
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            sorted(pool.map(one, range(samples)))
+
+    def harness() -> None:
+        result = check_latency(
+            url, samples=samples, concurrency=concurrency, timeout=5, min_samples=samples,
+            thresholds=LatencyThresholds(p95=5.0),
+        )
+        assert result.passed, result.summary
+
+    report("latency check", median_time(harness, rounds), median_time(bare, rounds))
+
+
+def bench_rollback(rounds: int, layout: deployment.DemoLayout) -> None:
+    config = load_config(layout.config_path)
+    session = requests.Session()
+
+    def answered() -> str | None:
+        try:
+            return session.get(layout.base_url + "/version", timeout=2).text.strip()
+        except requests.RequestException:
+            return None
+
+    target = create_target(
+        config.target(None),
+        TargetContext(name="demo", base_dir=layout.root, progress=lambda m: None, service_version=answered),
+    )
+    versions = iter(["v1.2.9", "v1.2.8"] * rounds * 2)
+
+    def harness() -> None:
+        version = next(versions)
+        journal = Journal(layout.root / "bench-journal" / f"{time.monotonic_ns()}.jsonl")
+        target.rollback(version, journal)
+        target.wait_ready(version, journal)
+
+    def bare() -> None:
+        version = next(versions)
+        subprocess.run(["ln", "-sfn", f"releases/{version}", "current"], cwd=layout.root, check=True)
+        subprocess.run(layout.restart_command, cwd=layout.root, check=True, capture_output=True)
+        deadline = time.monotonic() + 30
+        while answered() != version:
+            assert time.monotonic() < deadline, "bare rollback did not become ready"
+            time.sleep(0.05)
+
+    report("rollback step", median_time(harness, rounds), median_time(bare, rounds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rollback-bench-") as temp:
+        workdir = Path(temp)
+        bench_startup(args.rounds, workdir)
+        layout = deployment.lay_out(workdir / "deploy", live="v1.2.9")
+        deployment.start(layout)
+        try:
+            bench_latency(args.rounds, layout.base_url + "/")
+            bench_rollback(args.rounds, layout)
+        finally:
+            deployment.stop(layout)
+    print(f"(medians of {args.rounds} rounds; python {sys.version.split()[0]}, {os.cpu_count()} cores)")
+
+
+if __name__ == "__main__":
+    main()

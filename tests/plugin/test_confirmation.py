@@ -1,0 +1,49 @@
+"""The confirmation prompt, answered on a real pseudo-terminal."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from conftest import Deployment, read_evidence
+
+pytestmark = pytest.mark.integration
+PROMPT = "Proceed with rollback of demo from v1.3.0 to v1.2.9? (yes/no)"
+
+
+def spawn(demo: Deployment, workdir: Path) -> pexpect.spawn:
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "pytest", "-p", "no:cacheprovider", f"--rollback-config={demo.config_path}",
+         f"--report-dir={workdir / 'reports'}", "--rollback-to", "v1.2.9"],
+        cwd=str(workdir),
+        encoding="utf-8",
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("answer", ["no", "", "y e s"])
+def test_anything_but_yes_changes_nothing(demo: Deployment, tmp_path: Path, answer: str) -> None:
+    child = spawn(demo, tmp_path)
+    child.expect_exact(PROMPT)
+    child.sendline(answer)
+    child.expect(pexpect.EOF)
+    child.close()
+
+    assert child.exitstatus == 11
+    assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0
+    assert read_evidence(tmp_path / "reports")["outcome"]["status"] == "not-confirmed"
+
+
+def test_yes_rolls_back(demo: Deployment, tmp_path: Path) -> None:
+    child = spawn(demo, tmp_path)
+    child.expect_exact(PROMPT)
+    child.sendline("yes")
+    child.expect(pexpect.EOF)
+    child.close()
+
+    assert child.exitstatus == 0, child.before
+    assert demo.linked_version() == "v1.2.9" and demo.restarts() == 1
