@@ -168,6 +168,16 @@ class EvidenceReporter:
         if outcome is None:
             if self._failed("preflight"):
                 return f"{service}: preflight REFUSED the rollback to {run.requested}: nothing was changed"
+            steps = {
+                step: state
+                for step, state in self.run.journal.step_states().items()
+                # "rollback" wraps the driver's steps; the steps themselves say how far it got.
+                if not step.startswith("preflight:") and step != "rollback"
+            }
+            if steps:
+                # Cut short mid-rollback (Ctrl-C, a crash): say exactly which steps got how far.
+                done = ", ".join(f"{step} {state}" for step, state in steps.items())
+                return f"{service}: rollback to {run.requested} did not finish: {done}"
             return f"{service}: no rollback was attempted"
         if outcome.status in (STATUS_ROLLED_BACK, STATUS_ALREADY_AT_TARGET):
             verdict = "verify FAILED" if self._failed("verify") else "verified"

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 
+STEP_STATES = ("started", "done", "failed", "interrupted", "skipped")
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -37,10 +40,19 @@ class Journal:
         entry = {"ts": utc_now(), "step": step, "status": status, **detail}
         line = json.dumps(entry, default=str, sort_keys=False)
         with self.path.open("a", encoding="utf-8") as handle:
+            if handle.tell() and not self._ends_with_newline():
+                # The last line was cut short by a crash: start a new line, so this entry is not
+                # glued to the partial one and lost with it.
+                line = "\n" + line
             handle.write(line + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         return entry
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"
 
     @contextmanager
     def step(self, step: str, **detail: Any) -> Iterator[StepHandle]:
@@ -53,7 +65,8 @@ class Journal:
         except BaseException as exc:
             self.record(
                 step,
-                "failed",
+                # Ctrl-C or SystemExit: the step was cut short, not refused by the platform.
+                "failed" if isinstance(exc, Exception) else "interrupted",
                 duration_s=round(time.monotonic() - started, 3),
                 error=str(exc) or type(exc).__name__,
                 **handle.detail,
@@ -74,9 +87,10 @@ class Journal:
         return entries
 
     def step_states(self) -> dict[str, str]:
-        """The last status of every step: done / failed / started (in flight when it stopped)."""
+        """The last status of every step: done / failed / interrupted / skipped, or started
+        (in flight when the process died)."""
         states: dict[str, str] = {}
         for entry in self.entries():
-            if entry.get("status") in ("started", "done", "failed", "skipped"):
+            if entry.get("status") in STEP_STATES:
                 states[entry["step"]] = entry["status"]
         return states
