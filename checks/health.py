@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import requests
 
 from checks._common import format_statuses, to_ms
-from checks.http import Probe, probe
+from checks.http import Probe, probe, url_path
 from rollback.results import CheckResult
 
 
@@ -97,6 +97,7 @@ def _out_of_time(tally: _Tally, consecutive: int, interval: float, give_up_at: f
 def _result(name: str, url: str, tally: _Tally, consecutive: int, took: float) -> CheckResult:
     measured = {
         "attempts": tally.attempts,
+        "url": url,
         "passes": tally.passes,
         "failures": tally.failures,
         "flaps": tally.flaps,
@@ -107,12 +108,12 @@ def _result(name: str, url: str, tally: _Tally, consecutive: int, took: float) -
     flaps = f", {_plural(tally.flaps, 'flap')}" if tally.flaps else ""
     if tally.streak >= consecutive:
         summary = (
-            f"GET {url} healthy: {_plural(consecutive, 'pass')} in a row "
+            f"GET {url_path(url)} healthy: {_plural(consecutive, 'pass')} in a row "
             f"after {_plural(tally.attempts, 'attempt')}{flaps}"
         )
         return CheckResult(name, "passed", summary, measured)
     summary = (
-        f"GET {url} not healthy: needed {_plural(consecutive, 'pass')} in a row, "
+        f"GET {url_path(url)} not healthy: needed {_plural(consecutive, 'pass')} in a row, "
         f"got {tally.passes} of {_plural(tally.attempts, 'attempt')} in {took:.1f}s{flaps}; "
         f"last: {tally.last_error}"
     )

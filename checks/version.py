@@ -10,6 +10,7 @@ import requests
 from checks._common import to_ms
 from checks.http import Probe, probe
 from rollback.results import CheckResult
+from rollback.versions import same_version
 
 
 def read_version(probe: Probe, json_field: str | None) -> tuple[str | None, str | None]:
@@ -68,7 +69,7 @@ def check_version(
     }
     if problem is not None:
         return CheckResult(name, "failed", f"{seen.method} {url}: {problem}", measured)
-    if expected is not None and version != expected.strip():
+    if expected is not None and not same_version(version, expected):
         return CheckResult(name, "failed", f"live version {version}, expected {expected}", measured)
     suffix = " as expected" if expected is not None else ""
     return CheckResult(name, "passed", f"live version {version}{suffix}", measured)

@@ -72,7 +72,9 @@ class EvidenceReporter:
                 from pytest_html import extras
             except ImportError:  # pragma: no cover - pytest-html is a dependency
                 return report
-            report.extras = [*getattr(report, "extras", []), extras.json(self.redactor.data(check), name="measured")]
+            measured = extras.json(self.redactor.data(check), name="measured")
+            # pytest-html reads `report.extras`, an attribute pytest itself does not declare.
+            setattr(report, "extras", [*getattr(report, "extras", []), measured])  # noqa: B010
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -329,9 +331,12 @@ class EvidenceReporter:
         comparisons = self.comparisons()
         if comparisons:
             width = max(len(c["check"]) for c in comparisons) + 2
-            write(f"{'check':<{width}}{'before':<50}after")
+            # Two equal columns filling the terminal, at least 30 characters each.
+            column = max(30, (config.get_terminal_writer().fullwidth - width) // 2)
+            write(f"{'check':<{width}}{'before':<{column}}after")
             for c in comparisons:
-                write(self.redactor.text(f"{c['check']:<{width}}{_short(c['before']):<50}{_short(c['after'])}"))
+                before, after = _short(c["before"], column - 2), _short(c["after"], column - 2)
+                write(self.redactor.text(f"{c['check']:<{width}}{before:<{column}}{after}"))
         code = self.exit_code if self.exit_code is not None else exitstatus
         write(f"exit code {code}: {exit_codes.MEANINGS.get(code, 'see pytest exit codes')}")
         write(f"evidence: {self.run.run_dir / EVIDENCE_NAME}")
@@ -346,7 +351,7 @@ def _detail(detail: dict[str, Any]) -> str:
     return "; ".join(f"{key}={value}" for key, value in detail.items())
 
 
-def _short(check: dict[str, Any] | None, limit: int = 46) -> str:
+def _short(check: dict[str, Any] | None, limit: int) -> str:
     if check is None:
         return "not run"
     text = f"{check['status']}: {check['summary']}"

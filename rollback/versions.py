@@ -15,7 +15,8 @@ PREVIOUS = "previous"
 
 def version_problem(version: str) -> str | None:
     """Why ``version`` is not a plain version string, or None when it is."""
-    if not VERSION_PATTERN.match(version):
+    # fullmatch: with match, "$" also matches before a trailing newline, letting "v1\n" through.
+    if not VERSION_PATTERN.fullmatch(version):
         return (
             f"{version!r} is not a plain version: use letters, digits, '.', '_', '+' and '-', "
             "starting with a letter or digit (e.g. v1.2.9)"
@@ -23,6 +24,17 @@ def version_problem(version: str) -> str | None:
     if ".." in version:
         return f"{version!r} is not a plain version: '..' is not allowed"
     return None
+
+
+def same_version(a: str | None, b: str | None) -> bool:
+    """True when two version strings name the same version: ``v1.2.9`` and ``1.2.9`` do."""
+    if a is None or b is None:
+        return False
+    return _strip_v(a.strip()) == _strip_v(b.strip())
+
+
+def _strip_v(version: str) -> str:
+    return version[1:] if version[:1] in ("v", "V") and version[1:2].isdigit() else version
 
 
 def _sort_key(version: str) -> tuple[int, Version | str]:

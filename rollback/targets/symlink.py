@@ -19,7 +19,7 @@ from rollback.durations import format_duration
 from rollback.errors import RollbackFailed
 from rollback.journal import Journal
 from rollback.targets.base import Finding, Target
-from rollback.versions import sort_versions, version_problem
+from rollback.versions import same_version, sort_versions, version_problem
 
 
 class SymlinkSettings(Section):
@@ -128,6 +128,9 @@ class SymlinkTarget(Target):
             )
         except FileNotFoundError:
             raise RollbackFailed(f"restart command not found: {command[0]}") from None
+        except OSError as exc:
+            # Not executable, a folder, a bad interpreter line: say so instead of a bare OSError.
+            raise RollbackFailed(f"restart command could not be started: {command[0]}: {exc.strerror}") from None
         except subprocess.TimeoutExpired:
             raise RollbackFailed(
                 f"restart command did not finish within {format_duration(self.settings.restart_timeout)}: "
@@ -150,7 +153,7 @@ class SymlinkTarget(Target):
             delay = 0.05
             while True:
                 seen = self.context.service_version()
-                if seen == version:
+                if same_version(seen, version):
                     step.detail["waited_s"] = round(time.monotonic() - started, 3)
                     return
                 now = time.monotonic()
@@ -162,7 +165,8 @@ class SymlinkTarget(Target):
                 if now >= next_report:
                     self.context.progress(
                         f"waiting for {self.context.name} to answer {version}: "
-                        f"{now - started:.0f}s of {timeout:.0f}s, last answer {seen or 'none'}"
+                        f"{format_duration(now - started)} of {format_duration(timeout)}, "
+                        f"last answer {seen or 'none'}"
                     )
                     next_report = now + 2.0
                 time.sleep(min(delay, max(0.0, deadline - now)))

@@ -28,6 +28,7 @@ def test_one_pass_is_enough_by_default(service: Service, session: requests.Sessi
     result = check_health(session, service.url("/health"), timeout=2.0)
     assert (result.name, result.status) == ("health", "passed")
     assert result.measured == {
+        "url": service.url("/health"),
         "attempts": 1,
         "passes": 1,
         "failures": 0,
@@ -44,7 +45,7 @@ def test_a_failure_resets_the_streak(service: Service, session: requests.Session
     url = service.url("/health")
     result = check_health(session, url, timeout=2.0, consecutive=3, interval=0.01)
     assert result.status == "passed"
-    assert result.summary == f"GET {url} healthy: 3 passes in a row after 5 attempts, 1 flap"
+    assert result.summary == "GET /health healthy: 3 passes in a row after 5 attempts, 1 flap"
     measured = result.measured
     assert (measured["attempts"], measured["passes"], measured["failures"]) == (5, 4, 1)
     assert measured["flaps"] == 1
