@@ -37,35 +37,51 @@ XDIST_GROUP = "rollback-runbook"
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("rollback", "rollback harness")
     group.addoption(
-        "--rollback-to", dest="rollback_to", metavar="VERSION",
+        "--rollback-to",
+        dest="rollback_to",
+        metavar="VERSION",
         help="Roll the target back to VERSION ('previous' means the one before the live one)",
     )
     group.addoption(
-        "--rollback-config", dest="rollback_config", metavar="PATH",
+        "--rollback-config",
+        dest="rollback_config",
+        metavar="PATH",
         help="Harness config file (default: rollback.toml in the rootdir, else [tool.rollback] in pyproject.toml)",
     )
     group.addoption(
-        "--rollback-target", dest="rollback_target", metavar="NAME",
+        "--rollback-target",
+        dest="rollback_target",
+        metavar="NAME",
         help="Target to act on when the config names several",
     )
     group.addoption(
-        "--rollback-dry-run", dest="rollback_dry_run", action="store_true",
+        "--rollback-dry-run",
+        dest="rollback_dry_run",
+        action="store_true",
         help="Run preflight and baseline and print the plan, but change nothing",
     )
     group.addoption(
-        "--rollback-yes", dest="rollback_yes", action="store_true",
+        "--rollback-yes",
+        dest="rollback_yes",
+        action="store_true",
         help="Proceed without the confirmation prompt (needed without a TTY)",
     )
     group.addoption(
-        "--gate", dest="rollback_gate", choices=("preflight", "verify"),
+        "--gate",
+        dest="rollback_gate",
+        choices=("preflight", "verify"),
         help="Run one gate only, without a rollback: 'preflight' (needs --rollback-to) or 'verify'",
     )
     group.addoption(
-        "--expect-version", dest="rollback_expect_version", metavar="VERSION",
+        "--expect-version",
+        dest="rollback_expect_version",
+        metavar="VERSION",
         help="Version the verify gate expects the service to answer",
     )
     group.addoption(
-        "--report-dir", dest="rollback_report_dir", metavar="DIR",
+        "--report-dir",
+        dest="rollback_report_dir",
+        metavar="DIR",
         help="Where each run's report folder is written (default: reports/ in the rootdir)",
     )
 
@@ -113,7 +129,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from rollback.errors import ConfigError
 
     try:
-        path = find_config_path(config.option.rollback_config, config.rootpath)
+        path = find_config_path(config.option.rollback_config, config.invocation_params.dir, config.rootpath)
         harness_config = load_config(path)
         target_spec = None
         if mode != MODE_GATE_VERIFY:
@@ -124,6 +140,11 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = getattr(config, "workerinput", None)
     if worker is not None:
         run_id, run_dir = worker["rollback_run_id"], Path(worker["rollback_run_dir"])
+        if worker.get("rollback_loadgroup"):
+            # Workers parse the original command line, not the controller's options: this is
+            # how xdist's worker side learns that the controller schedules by group.
+            config.option.loadgroup = True
+            config.pluginmanager.register(XdistGroupNames(), "rollback-xdist-group-names")
     else:
         run_id = new_run_id()
         report_dir = config.option.rollback_report_dir
@@ -152,7 +173,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is None and not config.option.htmlpath:
         config.option.htmlpath = str(run_dir / "report.html")
         config.option.self_contained_html = True
-    if getattr(config.option, "dist", "no") not in ("no", XDIST_GROUP) and mode == MODE_ROLLBACK:
+    if getattr(config.option, "dist", "no") not in ("no", "loadgroup") and mode == MODE_ROLLBACK:
         # The runbook is a sequence: every gate goes to one worker, in order. Other tests still
         # spread over the workers.
         config.option.dist = "loadgroup"
@@ -184,14 +205,24 @@ def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
     if run is not None:
         node.workerinput["rollback_run_id"] = run.run_id
         node.workerinput["rollback_run_dir"] = str(run.run_dir)
+        node.workerinput["rollback_loadgroup"] = node.config.option.dist == "loadgroup"
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
     report = yield
     if isinstance(collector, pytest.Session) and RUN_KEY in collector.config.stash:
         run = collector.config.stash[RUN_KEY]
-        runbook = RunbookFile.from_parent(collector, path=run.config.path)
+        path = run.config.path
+        # Named by its path from the rootdir; a config outside it by its file name alone.
+        nodeid = (
+            path.relative_to(collector.config.rootpath).as_posix()
+            if path.is_relative_to(collector.config.rootpath)
+            else path.name
+        )
+        runbook = RunbookFile.from_parent(collector, path=path, nodeid=nodeid)
         report.result.insert(0, runbook)
     return report
 
@@ -210,7 +241,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             continue
         if phase is not None:
             item.user_properties.append((GATE_PROPERTY, phase))
-            if config.option.dist == "loadgroup":
+            if run.mode == MODE_ROLLBACK and config.pluginmanager.has_plugin("xdist"):
+                # With --dist loadgroup (set in pytest_configure) every gate goes to one
+                # worker, in this order. (On a worker, config.option.dist already reads "no".)
                 item.add_marker(pytest.mark.xdist_group(XDIST_GROUP))
         kept.append(item)
     if deselected:
@@ -228,3 +261,30 @@ def _item_phase(item: pytest.Item) -> str | None:
         return gate_phase(*marker.args, **marker.kwargs)
     except (TypeError, ValueError) as exc:
         raise pytest.UsageError(f"{item.nodeid}: bad @pytest.mark.gate: {exc}") from None
+
+
+class XdistGroupNames:
+    """Makes ``--dist loadgroup`` group the runbook's gates under pytest >= 9.2.
+
+    xdist's worker appends ``@group`` to node ids by assigning ``item._nodeid``; pytest 9.2
+    keeps node ids in ``item._id`` instead, so the suffix silently never appears and the
+    controller spreads the gates over all workers. This runs after xdist's own hook and adds
+    the suffix where it is missing, for any pytest version.
+    """
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            marker = item.get_closest_marker("xdist_group")
+            if marker is None:
+                continue
+            suffix = "@" + str(marker.args[0] if marker.args else marker.kwargs.get("name", "default"))
+            if item.nodeid.endswith(suffix):
+                continue  # xdist managed it (pytest < 9.2)
+            renamed = item.nodeid + suffix
+            if hasattr(item, "_id"):
+                from _pytest.nodeid import coerce_node_id
+
+                item._id = coerce_node_id(renamed)
+            else:
+                item._nodeid = renamed  # type: ignore[attr-defined]

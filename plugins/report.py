@@ -32,8 +32,9 @@ from rollback.runbook import (
 EVIDENCE_NAME = "evidence.json"
 
 
-def _property(report: pytest.TestReport, name: str) -> Any:
-    for key, value in report.user_properties:
+def _property(report: pytest.TestReport | pytest.CollectReport, name: str) -> Any:
+    # A CollectReport (pytest-html shows failed collections too) has no user_properties.
+    for key, value in getattr(report, "user_properties", ()):
         if key == name:
             return value
     return None
@@ -43,6 +44,12 @@ def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _worker(report: pytest.TestReport) -> str | None:
+    """The xdist worker that ran the test (gw0, gw1, ...), None without xdist."""
+    node = getattr(report, "node", None)
+    return getattr(getattr(node, "gateway", None), "id", None)
 
 
 def _message(report: pytest.TestReport) -> str:
@@ -64,8 +71,11 @@ class EvidenceReporter:
     # -- where the items run ---------------------------------------------------------------
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
+        self._redact_report(report)
         check = _property(report, CHECK_PROPERTY)
         if report.when == "call" and check is not None:
             try:
@@ -77,6 +87,32 @@ class EvidenceReporter:
             setattr(report, "extras", [*getattr(report, "extras", []), measured])  # noqa: B010
         return report
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(
+        self, collector: pytest.Collector
+    ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+        report = yield
+        self._redact_report(report)
+        return report
+
+    def _redact_report(self, report: pytest.TestReport | pytest.CollectReport) -> None:
+        """Failure text and captured output can carry a secret (a user's gate printing a password).
+
+        Redacted where the test ran, before the terminal, pytest-html, JUnit XML or the xdist
+        controller see the report.
+        """
+        redact = self.redactor.text
+        report.sections = [(title, redact(content)) for title, content in report.sections]
+        if isinstance(report.longrepr, tuple):  # a skip: (path, line, message)
+            path, line, message = report.longrepr
+            report.longrepr = (path, line, redact(message))
+        elif report.longrepr is not None:
+            text = report.longreprtext
+            redacted = redact(text)
+            if redacted != text:
+                # A traceback cannot be redacted piece by piece: its text replaces it.
+                report.longrepr = redacted
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         gate = _property(report, GATE_PROPERTY)
         if report.failed and gate == "preflight":
@@ -86,7 +122,7 @@ class EvidenceReporter:
         entry = self.tests.setdefault(
             report.nodeid,
             {"nodeid": report.nodeid, "gate": gate, "outcome": "passed", "message": "", "duration_s": 0.0,
-             "start": _iso(getattr(report, "start", None)), "check": None},
+             "start": _iso(getattr(report, "start", None)), "check": None, "worker": _worker(report)},
         )
         entry["duration_s"] = round(entry["duration_s"] + report.duration, 3)
         entry["stop"] = _iso(getattr(report, "stop", None))
@@ -166,7 +202,8 @@ class EvidenceReporter:
         if run.mode == MODE_GATE_VERIFY:
             return f"{service}: verify gate {'FAILED' if self._failed('verify') else 'passed'} ({verify})"
         if run.mode == MODE_GATE_PREFLIGHT:
-            return f"{service}: preflight gate {'REFUSED' if self._failed('preflight') else 'passed'} for {run.requested}"
+            verdict = "REFUSED" if self._failed("preflight") else "passed"
+            return f"{service}: preflight gate {verdict} for {run.requested}"
         if outcome is None:
             if self._failed("preflight"):
                 return f"{service}: preflight REFUSED the rollback to {run.requested}: nothing was changed"
@@ -209,8 +246,9 @@ class EvidenceReporter:
             events.append({"at": entry["ts"], "what": entry["step"], "status": entry["status"],
                            "duration_s": entry.get("duration_s"), "detail": detail})
         for test in self.tests.values():
+            detail = {"message": test["message"]} if test["message"] else {}
             events.append({"at": test["start"], "what": test["nodeid"], "status": test["outcome"],
-                           "duration_s": test["duration_s"], "detail": {"message": test["message"]} if test["message"] else {}})
+                           "duration_s": test["duration_s"], "detail": detail})
         return sorted(events, key=lambda e: e["at"] or "")
 
     def evidence(self) -> dict[str, Any]:
@@ -272,7 +310,9 @@ class EvidenceReporter:
         cells.insert(4, f"<td>{self._h(before)}</td>")
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session) -> None:
+    def pytest_html_results_summary(
+        self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+    ) -> None:
         prefix.extend(self._summary_html())
 
     def _h(self, value: object) -> str:

@@ -27,7 +27,6 @@ from pydantic import (
     field_validator,
 )
 
-from rollback.durations import ACCEPTED as DURATION_ACCEPTED
 from rollback.durations import parse_duration
 from rollback.errors import ConfigError
 
@@ -159,8 +158,7 @@ class HarnessConfig:
             if len(self.targets) == 1:
                 return next(iter(self.targets.values()))
             raise ConfigError(
-                f"{self.path}: several targets are configured ({known}); "
-                "choose one with --rollback-target NAME"
+                f"{self.path}: several targets are configured ({known}); choose one with --rollback-target NAME"
             )
         if name not in self.targets:
             raise ConfigError(f"--rollback-target {name!r}: no such target in {self.path}; known: {known}")
@@ -176,27 +174,36 @@ class HarnessConfig:
 def resolve_sqlite_path(url: str, base_dir: Path) -> str:
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
-        rest = url[len(prefix):]
+        rest = url[len(prefix) :]
         if rest and not rest.startswith("file:"):
             return prefix + str((base_dir / rest).resolve())
     return url
 
 
-def find_config_path(explicit: str | None, rootdir: Path) -> Path:
+def find_config_path(explicit: str | None, *search_dirs: Path) -> Path:
+    """``explicit``, else the first ``rollback.toml`` or ``[tool.rollback]`` in ``search_dirs``.
+
+    The plugin searches the invocation directory, then the rootdir: pytest moves its rootdir
+    when an option's value is a path (``--report-dir /x``), the engineer's directory stays put.
+    """
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise ConfigError(f"--rollback-config {explicit}: no such file")
         return path.resolve()
-    candidate = rootdir / CONFIG_FILE_NAME
-    if candidate.is_file():
-        return candidate.resolve()
-    pyproject = rootdir / "pyproject.toml"
-    if pyproject.is_file() and "rollback" in _read_toml(pyproject).get("tool", {}):
-        return pyproject.resolve()
+    searched = list(dict.fromkeys(search_dirs))
+    for folder in searched:
+        candidate = folder / CONFIG_FILE_NAME
+        if candidate.is_file():
+            return candidate.resolve()
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file():
+            tool = _read_toml(pyproject).get("tool")
+            if isinstance(tool, dict) and "rollback" in tool:
+                return pyproject.resolve()
     raise ConfigError(
         f"no rollback configuration found: pass --rollback-config PATH, or put {CONFIG_FILE_NAME} "
-        f"or a [tool.rollback] table in pyproject.toml in {rootdir}"
+        f"or a [tool.rollback] table in pyproject.toml in {' or '.join(str(f) for f in searched)}"
     )
 
 
@@ -204,10 +211,11 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Harness
     """Read, substitute and validate ``path``; raise ConfigError on any problem."""
     from rollback.targets import settings_model_for
 
-    data = _read_toml(path)
+    data: Any = _read_toml(path)
     prefix = ""
     if path.name == "pyproject.toml":
-        data = data.get("tool", {}).get("rollback", {})
+        tool = data.get("tool", {})
+        data = tool.get("rollback", {}) if isinstance(tool, dict) else None
         prefix = "tool.rollback."
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: tool.rollback must be a table")
@@ -216,7 +224,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Harness
     try:
         settings = HarnessSettings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path, prefix, HarnessSettings)) from None
+        raise ConfigError(_describe(exc, path, prefix, HarnessSettings, data)) from None
 
     targets: dict[str, TargetSpec] = {}
     for name, raw in sorted(settings.targets.items()):
@@ -228,7 +236,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Harness
         try:
             target_settings = model.model_validate({k: v for k, v in raw.items() if k != "kind"})
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, path, f"{key}.", model)) from None
+            raise ConfigError(_describe(exc, path, f"{key}.", model, raw)) from None
         targets[name] = TargetSpec(name=name, kind=str(kind), settings=target_settings)
     return HarnessConfig(path=path, settings=settings, targets=targets, secrets=frozenset(secrets))
 
@@ -239,6 +247,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid TOML: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
 
@@ -246,18 +259,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\$")
 
 
-def _substitute(
-    value: Any, environ: Mapping[str, str], path: Path, prefix: str, key: str, secrets: set[str]
-) -> Any:
+def _substitute(value: Any, environ: Mapping[str, str], path: Path, prefix: str, key: str, secrets: set[str]) -> Any:
     if isinstance(value, dict):
-        return {
-            k: _substitute(v, environ, path, prefix, f"{key}.{k}" if key else k, secrets)
-            for k, v in value.items()
-        }
+        return {k: _substitute(v, environ, path, prefix, f"{key}.{k}" if key else k, secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [
-            _substitute(v, environ, path, prefix, f"{key}[{i}]", secrets) for i, v in enumerate(value)
-        ]
+        return [_substitute(v, environ, path, prefix, f"{key}[{i}]", secrets) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
@@ -277,24 +283,56 @@ def _substitute(
     return _VARIABLE.sub(replace, value)
 
 
-def _describe(exc: ValidationError, path: Path, prefix: str, model: type[BaseModel]) -> str:
+# Pydantic's own words for these are about Python types; say what the TOML should hold.
+_MESSAGES = {
+    "model_type": "expected a table",
+    "dict_type": "expected a table",
+    "path_type": "expected a path (a string)",
+}
+
+
+def _describe(exc: ValidationError, path: Path, prefix: str, model: type[BaseModel], data: Any) -> str:
     lines = []
     for error in exc.errors():
-        loc = error["loc"]
-        key = prefix + _dotted(loc)
         kind = error["type"]
+        loc = _config_loc(error["loc"], data, missing=kind == "missing")
+        key = prefix + _dotted(loc)
+        value = error.get("input")
         if kind == "missing":
-            lines.append(f"{key} is required but missing")
+            line = f"{key} is required but missing"
         elif kind == "extra_forbidden":
             accepted = _accepted_keys(model, loc[:-1])
-            lines.append(f"{key}: unknown key; accepted keys here: {accepted}")
+            line = f"{key}: unknown key; accepted keys here: {accepted}"
         else:
-            message = str(error["msg"]).removeprefix("Value error, ")
-            if "duration" in kind or DURATION_ACCEPTED in message:
-                message = f"expected {DURATION_ACCEPTED}"
-            lines.append(f"{key} = {error.get('input')!r}: {message}")
+            message = _MESSAGES.get(kind) or str(error["msg"]).removeprefix("Value error, ")
+            if kind == "list_type" and isinstance(value, dict) and _model_at(model, loc) is not None:
+                message = f"expected a list of tables; write each entry as its own [[{key}]] table"
+            line = f"{key} = {value!r}: {message}"
+        if line not in lines:
+            lines.append(line)
     where = f"{path}: " if len(lines) == 1 else f"{path}:\n  "
     return where + "\n  ".join(lines)
+
+
+def _config_loc(loc: tuple[int | str, ...], data: Any, missing: bool) -> tuple[int | str, ...]:
+    """The parts of a pydantic error location that are keys and indexes of the config itself.
+
+    Pydantic puts the names of union members and validators into locations
+    (``function-before[_duration(), float]``, ``list[int]``, ``str``); they are not keys anyone
+    wrote, so they are dropped by walking the data the location points into.
+    """
+    kept: list[int | str] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            if isinstance(node, list):
+                kept.append(part)
+                node = node[part] if 0 <= part < len(node) else None
+            continue
+        if isinstance(node, dict) and (part in node or (missing and i == len(loc) - 1)):
+            kept.append(part)
+            node = node.get(part)
+    return tuple(kept)
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
@@ -302,14 +340,13 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in ("function-before[_duration(), float]",) or ("[" in str(part) and "(" in str(part)):
-            continue
         else:
             text += f".{part}" if text else str(part)
     return text
 
 
-def _accepted_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> Any:
+    """The settings model (table) that ``loc`` names, or None when it names no table."""
     current: Any = model
     for part in loc:
         if isinstance(part, int) or current is None:
@@ -317,7 +354,11 @@ def _accepted_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
         fields = getattr(current, "model_fields", {})
         info = fields.get(part)
         current = _inner_model(info.annotation) if info is not None else None
-    fields = getattr(current, "model_fields", None)
+    return current
+
+
+def _accepted_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    fields = getattr(_model_at(model, loc), "model_fields", None)
     return ", ".join(sorted(fields)) if fields else "see docs/configuration.md"
 
 

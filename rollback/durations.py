@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+# The sign is matched so that "-5s" is refused as negative, not as unreadable.
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 ACCEPTED = "a number of seconds or a string like '250ms', '5s', '2m', '1h'"
 
 
@@ -22,6 +24,9 @@ def parse_duration(value: object) -> float:
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
     else:
         raise ValueError(f"expected {ACCEPTED}")
+    if not math.isfinite(seconds):
+        # TOML's inf and nan: a wait bounded by them never ends.
+        raise ValueError(f"expected a finite duration ({ACCEPTED})")
     if seconds < 0:
         raise ValueError(f"expected a duration that is not negative ({ACCEPTED})")
     return seconds

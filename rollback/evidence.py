@@ -16,7 +16,9 @@ REDACTED = "***"
 MANIFEST_NAME = "manifest.sha256"
 # user:password@ in any URL, whatever the scheme.
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)(?P<secret>[^@\s/]+)@")
-_AUTH_HEADER = re.compile(r"(?i)(authorization\s*[:=]\s*['\"]?)(bearer|basic|token)?\s*[^\s'\",}]+")
+# "Authorization: Bearer x", and the same header inside a dict's repr or JSON ('Authorization': 'x').
+_AUTH_HEADER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer|basic|token)?\s*[^\s'\",}]+")
+_AUTH_KEY = re.compile(r"(?i)^(proxy-)?authorization$")
 
 
 class Redactor:
@@ -44,7 +46,9 @@ class Redactor:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {self.text(str(k)): self.data(v) for k, v in value.items()}
+            return {
+                self.text(str(k)): REDACTED if _AUTH_KEY.match(str(k)) and v else self.data(v) for k, v in value.items()
+            }
         if isinstance(value, (list, tuple)):
             return [self.data(v) for v in value]
         return value
@@ -75,6 +79,8 @@ def write_manifest(run_dir: Path) -> Path:
 def verify_manifest(run_dir: Path) -> list[str]:
     """Files whose content no longer matches the manifest, or that were added or removed."""
     manifest = run_dir / MANIFEST_NAME
+    if not manifest.is_file():
+        return [f"{MANIFEST_NAME}: missing"]
     expected = {}
     for line in manifest.read_text(encoding="utf-8").splitlines():
         digest, _, name = line.partition("  ")

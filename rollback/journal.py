@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-
 STEP_STATES = ("started", "done", "failed", "interrupted", "skipped")
 
 

@@ -93,9 +93,7 @@ class Runbook:
     def _judge(self) -> list[Finding]:
         findings: list[Finding] = []
         problem = version_problem(self.requested) if self.requested != PREVIOUS else None
-        findings.append(
-            Finding("target-version", problem is None, problem or f"{self.requested} is a plain version")
-        )
+        findings.append(Finding("target-version", problem is None, problem or f"{self.requested} is a plain version"))
         try:
             self.live = self.target.live_version()
             self.history = self.target.history()
@@ -104,8 +102,12 @@ class Runbook:
             findings.append(Finding("live-version", False, f"cannot read the live version: {exc}"))
             self.history = self._safe_history()
         if problem is not None:
-            findings.append(Finding("target-exists", False, "not checked: the requested version is not valid", checked=False))
-            findings.append(Finding("target-deployable", False, "not checked: the requested version is not valid", checked=False))
+            findings.append(
+                Finding("target-exists", False, "not checked: the requested version is not valid", checked=False)
+            )
+            findings.append(
+                Finding("target-deployable", False, "not checked: the requested version is not valid", checked=False)
+            )
             return findings
 
         self.to_version, how = resolve_target(self.requested, self.live, self.history)
@@ -118,16 +120,16 @@ class Runbook:
             exists = Finding("target-exists", True, f"{self.to_version} found ({how}); available: {listing}")
         findings.append(exists)
         if not exists.ok or self.to_version is None:
-            findings.append(Finding("target-deployable", False, "not checked: the target does not exist", checked=False))
+            findings.append(
+                Finding("target-deployable", False, "not checked: the target does not exist", checked=False)
+            )
             return findings
         try:
             deployable = self.target.deployable(self.to_version)
         except (HarnessError, OSError) as exc:
             deployable = [Finding("target-deployable", False, str(exc))]
         bad = [f for f in deployable if not f.ok]
-        findings.append(
-            Finding("target-deployable", not bad, "; ".join(f.message for f in (bad or deployable)))
-        )
+        findings.append(Finding("target-deployable", not bad, "; ".join(f.message for f in (bad or deployable))))
         return findings
 
     def _safe_history(self) -> list[str]:
@@ -179,6 +181,10 @@ class Runbook:
             if entry["step"].startswith("preflight:") or entry["status"] not in STEP_STATES:
                 continue
             summary.setdefault(entry["step"], {"step": entry["step"]}).update(
-                {"status": entry["status"], "at": entry["ts"], **{k: v for k, v in entry.items() if k not in ("ts", "step", "status")}}
+                {
+                    "status": entry["status"],
+                    "at": entry["ts"],
+                    **{k: v for k, v in entry.items() if k not in ("ts", "step", "status")},
+                }
             )
         return list(summary.values())

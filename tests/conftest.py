@@ -66,7 +66,9 @@ class Deployment:
         return self.write_config(data)
 
 
-def make_deployment(root: Path, releases: tuple[Release, ...] = deployment.DEFAULT_RELEASES, **kwargs: Any) -> Deployment:
+def make_deployment(
+    root: Path, releases: tuple[Release, ...] = deployment.DEFAULT_RELEASES, **kwargs: Any
+) -> Deployment:
     layout = deployment.lay_out(root, releases=releases, **kwargs)
     result = Deployment(layout)
     # Count restarts by wrapping the real restart command.

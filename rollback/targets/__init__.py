@@ -24,9 +24,10 @@ DRIVERS: dict[str, str] = {
 def driver_class(kind: object, where: str) -> type[Target]:
     """The driver class for ``kind``; ``where`` names the config key in error messages."""
     known = ", ".join(sorted(DRIVERS))
+    if kind is None:
+        raise UnknownTargetKind(f"{where} is required but missing; accepted: {known}")
     if not isinstance(kind, str) or kind not in DRIVERS:
-        shown = "missing" if kind is None else repr(kind)
-        raise UnknownTargetKind(f"{where} = {shown}: unknown target kind; accepted: {known}")
+        raise UnknownTargetKind(f"{where} = {kind!r}: unknown target kind; accepted: {known}")
     module_name, _, class_name = DRIVERS[kind].partition(":")
     cls: type[Target] = getattr(import_module(module_name), class_name)
     return cls

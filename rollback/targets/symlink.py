@@ -7,7 +7,9 @@ killed at any moment leaves ``current`` on the old or the new release, never dan
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -90,9 +92,7 @@ class SymlinkTarget(Target):
         steps = [f"point {self.current_link} at {self._link_text(version)} (atomic rename)"]
         if self.settings.restart:
             steps.append(f"restart: {' '.join(self.settings.restart)}")
-        steps.append(
-            f"wait until the service answers {version} (up to {format_duration(self.settings.ready_timeout)})"
-        )
+        steps.append(f"wait until the service answers {version} (up to {format_duration(self.settings.ready_timeout)})")
         return steps
 
     def rollback(self, version: str, journal: Journal) -> None:
@@ -117,30 +117,38 @@ class SymlinkTarget(Target):
 
     def _restart(self) -> str:
         command = self.settings.restart or []
-        try:
-            completed = subprocess.run(
-                command,
-                cwd=self.context.base_dir,
-                capture_output=True,
-                text=True,
-                timeout=self.settings.restart_timeout,
-                check=False,
-            )
-        except FileNotFoundError:
-            raise RollbackFailed(f"restart command not found: {command[0]}") from None
-        except OSError as exc:
-            # Not executable, a folder, a bad interpreter line: say so instead of a bare OSError.
-            raise RollbackFailed(f"restart command could not be started: {command[0]}: {exc.strerror}") from None
-        except subprocess.TimeoutExpired:
-            raise RollbackFailed(
-                f"restart command did not finish within {format_duration(self.settings.restart_timeout)}: "
-                f"{' '.join(command)}"
-            ) from None
-        output = (completed.stdout + completed.stderr).strip()[-2000:]
-        if completed.returncode != 0:
-            raise RollbackFailed(
-                f"restart command exited {completed.returncode}: {' '.join(command)}: {output}"
-            )
+        # Output goes to a file, not a pipe: a daemon the command starts in the background may
+        # keep the pipe open long after the command itself has exited.
+        with tempfile.TemporaryFile() as output_file:
+            try:
+                process = subprocess.Popen(
+                    command,
+                    cwd=self.context.base_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group, so a timeout ends all of it
+                )
+            except FileNotFoundError:
+                raise RollbackFailed(f"restart command not found: {command[0]}") from None
+            except OSError as exc:
+                # Not executable, a folder, a bad interpreter line: say so instead of a bare OSError.
+                raise RollbackFailed(f"restart command could not be started: {command[0]}: {exc.strerror}") from None
+            try:
+                returncode = process.wait(timeout=self.settings.restart_timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(process)
+                raise RollbackFailed(
+                    f"restart command did not finish within {format_duration(self.settings.restart_timeout)} "
+                    f"and was killed: {' '.join(command)}"
+                ) from None
+            except BaseException:
+                _kill_group(process)  # Ctrl-C: leave no restart running behind the journal's back
+                raise
+            output_file.seek(0)
+            output = output_file.read().decode(errors="replace").strip()[-2000:]
+        if returncode != 0:
+            raise RollbackFailed(f"restart command exited {returncode}: {' '.join(command)}: {output}")
         return output
 
     def wait_ready(self, version: str, journal: Journal) -> None:
@@ -178,3 +186,11 @@ class SymlinkTarget(Target):
             "releases_dir": str(self.releases_dir),
             "current_link": str(self.current_link),
         }
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()

@@ -26,7 +26,11 @@ def slow_app(tmp_path: Path) -> Iterator[deployment.DemoLayout]:
 
 def test_latency_check_reports_the_injected_delay(slow_app: deployment.DemoLayout) -> None:
     result = check_latency(
-        slow_app.base_url + "/", samples=12, concurrency=4, timeout=5, min_samples=12,
+        slow_app.base_url + "/",
+        samples=12,
+        concurrency=4,
+        timeout=5,
+        min_samples=12,
         thresholds=LatencyThresholds(p95=DELAY_MS / 1000 / 2),
     )
 
@@ -40,7 +44,11 @@ def test_latency_check_reports_the_injected_delay(slow_app: deployment.DemoLayou
 def test_too_few_successes_are_inconclusive(slow_app: deployment.DemoLayout) -> None:
     # A timeout shorter than the delay: every sample fails, so latency cannot be judged.
     result = check_latency(
-        slow_app.base_url + "/", samples=6, concurrency=3, timeout=DELAY_MS / 1000 / 4, min_samples=3,
+        slow_app.base_url + "/",
+        samples=6,
+        concurrency=3,
+        timeout=DELAY_MS / 1000 / 4,
+        min_samples=3,
         thresholds=LatencyThresholds(p95=10.0),
     )
 

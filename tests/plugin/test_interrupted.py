@@ -31,9 +31,22 @@ def test_ctrl_c_during_restart_is_reported(demo: Deployment, tmp_path: Path) -> 
     demo.write_config(data)
     reports = tmp_path / "reports"
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rollback-config={demo.config_path}",
-         f"--report-dir={reports}", "--rollback-to", "v1.2.9", "--rollback-yes"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            f"--rollback-config={demo.config_path}",
+            f"--report-dir={reports}",
+            "--rollback-to",
+            "v1.2.9",
+            "--rollback-yes",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.integration
 
 def rollback(pytester: pytest.Pytester, demo: Deployment, *args: str) -> pytest.RunResult:
     return pytester.runpytest(
-        "-p", "no:cacheprovider",
+        "-p",
+        "no:cacheprovider",
         f"--rollback-config={demo.config_path}",
         f"--report-dir={pytester.path / 'reports'}",
         *args,
@@ -76,8 +77,10 @@ def test_phases_run_in_order_and_rollback_happens_once(pytester: pytest.Pytester
     assert result.ret == 0, result.stdout.str()
     assert demo.restarts() == 1
     ran = [r.nodeid for r in result.reprec.getreports("pytest_runtest_logreport") if r.when == "call"]
-    phases = ["preflight" if "preflight" in n else "baseline" if "baseline" in n else
-              "verify" if "verify" in n else "other" for n in ran]
+    phases = [
+        "preflight" if "preflight" in n else "baseline" if "baseline" in n else "verify" if "verify" in n else "other"
+        for n in ran
+    ]
     assert phases == sorted(phases, key=["preflight", "baseline", "verify", "other"].index), ran
     assert ran[-1].endswith("test_ungated_runs_last")
 
@@ -125,7 +128,9 @@ def test_dry_run_changes_nothing(pytester: pytest.Pytester, demo: Deployment) ->
 
     assert result.ret == 0, result.stdout.str()
     assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0
-    result.stdout.fnmatch_lines(["*rollback plan for demo: v1.3.0 -> v1.2.9*", "*1. point *current at releases/v1.2.9*"])
+    result.stdout.fnmatch_lines(
+        ["*rollback plan for demo: v1.3.0 -> v1.2.9*", "*1. point *current at releases/v1.2.9*"]
+    )
     evidence = read_evidence(pytester.path / "reports")
     assert evidence["outcome"]["status"] == "dry-run"
     assert {t["outcome"] for t in evidence["tests"] if t["gate"] == "verify"} == {"skipped"}
@@ -133,8 +138,12 @@ def test_dry_run_changes_nothing(pytester: pytest.Pytester, demo: Deployment) ->
 
 def test_without_tty_or_yes_refuses(pytester: pytest.Pytester, demo: Deployment) -> None:
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", f"--rollback-config={demo.config_path}",
-        f"--report-dir={pytester.path / 'reports'}", "--rollback-to", "v1.2.9",
+        "-p",
+        "no:cacheprovider",
+        f"--rollback-config={demo.config_path}",
+        f"--report-dir={pytester.path / 'reports'}",
+        "--rollback-to",
+        "v1.2.9",
     )
 
     assert result.ret == 11
@@ -151,7 +160,9 @@ def test_already_at_target_changes_nothing(pytester: pytest.Pytester, demo: Depl
     assert result.ret == 13
 
 
-def test_failed_restart_is_a_failed_rollback_with_the_state_reported(pytester: pytest.Pytester, demo: Deployment) -> None:
+def test_failed_restart_is_a_failed_rollback_with_the_state_reported(
+    pytester: pytest.Pytester, demo: Deployment
+) -> None:
     data = demo.config()
     data["targets"]["app"]["restart"] = ["false"]
     demo.write_config(data)
@@ -160,7 +171,9 @@ def test_failed_restart_is_a_failed_rollback_with_the_state_reported(pytester: p
 
     assert result.ret == 12
     result.stdout.fnmatch_lines(["*rollback failed: restart command exited 1: false*"])
-    journal = [json.loads(line) for line in (run_dir(pytester.path / "reports") / "journal.jsonl").read_text().splitlines()]
+    journal = [
+        json.loads(line) for line in (run_dir(pytester.path / "reports") / "journal.jsonl").read_text().splitlines()
+    ]
     states = {e["step"]: e["status"] for e in journal}
     assert states["switch-link"] == "done" and states["restart"] == "failed" and states["rollback"] == "failed"
 
@@ -171,7 +184,9 @@ def test_verify_failure_after_rollback(pytester: pytest.Pytester, demo: Deployme
 
     result = rollback(pytester, demo, "--gate", "verify", "--expect-version", "v1.3.0")
     assert result.ret == 13
-    result.stdout.fnmatch_lines(["*_ verify-endpoint[[]/api/orders[]] _*", "GET /api/orders answered 500, expected 200"])
+    result.stdout.fnmatch_lines(
+        ["*_ verify-endpoint[[]/api/orders[]] _*", "GET /api/orders answered 500, expected 200"]
+    )
     assert demo.restarts() == 0
 
 
@@ -205,11 +220,24 @@ def test_with_xdist_the_rollback_happens_once(pytester: pytest.Pytester, demo: D
         """
     )
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-n", "2", f"--rollback-config={demo.config_path}",
-        f"--report-dir={pytester.path / 'reports'}", "--rollback-to", "v1.2.9", "--rollback-yes",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "2",
+        f"--rollback-config={demo.config_path}",
+        f"--report-dir={pytester.path / 'reports'}",
+        "--rollback-to",
+        "v1.2.9",
+        "--rollback-yes",
     )
     assert result.ret == 0, result.stdout.str()
     assert demo.restarts() == 1
     evidence = read_evidence(pytester.path / "reports")
     assert len(evidence["tests"]) == 4 + 6 + 6 + 6 + 6
+    # Every gate ran on one worker, in runbook order; plain tests spread over both.
+    gates = [t for t in evidence["tests"] if t["gate"]]
+    assert len({t["worker"] for t in gates}) == 1, {t["nodeid"]: t["worker"] for t in gates}
+    order = [t["gate"] for t in sorted(gates, key=lambda t: t["start"])]
+    assert order == sorted(order, key=["preflight", "baseline", "verify"].index)
+    assert {t["worker"] for t in evidence["tests"]} == {"gw0", "gw1"}
     assert (run_dir(pytester.path / "reports") / "report.html").is_file()

@@ -30,13 +30,30 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     [
         (GOOD + "colour = 1\n", "*rollback.toml: targets.web.colour: unknown key; accepted keys here: *current_link*"),
         (GOOD.replace('name = "shop"', 'name = "shop"\ncolour = 1'), "*service.colour: unknown key*base_url*"),
-        (GOOD.replace('"symlink"', '"k8s-typo"'), "*targets.web.kind = 'k8s-typo': unknown target kind; accepted: symlink*"),
-        (GOOD + "[[latency]]\np95 = '300 msec'\n", "*latency[[]0[]].p95 = '300 msec': expected a number of seconds*'250ms'*"),
-        (GOOD.replace("http://127.0.0.1:9", "127.0.0.1:9"), "*service.base_url = '127.0.0.1:9': expected an http:// or https:// URL*"),
+        (
+            GOOD.replace('"symlink"', '"k8s-typo"'),
+            "*targets.web.kind = 'k8s-typo': unknown target kind; accepted: symlink*",
+        ),
+        (
+            GOOD + "[[latency]]\np95 = '300 msec'\n",
+            "*latency[[]0[]].p95 = '300 msec': expected a number of seconds*'250ms'*",
+        ),
+        (
+            GOOD.replace("http://127.0.0.1:9", "127.0.0.1:9"),
+            "*service.base_url = '127.0.0.1:9': expected an http:// or https:// URL*",
+        ),
         (GOOD.replace("http://127.0.0.1:9", "${SHOP_URL}"), "*service.base_url uses ${SHOP_URL}*SHOP_URL is not set*"),
         ("[service\n", "*rollback.toml: not valid TOML: *line 1*"),
     ],
-    ids=["unknown-target-key", "unknown-service-key", "unknown-kind", "bad-duration", "bad-url", "unset-var", "bad-toml"],
+    ids=[
+        "unknown-target-key",
+        "unknown-service-key",
+        "unknown-kind",
+        "bad-duration",
+        "bad-url",
+        "unset-var",
+        "bad-toml",
+    ],
 )
 def test_bad_config_is_one_clear_error(pytester: pytest.Pytester, config: str, expected: str) -> None:
     pytester.path.joinpath("rollback.toml").write_text(config)
@@ -50,14 +67,19 @@ def test_no_config_says_where_it_looked(pytester: pytest.Pytester) -> None:
 
 
 def test_config_in_pyproject_is_found(pytester: pytest.Pytester) -> None:
-    pytester.path.joinpath("pyproject.toml").write_text(GOOD.replace("[service]", "[tool.rollback.service]").replace(
-        "[targets.web]", "[tool.rollback.targets.web]").replace('kind = "symlink"', 'kind = "nope"'))
+    pytester.path.joinpath("pyproject.toml").write_text(
+        GOOD.replace("[service]", "[tool.rollback.service]")
+        .replace("[targets.web]", "[tool.rollback.targets.web]")
+        .replace('kind = "symlink"', 'kind = "nope"')
+    )
     result = run(pytester, "--rollback-to", "v1.2.9")
     result.stderr.fnmatch_lines(["*pyproject.toml: tool.rollback.targets.web.kind = 'nope': unknown target kind*"])
 
 
 def test_several_targets_need_a_choice(pytester: pytest.Pytester) -> None:
-    pytester.path.joinpath("rollback.toml").write_text(GOOD + GOOD.split("[targets.web]")[1].join(["[targets.api]", ""]))
+    pytester.path.joinpath("rollback.toml").write_text(
+        GOOD + GOOD.split("[targets.web]")[1].join(["[targets.api]", ""])
+    )
     result = run(pytester, "--rollback-to", "v1.2.9")
     result.stderr.fnmatch_lines(["*several targets are configured (api, web); choose one with --rollback-target NAME*"])
     result = run(pytester, "--rollback-to", "v1.2.9", "--rollback-target", "db")
@@ -81,7 +103,9 @@ def test_bad_gate_marker(pytester: pytest.Pytester) -> None:
     pytester.path.joinpath("rollback.toml").write_text(GOOD)
     pytester.makepyfile("import pytest\n@pytest.mark.gate('after')\ndef test_x(): pass\n")
     result = run(pytester, "--gate", "verify")
-    result.stderr.fnmatch_lines(["*test_x: bad @pytest.mark.gate: gate phase 'after' is not one of: preflight, baseline, verify*"])
+    result.stderr.fnmatch_lines(
+        ["*test_x: bad @pytest.mark.gate: gate phase 'after' is not one of: preflight, baseline, verify*"]
+    )
 
 
 def test_without_harness_options_the_plugin_is_inert(pytester: pytest.Pytester) -> None:

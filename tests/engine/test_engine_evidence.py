@@ -1,0 +1,201 @@
+"""Evidence files: redaction (scenario 27), atomic JSON, and the tamper-evident manifest (scenario 29)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from rollback.evidence import MANIFEST_NAME, REDACTED, Redactor, verify_manifest, write_json, write_manifest
+
+SECRET = "p@ss w/rd+9?"  # differs in every encoding: %-quoted, +-quoted, base64, urlsafe base64
+ENCODINGS = {
+    "plain": SECRET,
+    "quote": quote(SECRET, safe=""),
+    "quote_plus": quote_plus(SECRET),
+    "base64": base64.b64encode(SECRET.encode()).decode(),
+    "urlsafe_base64": base64.urlsafe_b64encode(SECRET.encode()).decode().rstrip("="),
+}
+
+
+def test_the_encodings_really_differ() -> None:
+    assert len(set(ENCODINGS.values())) == len(ENCODINGS)
+
+
+@pytest.mark.parametrize("form", sorted(ENCODINGS))
+def test_a_secret_is_removed_in_every_form(form: str) -> None:
+    text = f"before {ENCODINGS[form]} after"
+    assert Redactor([SECRET]).text(text) == f"before {REDACTED} after"
+
+
+def test_every_occurrence_is_removed_and_longer_secrets_first() -> None:
+    redactor = Redactor(["token-abc", "token-abc-extended"])
+    assert redactor.text("token-abc-extended and token-abc, token-abc") == "*** and ***, ***"
+
+
+def test_very_short_secrets_are_not_replaced_in_ordinary_text() -> None:
+    # A 3-character "secret" would turn every "abc" in a report into "***".
+    assert Redactor(["abc"]).text("abcdef") == "abcdef"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgresql://u:pw@h/db", "postgresql://u:***@h/db"),
+        (
+            "connect postgresql+psycopg://app:s3cr%2Ft@db.internal:5432/shop failed",
+            "connect postgresql+psycopg://app:***@db.internal:5432/shop failed",
+        ),
+        ("https://hooks:tok@chat.example/hook", "https://hooks:***@chat.example/hook"),
+        ("redis://:onlypass@cache:6379/0", "redis://:***@cache:6379/0"),
+    ],
+)
+def test_passwords_in_urls_are_removed_without_knowing_them(text: str, expected: str) -> None:
+    assert Redactor().text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["http://127.0.0.1:8080/health", "ssh git@github.com", "sqlite:////var/lib/app.db", "user@example.com: ok"],
+)
+def test_urls_without_passwords_are_untouched(text: str) -> None:
+    assert Redactor().text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Authorization: Bearer xyz", "Authorization: ***"),
+        ("authorization=Basic dXNlcjpwdw==", "authorization=***"),
+        ("curl -H 'Authorization: token ghp_123' https://x", "curl -H 'Authorization: ***' https://x"),
+        ("{'Authorization': 'Bearer xyz', 'Accept': 'json'}", "{'Authorization': '***', 'Accept': 'json'}"),
+        ('{"authorization": "Bearer xyz"}', '{"authorization": "***"}'),
+    ],
+)
+def test_authorization_headers_are_removed_without_knowing_them(text: str, expected: str) -> None:
+    assert Redactor().text(text) == expected
+
+
+def test_nested_data_is_redacted_keys_and_values() -> None:
+    data = {
+        "run": {"steps": [{"output": f"using {SECRET}"}, ("tuple", ENCODINGS["base64"])]},
+        f"key-{SECRET}": 3,
+        "request": {"headers": {"Authorization": "Bearer xyz", "Accept": "application/json"}},
+        "count": 7,
+        "ok": True,
+        "none": None,
+    }
+    assert Redactor([SECRET]).data(data) == {
+        "run": {"steps": [{"output": "using ***"}, ["tuple", "***"]]},
+        "key-***": 3,
+        "request": {"headers": {"Authorization": "***", "Accept": "application/json"}},
+        "count": 7,
+        "ok": True,
+        "none": None,
+    }
+
+
+def all_bytes(folder: Path) -> bytes:
+    return b"\n".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
+
+
+def test_write_json_is_redacted(tmp_path: Path) -> None:
+    path = write_json(
+        tmp_path / "run" / "evidence.json",
+        {"db": f"postgresql://app:{SECRET}@db/shop", "note": ENCODINGS["quote"], "where": tmp_path},
+        Redactor([SECRET]),
+    )
+    data = json.loads(path.read_text())
+    assert data == {"db": "postgresql://app:***@db/shop", "note": "***", "where": str(tmp_path)}
+    for form in ENCODINGS.values():
+        assert form.encode() not in all_bytes(tmp_path)
+
+
+def test_write_json_replaces_the_file_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "evidence.json"
+    write_json(path, {"version": 1}, Redactor())
+    with path.open() as old:  # a reader that opened the file before the rewrite
+        write_json(path, {"version": 2, "padding": "x" * 10_000}, Redactor())
+        # A rename gives the path a new file; the reader still sees the whole old one, never a mix.
+        assert json.loads(old.read()) == {"version": 1}
+    assert json.loads(path.read_text())["version"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evidence.json"]  # no temporary file left
+
+
+def make_bundle(run_dir: Path) -> None:
+    write_json(run_dir / "evidence.json", {"outcome": "rolled-back"}, Redactor())
+    (run_dir / "journal.jsonl").write_text('{"step": "switch-link", "status": "done"}\n')
+    (run_dir / "logs").mkdir()
+    (run_dir / "logs" / "app log.txt").write_text("started v1.2.9\n")
+
+
+def sha256sum_check(run_dir: Path) -> subprocess.CompletedProcess[str]:
+    tool = shutil.which("sha256sum")
+    assert tool, "coreutils sha256sum is needed to check the manifest format"
+    return subprocess.run(
+        [tool, "-c", MANIFEST_NAME], cwd=run_dir, capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def test_an_untouched_bundle_verifies_and_sha256sum_accepts_it(tmp_path: Path) -> None:
+    make_bundle(tmp_path)
+    manifest = write_manifest(tmp_path)
+    assert manifest == tmp_path / MANIFEST_NAME
+    names = [line.split("  ", 1)[1] for line in manifest.read_text().splitlines()]
+    assert names == ["evidence.json", "journal.jsonl", "logs/app log.txt"]
+    assert verify_manifest(tmp_path) == []
+    checked = sha256sum_check(tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count(": OK") == 3
+
+
+def test_a_changed_file_is_detected(tmp_path: Path) -> None:
+    make_bundle(tmp_path)
+    write_manifest(tmp_path)
+    evidence = tmp_path / "evidence.json"
+    evidence.write_text(evidence.read_text().replace("rolled-back", "rolled-bacK"))  # same size
+    assert verify_manifest(tmp_path) == ["evidence.json: changed"]
+    assert sha256sum_check(tmp_path).returncode != 0
+
+
+def test_a_removed_file_is_detected(tmp_path: Path) -> None:
+    make_bundle(tmp_path)
+    write_manifest(tmp_path)
+    (tmp_path / "logs" / "app log.txt").unlink()
+    assert verify_manifest(tmp_path) == ["logs/app log.txt: missing"]
+
+
+def test_an_added_file_is_detected(tmp_path: Path) -> None:
+    make_bundle(tmp_path)
+    write_manifest(tmp_path)
+    (tmp_path / "logs" / "extra.txt").write_text("planted")
+    assert verify_manifest(tmp_path) == ["logs/extra.txt: added"]
+
+
+def test_several_changes_are_all_reported(tmp_path: Path) -> None:
+    make_bundle(tmp_path)
+    write_manifest(tmp_path)
+    (tmp_path / "journal.jsonl").write_text("")
+    (tmp_path / "evidence.json").unlink()
+    (tmp_path / "new.json").write_text("{}")
+    assert verify_manifest(tmp_path) == ["evidence.json: missing", "journal.jsonl: changed", "new.json: added"]
+
+
+def test_a_removed_manifest_is_reported_not_raised(tmp_path: Path) -> None:
+    make_bundle(tmp_path)
+    write_manifest(tmp_path).unlink()
+    assert verify_manifest(tmp_path) == [f"{MANIFEST_NAME}: missing"]
+
+
+def test_rewriting_the_manifest_covers_files_written_since(tmp_path: Path) -> None:
+    make_bundle(tmp_path)
+    write_manifest(tmp_path)
+    (tmp_path / "report.html").write_text("<html></html>")
+    write_manifest(tmp_path)
+    assert verify_manifest(tmp_path) == []
+    assert sha256sum_check(tmp_path).returncode == 0
