@@ -240,11 +240,28 @@ class EvidenceReporter:
         return list(rows.values())
 
     def timeline(self) -> list[dict[str, Any]]:
-        events = []
+        """Every step and test in time order; a journaled action is one row from start to end."""
+        events: list[dict[str, Any]] = []
+        running: dict[str, dict[str, Any]] = {}
         for entry in self.run.journal.entries():
+            step, status = entry["step"], entry["status"]
+            if step.startswith("preflight:"):
+                continue  # the preflight items report these findings
             detail = {k: v for k, v in entry.items() if k not in ("ts", "step", "status", "duration_s")}
-            events.append({"at": entry["ts"], "what": entry["step"], "status": entry["status"],
-                           "duration_s": entry.get("duration_s"), "detail": detail})
+            if step == "plan":
+                detail = {"steps": len(entry.get("steps", []))}
+            elif step == "outcome":
+                detail = {"message": entry.get("message")}
+            if status == "started":
+                running[step] = {"at": entry["ts"], "what": step, "status": "started, never finished",
+                                 "duration_s": None, "detail": detail}
+                events.append(running[step])
+            elif step in running:
+                event = running.pop(step)
+                event.update(status=status, duration_s=entry.get("duration_s"), detail={**event["detail"], **detail})
+            else:
+                events.append({"at": entry["ts"], "what": step, "status": status,
+                               "duration_s": entry.get("duration_s"), "detail": detail})
         for test in self.tests.values():
             detail = {"message": test["message"]} if test["message"] else {}
             events.append({"at": test["start"], "what": test["nodeid"], "status": test["outcome"],
@@ -297,17 +314,18 @@ class EvidenceReporter:
     def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
         gate = _property(report, GATE_PROPERTY) or ""
         check = _property(report, CHECK_PROPERTY)
-        measured = f"{check['status']}: {check['summary']}" if check else ""
+        measured = self._cell(check) if check else ""
         before = ""
         if check and gate == "verify":
             baseline = next((c["before"] for c in self.comparisons() if c["check"] == check["name"]), None)
-            before = f"{baseline['status']}: {baseline['summary']}" if baseline else ""
+            before = self._cell(baseline) if baseline else ""
         test_id = report.nodeid if report.when == "call" else f"{report.nodeid}::{report.when}"
         # pytest-html puts the test id in unescaped: names can carry a target's text.
         cells[1] = f'<td class="col-testId">{self._h(test_id)}</td>'
         cells.insert(1, f'<td class="col-gate">{self._h(gate)}</td>')
-        cells.insert(3, f"<td>{self._h(measured)}</td>")
-        cells.insert(4, f"<td>{self._h(before)}</td>")
+        # Both cells are built by _cell, which escapes everything that came from the target.
+        cells.insert(3, f"<td>{measured}</td>")
+        cells.insert(4, f"<td>{before}</td>")
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(
@@ -323,6 +341,9 @@ class EvidenceReporter:
         h = self._h
         ok = evidence["exit"]["code"] == 0
         parts = [
+            "<style>#rollback-comparison th, #rollback-comparison td, #rollback-timeline th, "
+            "#rollback-timeline td {padding: 2px 10px; text-align: left; border-bottom: 1px solid #e1e4e8; "
+            "vertical-align: top}</style>",
             f'<h2 style="color:{"#1a7f37" if ok else "#cf222e"}">{h(evidence["headline"])}</h2>',
             f"<p>Exit code {h(evidence['exit']['code'])}: {h(evidence['exit']['meaning'])}. "
             f"Run {h(evidence['run_id'])}, config {h(evidence['config'])}.</p>",
@@ -339,7 +360,7 @@ class EvidenceReporter:
                 f"<th>Before (baseline)</th><th>After (verify)</th></tr>{rows}</table>"
             )
         timeline = "".join(
-            f"<tr><td>{h(e['at'])}</td><td>{h(e['what'])}</td><td>{h(e['status'])}</td>"
+            f"<tr><td>{h(_clock(e['at']))}</td><td>{h(e['what'])}</td><td>{h(e['status'])}</td>"
             f"<td>{h(_seconds(e['duration_s']))}</td><td>{h(_detail(e['detail']))}</td></tr>"
             for e in evidence["timeline"]
         )
@@ -381,6 +402,11 @@ class EvidenceReporter:
         write(f"exit code {code}: {exit_codes.MEANINGS.get(code, 'see pytest exit codes')}")
         write(f"evidence: {self.run.run_dir / EVIDENCE_NAME}")
         write(f"report:   {config.option.htmlpath}")
+
+
+def _clock(timestamp: str | None) -> str:
+    """``2026-11-26T03:53:05.008+00:00`` as ``03:53:05.008``: the date is in the report's header."""
+    return timestamp[11:23] if timestamp else ""
 
 
 def _seconds(value: float | None) -> str:
