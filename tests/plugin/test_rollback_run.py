@@ -42,7 +42,7 @@ def test_rollback_end_to_end(pytester: pytest.Pytester, demo: Deployment) -> Non
     assert comparisons["latency[/]"]["before"]["status"] == "failed"
     assert comparisons["latency[/]"]["after"]["status"] == "passed"
     steps = [e["what"] for e in evidence["timeline"] if e["status"] == "done"]
-    assert steps == ["switch-link", "restart", "wait-ready", "rollback"]
+    assert steps == ["rollback", "switch-link", "restart", "wait-ready"]
     assert evidence["plan"] and "releases/v1.2.9" in evidence["plan"][0]
 
     folder = run_dir(pytester.path / "reports")
