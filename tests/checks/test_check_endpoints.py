@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
-import pytest
 import requests
-from _checks_server import Service, running_service
+from _checks_server import Service
 
 from checks.endpoints import check_endpoint
-from checks.http import make_session
-
-
-@pytest.fixture
-def service() -> Iterator[Service]:
-    with running_service() as running:
-        yield running
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with make_session() as made:
-        yield made
 
 
 def test_expected_status_passes(service: Service, session: requests.Session) -> None:

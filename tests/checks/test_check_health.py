@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import requests
-from _checks_server import Service, closed_port_url, running_service
+from _checks_server import Service, closed_port_url
 
 from checks.health import check_health
-from checks.http import make_session
-
-
-@pytest.fixture
-def service() -> Iterator[Service]:
-    with running_service() as running:
-        yield running
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with make_session() as made:
-        yield made
 
 
 def test_one_pass_is_enough_by_default(service: Service, session: requests.Session) -> None:
@@ -55,9 +39,7 @@ def test_flapping_service_fails_after_three_times_consecutive_attempts(
     service: Service, session: requests.Session
 ) -> None:
     service.state.health_script = [200, 503] * 10
-    result = check_health(
-        session, service.url("/health"), timeout=2.0, consecutive=2, interval=0.01, name="h"
-    )
+    result = check_health(session, service.url("/health"), timeout=2.0, consecutive=2, interval=0.01, name="h")
     assert (result.name, result.status) == ("h", "failed")
     measured = result.measured
     assert (measured["attempts"], measured["passes"], measured["flaps"]) == (6, 3, 3)
@@ -83,9 +65,7 @@ def test_unreachable_service_fails(session: requests.Session) -> None:
     assert result.summary.endswith("last: connection refused")
 
 
-def test_gives_up_when_the_deadline_cannot_be_met(
-    service: Service, session: requests.Session
-) -> None:
+def test_gives_up_when_the_deadline_cannot_be_met(service: Service, session: requests.Session) -> None:
     result = check_health(session, service.url("/hang"), timeout=0.3, interval=0.05, deadline=0.5)
     assert result.status == "failed"
     assert result.measured["attempts"] == 2

@@ -12,12 +12,6 @@ from _checks_server import Service, closed_port_url, running_service, self_signe
 from checks.http import BODY_LIMIT, Probe, join_url, make_session, probe
 
 
-@pytest.fixture
-def service() -> Iterator[Service]:
-    with running_service() as running:
-        yield running
-
-
 @pytest.mark.parametrize(
     ("base", "path", "expected"),
     [

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
-from _checks_server import SLOW_DELAY, Service, closed_port_url, running_service
+from _checks_server import SLOW_DELAY, Service, closed_port_url
 
 from checks.latency import LatencyThresholds, check_latency, percentile
-
-
-@pytest.fixture
-def service() -> Iterator[Service]:
-    with running_service() as running:
-        yield running
 
 
 @pytest.mark.parametrize(
@@ -70,16 +63,12 @@ def test_slow_service_passes_a_generous_threshold(service: Service) -> None:
 def test_error_rate_is_judged(service: Service) -> None:
     url = service.url("/every-fourth-fails")
     tight = LatencyThresholds(max_error_rate=0.1)
-    result = check_latency(
-        url, samples=20, concurrency=4, timeout=2.0, min_samples=10, thresholds=tight
-    )
+    result = check_latency(url, samples=20, concurrency=4, timeout=2.0, min_samples=10, thresholds=tight)
     assert result.status == "failed"
     assert result.summary == "error rate 25.0% > 10.0% (most often: status 500, 5x)"
     assert (result.measured["error_rate"], result.measured["errors"]) == (0.25, {"status 500": 5})
     loose = LatencyThresholds(max_error_rate=0.3)
-    again = check_latency(
-        url, samples=20, concurrency=4, timeout=2.0, min_samples=10, thresholds=loose
-    )
+    again = check_latency(url, samples=20, concurrency=4, timeout=2.0, min_samples=10, thresholds=loose)
     assert again.status == "passed"
     assert again.summary.endswith("over 20 samples, 5 errors")
 
@@ -95,16 +84,13 @@ def test_too_few_successes_is_inconclusive() -> None:
     )
     assert result.status == "inconclusive"
     assert result.summary == (
-        "only 0 of 5 samples succeeded, need 3 to judge latency"
-        " (most often: connection refused, 5x)"
+        "only 0 of 5 samples succeeded, need 3 to judge latency (most often: connection refused, 5x)"
     )
     assert result.measured["errors"] == {"connection refused": 5}
     assert result.measured["p50_ms"] is None
 
 
-@pytest.mark.parametrize(
-    ("samples", "concurrency", "min_samples"), [(0, 1, 0), (5, 0, 1), (5, 2, 6)]
-)
+@pytest.mark.parametrize(("samples", "concurrency", "min_samples"), [(0, 1, 0), (5, 0, 1), (5, 2, 6)])
 def test_bad_parameters_are_refused(samples: int, concurrency: int, min_samples: int) -> None:
     with pytest.raises(ValueError, match="must be"):
         check_latency(

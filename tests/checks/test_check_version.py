@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import requests
-from _checks_server import VERSION, Service, closed_port_url, running_service
+from _checks_server import VERSION, Service, closed_port_url
 
-from checks.http import Probe, make_session
+from checks.http import Probe
 from checks.version import check_version, read_version
-
-
-@pytest.fixture
-def service() -> Iterator[Service]:
-    with running_service() as running:
-        yield running
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with make_session() as made:
-        yield made
 
 
 def _probe(body: str) -> Probe:
@@ -45,9 +31,7 @@ def _probe(body: str) -> Probe:
         ("<html></html>", "version", (None, "body is not JSON")),
     ],
 )
-def test_read_version(
-    body: str, json_field: str | None, expected: tuple[str | None, str | None]
-) -> None:
+def test_read_version(body: str, json_field: str | None, expected: tuple[str | None, str | None]) -> None:
     assert read_version(_probe(body), json_field) == expected
 
 
