@@ -60,6 +60,16 @@ class Deployment:
         self.config_path.write_text(tomli_w.dumps(data))
         return self.config_path
 
+    def harness_args(self, report_dir: Path, *extra: str) -> list[str]:
+        """pytest arguments for a harness run against this deployment, reports in report_dir."""
+        return [
+            "-p",
+            "no:cacheprovider",
+            f"--rollback-config={self.config_path}",
+            f"--report-dir={report_dir}",
+            *extra,
+        ]
+
     def update_config(self, **sections: Any) -> Path:
         data = self.config()
         data.update(sections)

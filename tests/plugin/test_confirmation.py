@@ -17,16 +17,7 @@ PROMPT = "Proceed with rollback of demo from v1.3.0 to v1.2.9? (yes/no)"
 def spawn(demo: Deployment, workdir: Path) -> pexpect.spawn:
     return pexpect.spawn(
         sys.executable,
-        [
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            f"--rollback-config={demo.config_path}",
-            f"--report-dir={workdir / 'reports'}",
-            "--rollback-to",
-            "v1.2.9",
-        ],
+        ["-m", "pytest", *demo.harness_args(workdir / "reports", "--rollback-to", "v1.2.9")],
         cwd=str(workdir),
         encoding="utf-8",
         timeout=120,

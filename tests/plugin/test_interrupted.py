@@ -31,18 +31,7 @@ def test_ctrl_c_during_restart_is_reported(demo: Deployment, tmp_path: Path) -> 
     demo.write_config(data)
     reports = tmp_path / "reports"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            f"--rollback-config={demo.config_path}",
-            f"--report-dir={reports}",
-            "--rollback-to",
-            "v1.2.9",
-            "--rollback-yes",
-        ],
+        [sys.executable, "-m", "pytest", *demo.harness_args(reports, "--rollback-to", "v1.2.9", "--rollback-yes")],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -13,13 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def rollback(pytester: pytest.Pytester, demo: Deployment, *args: str) -> pytest.RunResult:
-    return pytester.runpytest(
-        "-p",
-        "no:cacheprovider",
-        f"--rollback-config={demo.config_path}",
-        f"--report-dir={pytester.path / 'reports'}",
-        *args,
-    )
+    return pytester.runpytest(*demo.harness_args(pytester.path / "reports", *args))
 
 
 def test_rollback_end_to_end(pytester: pytest.Pytester, demo: Deployment) -> None:
@@ -137,14 +131,7 @@ def test_dry_run_changes_nothing(pytester: pytest.Pytester, demo: Deployment) ->
 
 
 def test_without_tty_or_yes_refuses(pytester: pytest.Pytester, demo: Deployment) -> None:
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        f"--rollback-config={demo.config_path}",
-        f"--report-dir={pytester.path / 'reports'}",
-        "--rollback-to",
-        "v1.2.9",
-    )
+    result = pytester.runpytest_subprocess(*demo.harness_args(pytester.path / "reports", "--rollback-to", "v1.2.9"))
 
     assert result.ret == 11
     assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0
@@ -220,15 +207,7 @@ def test_with_xdist_the_rollback_happens_once(pytester: pytest.Pytester, demo: D
         """
     )
     result = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "-n",
-        "2",
-        f"--rollback-config={demo.config_path}",
-        f"--report-dir={pytester.path / 'reports'}",
-        "--rollback-to",
-        "v1.2.9",
-        "--rollback-yes",
+        *demo.harness_args(pytester.path / "reports", "-n", "2", "--rollback-to", "v1.2.9", "--rollback-yes")
     )
     assert result.ret == 0, result.stdout.str()
     assert demo.restarts() == 1
