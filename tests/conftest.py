@@ -1,92 +1,21 @@
-"""Shared fixtures: real demo deployments (app processes under supervisord) in temp folders."""
+"""Fixtures shared by the whole suite."""
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import tomli_w
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+import sqlalchemy  # noqa: F401
+from deployments import Deployment, make_deployment
 
 # Imported here, before any in-process pytester run, so that pytester's sys.modules snapshot
 # keeps one copy of them (a second import of http.cookiejar breaks requests' cookie jars).
-import sqlalchemy  # noqa: F401
-
 import checks.database  # noqa: F401
 import plugins.probes
 import plugins.report  # noqa: F401
 import rollback.targets.symlink  # noqa: F401
 from demo import deployment
-from demo.deployment import DemoLayout, Release
-
-COUNTER = Path(__file__).parent / "helpers" / "count_and_run.py"
-
-
-class Deployment:
-    """A running demo deployment plus helpers to rewrite its harness config."""
-
-    def __init__(self, layout: DemoLayout) -> None:
-        self.layout = layout
-        self.restart_log = layout.root / "restarts.log"
-
-    @property
-    def config_path(self) -> Path:
-        return self.layout.config_path
-
-    def linked_version(self) -> str:
-        return deployment.linked_version(self.layout)
-
-    def live_version(self) -> str:
-        return deployment.live_version(self.layout)
-
-    def restarts(self) -> int:
-        """How many times the harness ran the restart command."""
-        if not self.restart_log.exists():
-            return 0
-        return len(self.restart_log.read_text().splitlines())
-
-    def config(self) -> dict[str, Any]:
-        return tomllib.loads(self.config_path.read_text())
-
-    def write_config(self, data: dict[str, Any]) -> Path:
-        self.config_path.write_text(tomli_w.dumps(data))
-        return self.config_path
-
-    def harness_args(self, report_dir: Path, *extra: str) -> list[str]:
-        """pytest arguments for a harness run against this deployment, reports in report_dir."""
-        return [
-            "-p",
-            "no:cacheprovider",
-            f"--rollback-config={self.config_path}",
-            f"--report-dir={report_dir}",
-            *extra,
-        ]
-
-    def update_config(self, **sections: Any) -> Path:
-        data = self.config()
-        data.update(sections)
-        return self.write_config(data)
-
-
-def make_deployment(
-    root: Path, releases: tuple[Release, ...] = deployment.DEFAULT_RELEASES, **kwargs: Any
-) -> Deployment:
-    layout = deployment.lay_out(root, releases=releases, **kwargs)
-    result = Deployment(layout)
-    # Count restarts by wrapping the real restart command.
-    data = result.config()
-    target = data["targets"]["app"]
-    target["restart"] = [sys.executable, str(COUNTER), str(result.restart_log), *target["restart"]]
-    result.write_config(data)
-    return result
 
 
 @pytest.fixture
@@ -98,16 +27,3 @@ def demo(tmp_path: Path) -> Iterator[Deployment]:
         yield result
     finally:
         deployment.stop(result.layout)
-
-
-def read_evidence(report_dir: Path) -> dict[str, Any]:
-    """The evidence.json of the only run folder under report_dir."""
-    runs = [p for p in report_dir.iterdir() if p.is_dir()]
-    assert len(runs) == 1, f"expected one run folder in {report_dir}, found {runs}"
-    return json.loads((runs[0] / "evidence.json").read_text())
-
-
-def run_dir(report_dir: Path) -> Path:
-    runs = [p for p in report_dir.iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from deployments import Deployment, read_evidence
 from sqlalchemy.engine import make_url
 
 from checks.database import check_database
-from conftest import Deployment, read_evidence
 
 pytestmark = pytest.mark.integration
 DEFAULT_URL = "postgresql+psycopg://harness:harness-test-pw@127.0.0.1:5432/harness"

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-
-from conftest import Deployment, read_evidence
+from deployments import Deployment, read_evidence
 
 pytestmark = pytest.mark.integration
 PROMPT = "Proceed with rollback of demo from v1.3.0 to v1.2.9? (yes/no)"

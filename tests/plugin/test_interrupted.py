@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import Deployment, read_evidence
+from deployments import Deployment, read_evidence
 
 pytestmark = pytest.mark.integration
 

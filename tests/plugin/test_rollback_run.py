@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from deployments import Deployment, read_evidence, run_dir
 
-from conftest import Deployment, read_evidence, run_dir
 from rollback.evidence import verify_manifest
 
 pytestmark = pytest.mark.integration
