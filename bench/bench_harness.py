@@ -68,7 +68,7 @@ def bench_latency(rounds: int, url: str) -> None:
 
         def one(_: int) -> float:
             started = time.perf_counter()
-            local.get(url, timeout=5).content
+            local.get(url, timeout=5).raise_for_status()
             return time.perf_counter() - started
 
         with ThreadPoolExecutor(concurrency) as pool:
@@ -76,7 +76,11 @@ def bench_latency(rounds: int, url: str) -> None:
 
     def harness() -> None:
         result = check_latency(
-            url, samples=samples, concurrency=concurrency, timeout=5, min_samples=samples,
+            url,
+            samples=samples,
+            concurrency=concurrency,
+            timeout=5,
+            min_samples=samples,
             thresholds=LatencyThresholds(p95=5.0),
         )
         assert result.passed, result.summary

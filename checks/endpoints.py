@@ -33,9 +33,7 @@ def check_endpoint(
         "elapsed_ms": to_ms(seen.elapsed),
         "body_excerpt": seen.body[:BODY_EXCERPT],
     }
-    status: CheckStatus = (
-        "passed" if seen.ok_transport and seen.status in expect_status else "failed"
-    )
+    status: CheckStatus = "passed" if seen.ok_transport and seen.status in expect_status else "failed"
     return CheckResult(check_name, status, _summary(seen, expect_status), measured)
 
 

@@ -71,9 +71,7 @@ def check_health(
         tally.record(seen, _problem(seen, expect_status))
         if tally.streak >= consecutive:
             break
-        if tally.attempts >= 3 * consecutive or _out_of_time(
-            tally, consecutive, interval, start + budget
-        ):
+        if tally.attempts >= 3 * consecutive or _out_of_time(tally, consecutive, interval, start + budget):
             break
         time.sleep(interval)
     return _result(name, url, tally, consecutive, time.monotonic() - start)

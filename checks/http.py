@@ -202,9 +202,7 @@ def _connection_reason(chain: list[BaseException], timeout: float) -> str | None
         (urllib3.exceptions.NameResolutionError, "cannot resolve host"),
     ]
     for exc in chain:
-        if isinstance(exc, http.client.BadStatusLine) and not isinstance(
-            exc, http.client.RemoteDisconnected
-        ):
+        if isinstance(exc, http.client.BadStatusLine) and not isinstance(exc, http.client.RemoteDisconnected):
             return f"not an HTTP response (status line {_one_line(exc)[:60]!r})"
         for kind, reason in reasons:
             if isinstance(exc, kind):

@@ -74,16 +74,12 @@ def check_latency(
 
 def _validate(samples: int, concurrency: int, min_samples: int) -> None:
     if samples < 1 or concurrency < 1:
-        raise ValueError(
-            f"samples and concurrency must be at least 1, got {samples}, {concurrency}"
-        )
+        raise ValueError(f"samples and concurrency must be at least 1, got {samples}, {concurrency}")
     if not 0 <= min_samples <= samples:
         raise ValueError(f"min_samples must be within 0..samples ({samples}), got {min_samples}")
 
 
-def _sample(
-    url: str, method: str, samples: int, concurrency: int, timeout: float, verify_tls: bool
-) -> list[Probe]:
+def _sample(url: str, method: str, samples: int, concurrency: int, timeout: float, verify_tls: bool) -> list[Probe]:
     with _thread_sessions(verify_tls) as session_for_thread:
 
         def one(_: int) -> Probe:
@@ -125,9 +121,7 @@ def _judge(
     thresholds: LatencyThresholds,
 ) -> CheckResult:
     good = [p.elapsed for p in probes if p.ok_transport and p.status in expect_status]
-    errors = Counter(
-        _error_key(p) for p in probes if not (p.ok_transport and p.status in expect_status)
-    )
+    errors = Counter(_error_key(p) for p in probes if not (p.ok_transport and p.status in expect_status))
     measured = _measured(url, probes, good, errors, thresholds)
     if len(good) < min_samples or not good:
         summary = (
@@ -145,9 +139,7 @@ def _error_key(seen: Probe) -> str:
     return seen.error if seen.error is not None else f"status {seen.status}"
 
 
-def _breaches(
-    good: list[float], total: int, errors: Counter[str], thresholds: LatencyThresholds
-) -> list[str]:
+def _breaches(good: list[float], total: int, errors: Counter[str], thresholds: LatencyThresholds) -> list[str]:
     found = []
     for label, limit in thresholds.limits().items():
         if limit is None:
@@ -195,8 +187,7 @@ def _measured(
     measured["max_ms"] = to_ms(max(good)) if good else None
     measured["min_ms"] = to_ms(min(good)) if good else None
     measured["thresholds_ms"] = {
-        label: None if limit is None else to_ms(limit)
-        for label, limit in thresholds.limits().items()
+        label: None if limit is None else to_ms(limit) for label, limit in thresholds.limits().items()
     }
     measured["max_error_rate"] = thresholds.max_error_rate
     measured["errors"] = dict(sorted(errors.items()))

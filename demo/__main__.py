@@ -87,8 +87,7 @@ def clear_folder(root: Path) -> None:
         return
     if not (root / LAYOUT_FILE).is_file():
         raise SystemExit(
-            f"{root} exists and is not a demo folder (no {LAYOUT_FILE}); "
-            "remove it or point DEMO_DIR elsewhere"
+            f"{root} exists and is not a demo folder (no {LAYOUT_FILE}); remove it or point DEMO_DIR elsewhere"
         )
     shutil.rmtree(root)
 

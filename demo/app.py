@@ -88,10 +88,7 @@ class Handler(BaseHTTPRequestHandler):
             error = {"error": "internal server error", "path": path, "version": version}
             return self._json(500, error, send_body)
         if path == "/":
-            page = (
-                f"<!doctype html><title>demo {version}</title>"
-                f"<h1>demo app</h1><p>version <b>{version}</b></p>\n"
-            )
+            page = f"<!doctype html><title>demo {version}</title><h1>demo app</h1><p>version <b>{version}</b></p>\n"
             return self._send(200, "text/html; charset=utf-8", page, send_body)
         if path == "/api/orders":
             try:

@@ -95,10 +95,7 @@ class DemoLayout:
         return self.root / "logs" / "app.log"
 
     def to_json(self) -> dict[str, object]:
-        return {
-            name: str(value) if isinstance(value, Path) else value
-            for name, value in vars(self).items()
-        }
+        return {name: str(value) if isinstance(value, Path) else value for name, value in vars(self).items()}
 
 
 def free_port() -> int:
@@ -142,9 +139,7 @@ def lay_out(
         folder = releases_dir / release.version
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(APP_SOURCE, folder / "app.py")
-        (folder / "release.json").write_text(
-            json.dumps(release.to_json(), indent=2) + "\n", encoding="utf-8"
-        )
+        (folder / "release.json").write_text(json.dumps(release.to_json(), indent=2) + "\n", encoding="utf-8")
     layout = DemoLayout(
         root=root,
         releases_dir=releases_dir,

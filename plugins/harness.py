@@ -6,7 +6,7 @@ for ordinary test runs. Evidence, the HTML report and exit codes live in plugins
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import pytest
@@ -27,11 +27,10 @@ from plugins.state import (
     PHASE_ORDER,
     RUN_KEY,
     UNGATED_ORDER,
+    XDIST_GROUP,
     HarnessRun,
     new_run_id,
 )
-
-XDIST_GROUP = "rollback-runbook"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -167,7 +166,7 @@ def pytest_configure(config: pytest.Config) -> None:
         run_dir=run_dir,
         is_worker=worker is not None,
     )
-    run.progress = _progress_writer(config)
+    run.progress = _progress_writer(config, run.redactor.text)
     config.stash[RUN_KEY] = run
 
     if worker is None and not config.option.htmlpath:
@@ -183,17 +182,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(EvidenceReporter(run), "rollback-evidence")
 
 
-def _progress_writer(config: pytest.Config):  # type: ignore[no-untyped-def]
+def _progress_writer(config: pytest.Config, redact: Callable[[str], str]) -> Callable[[str], None]:
+    """Progress lines on the terminal, shown even while pytest captures output."""
+
     def write(message: str) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         capture = config.pluginmanager.get_plugin("capturemanager")
         if reporter is None:
             return
+        line = f"[rollback] {redact(message)}"
         if capture is not None:
             with capture.global_and_fixture_disabled():
-                reporter.write_line(f"[rollback] {message}")
+                reporter.write_line(line)
         else:
-            reporter.write_line(f"[rollback] {message}")
+            reporter.write_line(line)
 
     return write
 

@@ -74,10 +74,13 @@ def check_specs(run: HarnessRun) -> list[CheckSpec]:
     specs = [CheckSpec("version", probes.version)]
     if settings.health is not None:
         specs.append(CheckSpec("health", probes.health))
+    # Paths become test ids, shown everywhere: a ${SECRET} in a path is redacted there too.
     for endpoint in settings.endpoints:
-        specs.append(CheckSpec(f"endpoint[{endpoint.path}]", probes.endpoint(endpoint)))
+        key = f"endpoint[{run.redactor.text(endpoint.path)}]"
+        specs.append(CheckSpec(key, probes.endpoint(endpoint, key)))
     for latency in settings.latency:
-        specs.append(CheckSpec(f"latency[{latency.path}]", probes.latency(latency)))
+        key = f"latency[{run.redactor.text(latency.path)}]"
+        specs.append(CheckSpec(key, probes.latency(latency, key)))
     if settings.database is not None:
         specs.append(CheckSpec("database", probes.database))
     keys = [spec.key for spec in specs]

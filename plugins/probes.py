@@ -72,7 +72,7 @@ def health(run: HarnessRun, phase: str) -> CheckResult:
     )
 
 
-def endpoint(config: EndpointConfig) -> Probe:
+def endpoint(config: EndpointConfig, name: str) -> Probe:
     def run_endpoint(run: HarnessRun, phase: str) -> CheckResult:
         return check_endpoint(
             http_session(run),
@@ -80,13 +80,13 @@ def endpoint(config: EndpointConfig) -> Probe:
             method=config.method,
             expect_status=config.expect_status,
             timeout=run.config.settings.service.timeout,
-            name=f"endpoint[{config.path}]",
+            name=name,
         )
 
     return run_endpoint
 
 
-def latency(config: LatencyConfig) -> Probe:
+def latency(config: LatencyConfig, name: str) -> Probe:
     def run_latency(run: HarnessRun, phase: str) -> CheckResult:
         service = run.config.settings.service
         return check_latency(
@@ -101,7 +101,7 @@ def latency(config: LatencyConfig) -> Probe:
             method=config.method,
             verify_tls=service.verify_tls,
             expect_status=config.expect_status,
-            name=f"latency[{config.path}]",
+            name=name,
         )
 
     return run_latency

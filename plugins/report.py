@@ -18,8 +18,8 @@ import pytest
 from plugins import exit_codes
 from plugins.fixtures import recorded_outcome
 from plugins.items import CHECK_PROPERTY, GATE_PROPERTY
-from plugins.state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY, HarnessRun
-from rollback.evidence import MANIFEST_NAME, Redactor, write_json, write_manifest
+from plugins.state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY, XDIST_GROUP, HarnessRun
+from rollback.evidence import MANIFEST_NAME, write_json, write_manifest
 from rollback.runbook import (
     STATUS_ALREADY_AT_TARGET,
     STATUS_FAILED,
@@ -64,9 +64,10 @@ class EvidenceReporter:
 
     def __init__(self, run: HarnessRun) -> None:
         self.run = run
-        self.redactor = Redactor(run.config.secrets)
+        self.redactor = run.redactor
         self.tests: dict[str, dict[str, Any]] = {}
         self.exit_code: int | None = None
+        self.collection_errors: list[str] = []
 
     # -- where the items run ---------------------------------------------------------------
 
@@ -113,16 +114,30 @@ class EvidenceReporter:
                 # A traceback cannot be redacted piece by piece: its text replaces it.
                 report.longrepr = redacted
 
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and not self.run.is_worker:
+            self.collection_errors.append(report.nodeid or "(session)")
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         gate = _property(report, GATE_PROPERTY)
         if report.failed and gate == "preflight":
             self.run.preflight_failures.append(report.nodeid)
         if self.run.is_worker:
             return
+        # xdist's group suffix (@rollback-runbook) is scheduling detail, not part of the name.
+        nodeid = report.nodeid.removesuffix("@" + XDIST_GROUP)
         entry = self.tests.setdefault(
-            report.nodeid,
-            {"nodeid": report.nodeid, "gate": gate, "outcome": "passed", "message": "", "duration_s": 0.0,
-             "start": _iso(getattr(report, "start", None)), "check": None, "worker": _worker(report)},
+            nodeid,
+            {
+                "nodeid": nodeid,
+                "gate": gate,
+                "outcome": "passed",
+                "message": "",
+                "duration_s": 0.0,
+                "start": _iso(getattr(report, "start", None)),
+                "check": None,
+                "worker": _worker(report),
+            },
         )
         entry["duration_s"] = round(entry["duration_s"] + report.duration, 3)
         entry["stop"] = _iso(getattr(report, "stop", None))
@@ -197,6 +212,9 @@ class EvidenceReporter:
         verify = self._gate_counts("verify")
         if self.exit_code == pytest.ExitCode.USAGE_ERROR:
             return f"{service}: usage error, nothing was run"
+        if self.collection_errors and not self.tests:
+            where = ", ".join(self.collection_errors)
+            return f"{service}: collection failed ({where}): nothing was run"
         if self.exit_code == pytest.ExitCode.INTERRUPTED:
             service = f"{service}: INTERRUPTED"
         if run.mode == MODE_GATE_VERIFY:
@@ -253,19 +271,38 @@ class EvidenceReporter:
             elif step == "outcome":
                 detail = {"message": entry.get("message")}
             if status == "started":
-                running[step] = {"at": entry["ts"], "what": step, "status": "started, never finished",
-                                 "duration_s": None, "detail": detail}
+                running[step] = {
+                    "at": entry["ts"],
+                    "what": step,
+                    "status": "started, never finished",
+                    "duration_s": None,
+                    "detail": detail,
+                }
                 events.append(running[step])
             elif step in running:
                 event = running.pop(step)
                 event.update(status=status, duration_s=entry.get("duration_s"), detail={**event["detail"], **detail})
             else:
-                events.append({"at": entry["ts"], "what": step, "status": status,
-                               "duration_s": entry.get("duration_s"), "detail": detail})
+                events.append(
+                    {
+                        "at": entry["ts"],
+                        "what": step,
+                        "status": status,
+                        "duration_s": entry.get("duration_s"),
+                        "detail": detail,
+                    }
+                )
         for test in self.tests.values():
             detail = {"message": test["message"]} if test["message"] else {}
-            events.append({"at": test["start"], "what": test["nodeid"], "status": test["outcome"],
-                           "duration_s": test["duration_s"], "detail": detail})
+            events.append(
+                {
+                    "at": test["start"],
+                    "what": test["nodeid"],
+                    "status": test["outcome"],
+                    "duration_s": test["duration_s"],
+                    "detail": detail,
+                }
+            )
         return sorted(events, key=lambda e: e["at"] or "")
 
     def evidence(self) -> dict[str, Any]:
@@ -292,6 +329,7 @@ class EvidenceReporter:
             "started": _iso(run.started),
             "finished": _iso(time.time()),
             "duration_s": round(time.time() - run.started, 3),
+            "collection_errors": self.collection_errors,
             "comparisons": self.comparisons(),
             "tests": list(self.tests.values()),
             "timeline": self.timeline(),
@@ -356,7 +394,7 @@ class EvidenceReporter:
         )
         if rows:
             parts.append(
-                "<h3>Before and after</h3><table id=\"rollback-comparison\"><tr><th>Check</th>"
+                '<h3>Before and after</h3><table id="rollback-comparison"><tr><th>Check</th>'
                 f"<th>Before (baseline)</th><th>After (verify)</th></tr>{rows}</table>"
             )
         timeline = "".join(
@@ -365,7 +403,7 @@ class EvidenceReporter:
             for e in evidence["timeline"]
         )
         parts.append(
-            "<h3>Timeline</h3><table id=\"rollback-timeline\"><tr><th>At (UTC)</th><th>Step</th><th>Status</th>"
+            '<h3>Timeline</h3><table id="rollback-timeline"><tr><th>At (UTC)</th><th>Step</th><th>Status</th>'
             f"<th>Duration</th><th>Detail</th></tr>{timeline}</table>"
         )
         parts.append(

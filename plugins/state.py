@@ -14,6 +14,7 @@ import pytest
 if TYPE_CHECKING:
     # Imported lazily: an installed but inert plugin must not slow every pytest run.
     from rollback.config import HarnessConfig, TargetSpec
+    from rollback.evidence import Redactor
     from rollback.journal import Journal
     from rollback.runbook import Runbook
 
@@ -22,6 +23,8 @@ MODE_GATE_PREFLIGHT = "gate-preflight"
 MODE_GATE_VERIFY = "gate-verify"
 
 PHASES = ("preflight", "baseline", "verify")
+# Under xdist every gate carries this group, so that --dist loadgroup keeps them on one worker.
+XDIST_GROUP = "rollback-runbook"
 # Items sort by phase; tests with no gate run after the gates, in their own order.
 PHASE_ORDER = {"preflight": 0, "baseline": 1, "verify": 2}
 UNGATED_ORDER = 3
@@ -44,6 +47,8 @@ class HarnessRun:
     run_dir: Path
     is_worker: bool
     journal: Journal = field(init=False)
+    # Everything the run writes or prints passes through it: secrets never leave the process.
+    redactor: Redactor = field(init=False)
     runbook: Runbook | None = None
     http: Any = None  # the run's requests.Session, made on first use
     progress: Callable[[str], None] = lambda message: None
@@ -55,9 +60,11 @@ class HarnessRun:
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
+        from rollback.evidence import Redactor
         from rollback.journal import Journal
 
-        self.journal = Journal(self.run_dir / "journal.jsonl")
+        self.redactor = Redactor(self.config.secrets)
+        self.journal = Journal(self.run_dir / "journal.jsonl", redact=self.redactor.data)
 
     @property
     def phases(self) -> tuple[str, ...]:

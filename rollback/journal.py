@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,12 +31,14 @@ class StepHandle:
 
 
 class Journal:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, redact: Callable[[Any], Any] | None = None) -> None:
+        """``redact`` cleans every entry before it is written (secrets never reach the disk)."""
         self.path = path
+        self.redact = redact or (lambda value: value)
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def record(self, step: str, status: str, **detail: Any) -> dict[str, Any]:
-        entry = {"ts": utc_now(), "step": step, "status": status, **detail}
+        entry: dict[str, Any] = self.redact({"ts": utc_now(), "step": step, "status": status, **detail})
         line = json.dumps(entry, default=str, sort_keys=False)
         with self.path.open("a", encoding="utf-8") as handle:
             if handle.tell() and not self._ends_with_newline():

@@ -59,7 +59,7 @@ def test_current_is_a_relative_link_to_the_live_release(tmp_path: Path) -> None:
 
 
 def test_unknown_live_release_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="v2.0.0"):
+    with pytest.raises(ValueError, match=r"v2\.0\.0"):
         lay_out(tmp_path, live="v2.0.0")
 
 
@@ -123,7 +123,7 @@ def test_restart_command_and_urls(tmp_path: Path) -> None:
     assert layout.base_url == f"http://127.0.0.1:{layout.port}"
     command = layout.restart_command
     assert command[-4:] == ["-c", str(layout.supervisor_conf), "restart", "app"]
-    assert all(Path(arg).is_absolute() for arg in command[:1] + [command[-3]])
+    assert all(Path(arg).is_absolute() for arg in [*command[:1], command[-3]])
     assert "supervisorctl" in " ".join(command[:3])
 
 

@@ -197,9 +197,7 @@ def test_start_failure_names_the_cause(tmp_path: Path) -> None:
             stop(layout)
 
 
-def test_stale_pidfile_does_not_confuse_start(
-    tmp_path: Path, running: Callable[..., DemoLayout]
-) -> None:
+def test_stale_pidfile_does_not_confuse_start(tmp_path: Path, running: Callable[..., DemoLayout]) -> None:
     layout = lay_out(tmp_path)
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],

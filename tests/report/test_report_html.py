@@ -6,6 +6,7 @@ the DOM that headless Chromium produced, not only in the file.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -140,4 +141,6 @@ def test_a_collection_error_still_gives_a_report(
     rows = result_rows(parse_html(chromium.dump_dom(page)))
     broken = [cells for test_id, cells in rows.items() if "test_broken.py" in test_id]
     assert broken and broken[0][0] == "Error", rows
-    assert (page.parent / "evidence.json").is_file()
+    evidence = json.loads((page.parent / "evidence.json").read_text())
+    assert evidence["collection_errors"] == ["test_broken.py"]
+    assert evidence["headline"] == "demo: collection failed (test_broken.py): nothing was run"

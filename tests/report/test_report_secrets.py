@@ -108,11 +108,6 @@ def test_secrets_stay_out_of_every_artifact_and_the_terminal(
     assert not found, "secrets leaked:\n" + "\n".join(found)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known leak outside plugins/report.py: the plan and the restart command are journaled "
-    "(rollback/journal.py writes raw) and printed (plugins/harness.py _progress_writer) unredacted",
-)
 def test_a_secret_in_the_restart_command_stays_out(
     pytester: pytest.Pytester, demo: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -132,12 +127,6 @@ def test_a_secret_in_the_restart_command_stays_out(
     assert not found, "secret leaked:\n" + "\n".join(found)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known leak outside plugins/report.py: an endpoint path becomes the test id "
-    "(plugins/items.py check_specs), so its secret is in every node id on the terminal and in "
-    "pytest-html's data",
-)
 def test_a_secret_in_an_endpoint_path_stays_out(
     pytester: pytest.Pytester, demo: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
