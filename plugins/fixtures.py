@@ -37,6 +37,7 @@ def runbook_for(run: HarnessRun) -> Runbook:
             run.journal,
             progress=run.progress,
             service_version=lambda: probes.service_version(run),
+            run_id=run.run_id,
         )
     return run.runbook
 

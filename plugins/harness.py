@@ -200,6 +200,14 @@ def _progress_writer(config: pytest.Config, redact: Callable[[str], str]) -> Cal
     return write
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The process that ran the runbook lets go of the target's lock."""
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is not None and run.runbook is not None:
+        run.runbook.close()
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
     """xdist: every worker shares the controller's run id and run folder."""

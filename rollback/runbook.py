@@ -14,12 +14,13 @@ from typing import Any
 from rollback.config import HarnessConfig, TargetSpec
 from rollback.errors import HarnessError, RollbackFailed
 from rollback.journal import STEP_STATES, Journal, utc_now
+from rollback.lock import TargetLock
 from rollback.targets import create_target
 from rollback.targets.base import Finding, Target, TargetContext
 from rollback.versions import PREVIOUS, resolve_target, version_problem
 
 # The preflight findings, in the order they are judged; the plugin makes one item of each.
-PREFLIGHT_FINDINGS = ("target-version", "live-version", "target-exists", "target-deployable")
+PREFLIGHT_FINDINGS = ("target-version", "target-lock", "live-version", "target-exists", "target-deployable")
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Runbook:
         *,
         progress: Callable[[str], None],
         service_version: Callable[[], str | None],
+        run_id: str,
     ) -> None:
         self.config = config
         self.spec = spec
@@ -70,6 +72,7 @@ class Runbook:
                 service_version=service_version,
             ),
         )
+        self.lock = TargetLock(self.target.lock_path() or config.base_dir / f".rollback-{spec.name}.lock", run_id)
         self.live: str | None = None
         self.to_version: str | None = None
         self.history: list[str] = []
@@ -94,6 +97,9 @@ class Runbook:
         findings: list[Finding] = []
         problem = version_problem(self.requested) if self.requested != PREVIOUS else None
         findings.append(Finding("target-version", problem is None, problem or f"{self.requested} is a plain version"))
+        # Taken before anything is read, held until close(): what preflight sees stays true.
+        holder = self.lock.acquire()
+        findings.append(Finding("target-lock", holder is None, holder or f"this run holds {self.lock.path}"))
         try:
             self.live = self.target.live_version()
             self.history = self.target.history()
@@ -137,6 +143,10 @@ class Runbook:
             return self.target.history()
         except (HarnessError, OSError):
             return []
+
+    def close(self) -> None:
+        """Release the target's lock; the run is over."""
+        self.lock.release()
 
     @property
     def already_at_target(self) -> bool:

@@ -74,6 +74,13 @@ class Target(ABC):
     def wait_ready(self, version: str, journal: Journal) -> None:
         """Wait, bounded and with progress, until ``version`` serves."""
 
+    def lock_path(self) -> Path | None:
+        """Where runs against this target take their lock; None: beside the config file.
+
+        A driver names a place every engineer's run shares, next to the thing rolled back.
+        """
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Facts about the target for the evidence (plain builtins, no secrets)."""
         return {"kind": self.kind, "name": self.context.name}

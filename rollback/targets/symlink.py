@@ -180,6 +180,9 @@ class SymlinkTarget(Target):
                 time.sleep(min(delay, max(0.0, deadline - now)))
                 delay = min(delay * 2, 0.5)
 
+    def lock_path(self) -> Path:
+        return self.current_link.with_name(f".{self.current_link.name}.rollback.lock")
+
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),

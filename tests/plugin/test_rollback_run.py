@@ -187,7 +187,7 @@ def test_gate_verify_passes_on_a_good_version(pytester: pytest.Pytester, demo: D
 def test_gate_preflight_changes_nothing(pytester: pytest.Pytester, demo: Deployment) -> None:
     result = rollback(pytester, demo, "--gate", "preflight", "--rollback-to", "v1.2.9")
     assert result.ret == 0
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
     assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0
 
 
@@ -212,7 +212,7 @@ def test_with_xdist_the_rollback_happens_once(pytester: pytest.Pytester, demo: D
     assert result.ret == 0, result.stdout.str()
     assert demo.restarts() == 1
     evidence = read_evidence(pytester.path / "reports")
-    assert len(evidence["tests"]) == 4 + 6 + 6 + 6 + 6
+    assert len(evidence["tests"]) == 5 + 6 + 6 + 6 + 6
     # Every gate ran on one worker, in runbook order; plain tests spread over both.
     gates = [t for t in evidence["tests"] if t["gate"]]
     assert len({t["worker"] for t in gates}) == 1, {t["nodeid"]: t["worker"] for t in gates}
