@@ -430,12 +430,20 @@ class EvidenceReporter:
         comparisons = self.comparisons()
         if comparisons:
             width = max(len(c["check"]) for c in comparisons) + 2
-            # Two equal columns filling the terminal, at least 30 characters each.
-            column = max(30, (config.get_terminal_writer().fullwidth - width) // 2)
-            write(f"{'check':<{width}}{'before':<{column}}after")
-            for c in comparisons:
-                before, after = _short(c["before"], column - 2), _short(c["after"], column - 2)
-                write(self.redactor.text(f"{c['check']:<{width}}{before:<{column}}{after}"))
+            # Two columns when the terminal is wide enough to show them whole, else stacked.
+            column = (config.get_terminal_writer().fullwidth - width) // 2
+            if column >= 48:
+                write(f"{'check':<{width}}{'before':<{column}}after")
+                for c in comparisons:
+                    before, after = _short(c["before"], column - 2), _short(c["after"], column - 2)
+                    write(self.redactor.text(f"{c['check']:<{width}}{before:<{column}}{after}"))
+            else:
+                for c in comparisons:
+                    write(
+                        self.redactor.text(
+                            f"{c['check']}\n  before: {_short(c['before'], 200)}\n  after:  {_short(c['after'], 200)}"
+                        )
+                    )
         code = self.exit_code if self.exit_code is not None else exitstatus
         write(f"exit code {code}: {exit_codes.MEANINGS.get(code, 'see pytest exit codes')}")
         write(f"evidence: {self.run.run_dir / EVIDENCE_NAME}")
