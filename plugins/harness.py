@@ -172,6 +172,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is None and not config.option.htmlpath:
         config.option.htmlpath = str(run_dir / "report.html")
         config.option.self_contained_html = True
+    if worker is None and not config.option.xmlpath:
+        # JUnit XML for CI systems that read test results, beside the other evidence.
+        config.option.xmlpath = str(run_dir / "junit.xml")
     if getattr(config.option, "dist", "no") not in ("no", "loadgroup") and mode == MODE_ROLLBACK:
         # The runbook is a sequence: every gate goes to one worker, in order. Other tests still
         # spread over the workers.
@@ -179,7 +182,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     from plugins.report import EvidenceReporter
 
-    config.pluginmanager.register(EvidenceReporter(run), "rollback-evidence")
+    config.pluginmanager.register(EvidenceReporter(run, config), "rollback-evidence")
 
 
 def _progress_writer(config: pytest.Config, redact: Callable[[str], str]) -> Callable[[str], None]:

@@ -100,7 +100,9 @@ def _spec(request: pytest.FixtureRequest) -> tuple[HarnessRun, CheckSpec]:
 
 
 def _record(request: pytest.FixtureRequest, phase: str, result: dict[str, Any]) -> None:
-    request.node.user_properties.append((CHECK_PROPERTY, result))
+    # user_properties reach every report writer (JUnit XML among them): no secrets in them.
+    redacted = request.config.stash[RUN_KEY].redactor.data(result)
+    request.node.user_properties.append((CHECK_PROPERTY, redacted))
 
 
 def _run_preflight(request: pytest.FixtureRequest) -> None:

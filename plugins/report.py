@@ -11,6 +11,7 @@ import time
 from collections.abc import Generator
 from datetime import datetime, timezone
 from html import escape
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,8 +63,9 @@ def _message(report: pytest.TestReport) -> str:
 class EvidenceReporter:
     """Registered by the harness for one run; collects reports and writes the evidence."""
 
-    def __init__(self, run: HarnessRun) -> None:
+    def __init__(self, run: HarnessRun, config: pytest.Config) -> None:
         self.run = run
+        self.config = config
         self.redactor = run.redactor
         self.tests: dict[str, dict[str, Any]] = {}
         self.exit_code: int | None = None
@@ -263,8 +265,8 @@ class EvidenceReporter:
         running: dict[str, dict[str, Any]] = {}
         for entry in self.run.journal.entries():
             step, status = entry["step"], entry["status"]
-            if step.startswith("preflight:"):
-                continue  # the preflight items report these findings
+            if step.startswith("preflight:") or step == "target":
+                continue  # the preflight items report the findings; the target is in its own section
             detail = {k: v for k, v in entry.items() if k not in ("ts", "step", "status", "duration_s")}
             if step == "plan":
                 detail = {"steps": len(entry.get("steps", []))}
@@ -316,7 +318,7 @@ class EvidenceReporter:
             "mode": run.mode,
             "headline": self.headline(),
             "service": {"name": run.config.settings.service.name, "base_url": run.config.settings.service.base_url},
-            "target": {"name": run.target_spec.name, "kind": run.target_spec.kind} if run.target_spec else None,
+            "target": self._target(),
             "config": str(run.config.path),
             "requested": run.requested,
             "expect_version": run.expect_version,
@@ -333,8 +335,29 @@ class EvidenceReporter:
             "comparisons": self.comparisons(),
             "tests": list(self.tests.values()),
             "timeline": self.timeline(),
-            "artifacts": {"html": "report.html", "journal": "journal.jsonl", "manifest": MANIFEST_NAME},
+            "artifacts": {
+                "html": self._artifact(self.config.option.htmlpath),
+                "junit": self._artifact(self.config.option.xmlpath),
+                "journal": "journal.jsonl",
+                "manifest": MANIFEST_NAME,
+            },
         }
+
+    def _target(self) -> dict[str, Any] | None:
+        """The target as configured, with what its driver said about itself at preflight."""
+        spec = self.run.target_spec
+        if spec is None:
+            return None
+        described = next((e for e in self.run.journal.entries() if e["step"] == "target"), {})
+        facts = {k: v for k, v in described.items() if k not in ("ts", "step", "status")}
+        return {**facts, "name": spec.name, "kind": spec.kind}
+
+    def _artifact(self, path: str | None) -> str | None:
+        """A file's name inside the run folder, or its full path when the user put it elsewhere."""
+        if not path:
+            return None
+        resolved = Path(path).resolve()
+        return resolved.name if resolved.parent == self.run.run_dir.resolve() else str(resolved)
 
     # -- pytest-html ------------------------------------------------------------------------
 

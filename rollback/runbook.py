@@ -81,6 +81,7 @@ class Runbook:
     def preflight(self) -> dict[str, Finding]:
         """Judge every preflight finding once; later calls return the same findings."""
         if self._findings is None:
+            self.journal.record("target", "described", **self.target.describe())
             self._findings = {f.name: f for f in self._judge()}
             for finding in self._findings.values():
                 self.journal.record(

@@ -83,4 +83,4 @@ class Target(ABC):
 
     def describe(self) -> dict[str, Any]:
         """Facts about the target for the evidence (plain builtins, no secrets)."""
-        return {"kind": self.kind, "name": self.context.name}
+        return {"kind": self.kind}

@@ -84,7 +84,6 @@ def test_built_from_a_config_file(tmp_path: Path) -> None:
     assert target.history() == list(RELEASES)
     assert target.describe() == {
         "kind": "symlink",
-        "name": "shop",
         "releases_dir": str(tmp_path / "deploy" / "releases"),
         "current_link": str(tmp_path / "deploy" / "current"),
     }

@@ -40,6 +40,9 @@ def test_rollback_end_to_end(pytester: pytest.Pytester, demo: Deployment) -> Non
     assert evidence["plan"] and "releases/v1.2.9" in evidence["plan"][0]
 
     folder = run_dir(pytester.path / "reports")
+    assert evidence["artifacts"]["junit"] == "junit.xml"
+    junit = (folder / "junit.xml").read_text()
+    assert 'name="verify-latency[/]"' in junit and 'failures="0"' in junit
     assert verify_manifest(folder) == []
     (folder / "evidence.json").write_text("{}")
     assert verify_manifest(folder) == ["evidence.json: changed"]
