@@ -122,8 +122,9 @@ class EvidenceReporter:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         gate = _property(report, GATE_PROPERTY)
-        if report.failed and gate == "preflight":
-            self.run.preflight_failures.append(report.nodeid)
+        if report.failed and gate == "preflight" and _property(report, CHECK_PROPERTY) is None:
+            # A user's preflight gate failed (the runbook's own findings refuse by themselves).
+            self.run.preflight_failures.append(report.nodeid.removesuffix("@" + XDIST_GROUP))
         if self.run.is_worker:
             return
         # xdist's group suffix (@rollback-runbook) is scheduling detail, not part of the name.
