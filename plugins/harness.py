@@ -19,7 +19,7 @@ from plugins.fixtures import (  # noqa: F401  (fixtures are found in the plugin'
     rollback_http,
     rollback_outcome,
 )
-from plugins.items import GATE_PROPERTY, RunbookFile
+from plugins.items import GATE_PROPERTY, RunbookFile, remember_selected
 from plugins.state import (
     MODE_GATE_PREFLIGHT,
     MODE_GATE_VERIFY,
@@ -264,6 +264,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     # A stable sort: within a phase, collection order is kept.
     kept.sort(key=lambda item: PHASE_ORDER.get(_item_phase(item) or "", UNGATED_ORDER))
     items[:] = kept
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if RUN_KEY in session.config.stash:
+        remember_selected(session.items, session.config.stash[RUN_KEY])
 
 
 def _item_phase(item: pytest.Item) -> str | None:

@@ -93,10 +93,24 @@ def check_specs(run: HarnessRun) -> list[CheckSpec]:
     return specs
 
 
-def _spec(request: pytest.FixtureRequest) -> tuple[HarnessRun, CheckSpec]:
+def _phase_result(request: pytest.FixtureRequest, phase: str) -> CheckResult:
+    """This item's result; the phase's first item starts all the phase's checks at once."""
+    from plugins.phase import PhaseChecks
+
     run = request.config.stash[RUN_KEY]
-    key = request.node.stash[SPEC_KEY]
-    return run, next(spec for spec in check_specs(run) if spec.key == key)
+    if phase not in run.phase_checks:
+        selected = run.selected_checks.get(phase, [])
+        specs = [spec for spec in check_specs(run) if spec.key in selected]
+        run.phase_checks[phase] = PhaseChecks(run, phase, specs)
+    result: CheckResult = run.phase_checks[phase].result(request.node.stash[SPEC_KEY])
+    return result
+
+
+def remember_selected(items: list[pytest.Item], run: HarnessRun) -> None:
+    """After -k/-m deselection: which checks each phase will report, so only those run."""
+    for item in items:
+        if SPEC_KEY in item.stash and item.stash[PHASE_KEY] in ("baseline", "verify"):
+            run.selected_checks.setdefault(item.stash[PHASE_KEY], []).append(item.stash[SPEC_KEY])
 
 
 def _record(request: pytest.FixtureRequest, phase: str, result: dict[str, Any]) -> None:
@@ -120,14 +134,12 @@ def _run_preflight(request: pytest.FixtureRequest) -> None:
 
 def _run_baseline(request: pytest.FixtureRequest) -> None:
     """Evidence of the live version before the rollback: recorded, never blocking."""
-    run, spec = _spec(request)
-    result = spec.run(run, "baseline")
+    result = _phase_result(request, "baseline")
     _record(request, "baseline", result.to_dict())
 
 
 def _run_verify(request: pytest.FixtureRequest, rollback_outcome: object) -> None:
-    run, spec = _spec(request)
-    result = spec.run(run, "verify")
+    result = _phase_result(request, "verify")
     _record(request, "verify", result.to_dict())
     if result.status == "inconclusive":
         pytest.fail(f"inconclusive (not passed): {result.summary}", pytrace=False)

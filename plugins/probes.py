@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import requests
@@ -19,11 +20,16 @@ from rollback.results import CheckResult
 Probe = Callable[[HarnessRun, str], CheckResult]
 
 
+_sessions = threading.local()
+
+
 def http_session(run: HarnessRun) -> requests.Session:
-    if run.http is None:
-        run.http = make_session(verify_tls=run.config.settings.service.verify_tls)
-    session: requests.Session = run.http
-    return session
+    """This thread's session for the run's probes (a requests.Session is not shared across threads)."""
+    sessions: dict[str, requests.Session] = getattr(_sessions, "by_run", None) or {}
+    _sessions.by_run = sessions
+    if run.run_id not in sessions:
+        sessions[run.run_id] = make_session(verify_tls=run.config.settings.service.verify_tls)
+    return sessions[run.run_id]
 
 
 def url(run: HarnessRun, path: str) -> str:

@@ -50,7 +50,9 @@ class HarnessRun:
     # Everything the run writes or prints passes through it: secrets never leave the process.
     redactor: Redactor = field(init=False)
     runbook: Runbook | None = None
-    http: Any = None  # the run's requests.Session, made on first use
+    # Per phase: the checks that collection selected, and their concurrent runner.
+    selected_checks: dict[str, list[str]] = field(default_factory=dict)
+    phase_checks: dict[str, Any] = field(default_factory=dict)
     progress: Callable[[str], None] = lambda message: None
     # Filled on the process that runs the items.
     preflight_failures: list[str] = field(default_factory=list)

@@ -223,3 +223,14 @@ def test_with_xdist_the_rollback_happens_once(pytester: pytest.Pytester, demo: D
     assert order == sorted(order, key=["preflight", "baseline", "verify"].index)
     assert {t["worker"] for t in evidence["tests"]} == {"gw0", "gw1"}
     assert (run_dir(pytester.path / "reports") / "report.html").is_file()
+
+
+def test_deselected_checks_do_not_run(pytester: pytest.Pytester, demo: Deployment) -> None:
+    result = rollback(pytester, demo, "--gate", "verify", "--expect-version", "v1.3.0", "-k", "version or health")
+
+    assert result.ret == 0, result.stdout.str()
+    evidence = read_evidence(pytester.path / "reports")
+    assert sorted(t["check"]["name"] for t in evidence["tests"]) == ["health", "version"]
+    # The app's own access log: no latency samples, no endpoint probes were sent.
+    served = demo.layout.app_log.read_text()
+    assert '"GET /health ' in served and '"GET / ' not in served and '"GET /api/orders' not in served
