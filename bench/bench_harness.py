@@ -8,6 +8,8 @@
    with the same samples and concurrency, on the demo app's good release.
 3. rollback step: the symlink driver's rollback + wait_ready (journaled) against a bare
    `ln -sfn` + `supervisorctl restart` + poll loop, on a real demo deployment.
+4. verify phase, 60 endpoints on an app answering in ~20 ms: the plugin's phase runner
+   (plugins.phase.PhaseChecks over the configured checks) against a bare loop of GETs.
 Medians of N rounds; the ratio is harness / bare (1.00 = no overhead).
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -122,6 +125,53 @@ def bench_rollback(rounds: int, layout: deployment.DemoLayout) -> None:
     report("rollback step", median_time(harness, rounds), median_time(bare, rounds))
 
 
+def bench_phase(rounds: int, workdir: Path) -> None:
+    import tomli_w
+    import tomllib
+
+    from plugins.items import check_specs
+    from plugins.phase import PhaseChecks
+    from plugins.state import MODE_GATE_VERIFY, HarnessRun
+
+    layout = deployment.lay_out(workdir / "slow", live="v1.2.9", env={"DEMO_DELAY_MS": "20"})
+    paths = [f"/?page={n}" for n in range(60)]
+    data = tomllib.loads(layout.config_path.read_text())
+    data["endpoints"] = [{"path": path} for path in paths]
+    data["latency"], data["health"] = [], {"path": "/health", "consecutive": 1}
+    layout.config_path.write_text(tomli_w.dumps(data))
+    deployment.start(layout)
+    try:
+        config = load_config(layout.config_path)
+        session = requests.Session()
+
+        def harness() -> None:
+            run = HarnessRun(
+                mode=MODE_GATE_VERIFY,
+                config=config,
+                target_spec=None,
+                requested=None,
+                expect_version=None,
+                dry_run=False,
+                assume_yes=True,
+                run_id=f"bench-{time.monotonic_ns()}",
+                run_dir=workdir / "phase-runs",
+                is_worker=False,
+            )
+            specs = check_specs(run)
+            phase = PhaseChecks(run, "verify", specs)
+            assert all(phase.result(spec.key).passed for spec in specs)
+
+        def bare() -> None:
+            for path in ["/version", "/health", *paths]:
+                session.get(layout.base_url + path, timeout=5).raise_for_status()
+            with sqlite3.connect(layout.database) as connection:
+                connection.execute("SELECT 1")
+
+        report("verify phase", median_time(harness, rounds), median_time(bare, rounds))
+    finally:
+        deployment.stop(layout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -136,6 +186,7 @@ def main() -> None:
             bench_rollback(args.rounds, layout)
         finally:
             deployment.stop(layout)
+        bench_phase(args.rounds, workdir)
     print(f"(medians of {args.rounds} rounds; python {sys.version.split()[0]}, {os.cpu_count()} cores)")
 
 
