@@ -175,9 +175,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is None and not config.option.xmlpath:
         # JUnit XML for CI systems that read test results, beside the other evidence.
         config.option.xmlpath = str(run_dir / "junit.xml")
-    if getattr(config.option, "dist", "no") not in ("no", "loadgroup") and mode == MODE_ROLLBACK:
-        # The runbook is a sequence: every gate goes to one worker, in order. Other tests still
-        # spread over the workers.
+    if getattr(config.option, "dist", "no") not in ("no", "loadgroup"):
+        # The runbook is a sequence, and a phase's checks run together: every gate goes to one
+        # worker, in order. Other tests still spread over the workers.
         config.option.dist = "loadgroup"
 
     from plugins.report import EvidenceReporter
@@ -254,7 +254,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             continue
         if phase is not None:
             item.user_properties.append((GATE_PROPERTY, phase))
-            if run.mode == MODE_ROLLBACK and config.pluginmanager.has_plugin("xdist"):
+            if config.pluginmanager.has_plugin("xdist"):
                 # With --dist loadgroup (set in pytest_configure) every gate goes to one
                 # worker, in this order. (On a worker, config.option.dist already reads "no".)
                 item.add_marker(pytest.mark.xdist_group(XDIST_GROUP))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,14 @@ class Deployment:
         if not self.restart_log.exists():
             return 0
         return len(self.restart_log.read_text().splitlines())
+
+    def served(self, until: str, timeout: float = 10.0) -> str:
+        """The app's access log once it shows ``until``; supervisord writes it with a lag."""
+        deadline = time.monotonic() + timeout
+        while until not in (text := self.layout.app_log.read_text()):
+            assert time.monotonic() < deadline, f"{until!r} never reached {self.layout.app_log}"
+            time.sleep(0.05)
+        return text
 
     def config(self) -> dict[str, Any]:
         return tomllib.loads(self.config_path.read_text())

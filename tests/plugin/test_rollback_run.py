@@ -232,5 +232,20 @@ def test_deselected_checks_do_not_run(pytester: pytest.Pytester, demo: Deploymen
     evidence = read_evidence(pytester.path / "reports")
     assert sorted(t["check"]["name"] for t in evidence["tests"]) == ["health", "version"]
     # The app's own access log: no latency samples, no endpoint probes were sent.
-    served = demo.layout.app_log.read_text()
+    served = demo.served(until='"GET /health ')
     assert '"GET /health ' in served and '"GET / ' not in served and '"GET /api/orders' not in served
+
+
+def test_gate_verify_with_xdist_probes_each_check_once(pytester: pytest.Pytester, demo: Deployment) -> None:
+    pytester.makepyfile(test_plain="import pytest\n@pytest.mark.parametrize('n', range(4))\ndef test_plain(n): pass\n")
+    result = pytester.runpytest_subprocess(
+        *demo.harness_args(pytester.path / "reports", "-n", "2", "--gate", "verify", "--expect-version", "v1.2.9")
+    )
+
+    assert result.ret == 13  # v1.3.0 is live
+    evidence = read_evidence(pytester.path / "reports")
+    gates = [t for t in evidence["tests"] if t["gate"]]
+    assert len(gates) == 6 and len({t["worker"] for t in gates}) == 1
+    # Each check probed once, by the one worker that ran the gates.
+    served = demo.served(until='"GET /api/orders ')
+    assert served.count('"GET /api/orders ') == 1 and served.count('"GET /health ') == 2  # consecutive = 2
