@@ -169,6 +169,10 @@ def pytest_configure(config: pytest.Config) -> None:
     run.progress = _progress_writer(config, run.redactor.text)
     config.stash[RUN_KEY] = run
 
+    if config.option.collectonly:
+        # Listing the runbook's checks is not a run: no evidence, no report folder.
+        run_dir.rmdir()
+        return
     if worker is None and not config.option.htmlpath:
         config.option.htmlpath = str(run_dir / "report.html")
         config.option.self_contained_html = True

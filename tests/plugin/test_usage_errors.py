@@ -113,3 +113,14 @@ def test_without_harness_options_the_plugin_is_inert(pytester: pytest.Pytester) 
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert not pytester.path.joinpath("reports").exists()
+
+
+def test_collect_only_lists_the_runbook_and_writes_nothing(pytester: pytest.Pytester) -> None:
+    pytester.path.joinpath("rollback.toml").write_text(GOOD + '[[endpoints]]\npath = "/api/orders"\n')
+    result = pytester.runpytest("-p", "no:cacheprovider", "--rollback-to", "v1.2.9", "--co", "-q")
+
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        ["rollback.toml::preflight-target-version", "*", "rollback.toml::verify-endpoint[[]/api/orders[]]"]
+    )
+    assert not pytester.path.joinpath("reports").exists() or not any(pytester.path.joinpath("reports").iterdir())
