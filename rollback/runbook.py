@@ -17,7 +17,7 @@ from rollback.journal import STEP_STATES, Journal, utc_now
 from rollback.lock import TargetLock
 from rollback.targets import create_target
 from rollback.targets.base import Finding, Target, TargetContext
-from rollback.versions import PREVIOUS, resolve_target, version_problem
+from rollback.versions import PREVIOUS, resolve_target, same_version, version_problem
 
 # The preflight findings, in the order they are judged; the plugin makes one item of each.
 PREFLIGHT_FINDINGS = ("target-version", "target-lock", "live-version", "target-exists", "target-deployable")
@@ -118,6 +118,12 @@ class Runbook:
             return findings
 
         self.to_version, how = resolve_target(self.requested, self.live, self.history)
+        if self.to_version is not None and self.to_version not in self.history:
+            # --rollback-to 1.2.9 when the platform names it v1.2.9 (or the other way round).
+            spelled = next((v for v in self.history if same_version(v, self.to_version)), None)
+            if spelled is not None:
+                how = f"requested {self.requested}, named {spelled} here"
+                self.to_version = spelled
         listing = ", ".join(self.history) or "none"
         if self.to_version is None:
             exists = Finding("target-exists", False, f"{how}")

@@ -249,3 +249,11 @@ def test_gate_verify_with_xdist_probes_each_check_once(pytester: pytest.Pytester
     # Each check probed once, by the one worker that ran the gates.
     served = demo.served(until='"GET /api/orders ')
     assert served.count('"GET /api/orders ') == 1 and served.count('"GET /health ') == 2  # consecutive = 2
+
+
+def test_a_version_without_its_v_finds_the_release(pytester: pytest.Pytester, demo: Deployment) -> None:
+    result = rollback(pytester, demo, "--rollback-to", "1.2.9", "--rollback-yes")
+
+    assert result.ret == 0, result.stdout.str()
+    assert demo.linked_version() == "v1.2.9"
+    result.stdout.fnmatch_lines(["*rolled back from v1.3.0 to v1.2.9*"])
