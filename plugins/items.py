@@ -83,13 +83,6 @@ def check_specs(run: HarnessRun) -> list[CheckSpec]:
         specs.append(CheckSpec(key, probes.latency(latency, key)))
     if settings.database is not None:
         specs.append(CheckSpec("database", probes.database))
-    keys = [spec.key for spec in specs]
-    duplicates = sorted({key for key in keys if keys.count(key) > 1})
-    if duplicates:
-        raise pytest.UsageError(
-            f"{run.config.path}: checks {', '.join(duplicates)} are configured twice; "
-            "each endpoint and latency path may appear once"
-        )
     return specs
 
 
@@ -113,7 +106,7 @@ def remember_selected(items: list[pytest.Item], run: HarnessRun) -> None:
             run.selected_checks.setdefault(item.stash[PHASE_KEY], []).append(item.stash[SPEC_KEY])
 
 
-def _record(request: pytest.FixtureRequest, phase: str, result: dict[str, Any]) -> None:
+def _record(request: pytest.FixtureRequest, result: dict[str, Any]) -> None:
     # user_properties reach every report writer (JUnit XML among them): no secrets in them.
     redacted = request.config.stash[RUN_KEY].redactor.data(result)
     request.node.user_properties.append((CHECK_PROPERTY, redacted))
@@ -125,7 +118,7 @@ def _run_preflight(request: pytest.FixtureRequest) -> None:
     run = request.config.stash[RUN_KEY]
     finding = runbook_for(run).preflight()[request.node.stash[SPEC_KEY]]
     status = "passed" if finding.ok else ("failed" if finding.checked else "not-checked")
-    _record(request, "preflight", {"name": finding.name, "status": status, "summary": finding.message, "measured": {}})
+    _record(request, {"name": finding.name, "status": status, "summary": finding.message, "measured": {}})
     if not finding.checked:
         pytest.skip(finding.message)
     if not finding.ok:
@@ -135,12 +128,12 @@ def _run_preflight(request: pytest.FixtureRequest) -> None:
 def _run_baseline(request: pytest.FixtureRequest) -> None:
     """Evidence of the live version before the rollback: recorded, never blocking."""
     result = _phase_result(request, "baseline")
-    _record(request, "baseline", result.to_dict())
+    _record(request, result.to_dict())
 
 
 def _run_verify(request: pytest.FixtureRequest, rollback_outcome: object) -> None:
     result = _phase_result(request, "verify")
-    _record(request, "verify", result.to_dict())
+    _record(request, result.to_dict())
     if result.status == "inconclusive":
         pytest.fail(f"inconclusive (not passed): {result.summary}", pytrace=False)
     if not result.passed:

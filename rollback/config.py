@@ -130,6 +130,16 @@ class HarnessSettings(Section):
     database: DatabaseConfig | None = None
     targets: dict[str, dict[str, Any]] = Field(min_length=1)
 
+    @field_validator("endpoints", "latency")
+    @classmethod
+    def _each_path_once(cls, checks: list[EndpointConfig] | list[LatencyConfig]) -> Any:
+        # The path names the check (verify-endpoint[/x]): two checks cannot share a name.
+        paths = [check.path for check in checks]
+        twice = sorted({path for path in paths if paths.count(path) > 1})
+        if twice:
+            raise ValueError(f"path {', '.join(repr(p) for p in twice)} appears more than once; each may appear once")
+        return checks
+
 
 @dataclass(frozen=True)
 class TargetSpec:

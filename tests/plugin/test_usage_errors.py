@@ -44,6 +44,10 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
         ),
         (GOOD.replace("http://127.0.0.1:9", "${SHOP_URL}"), "*service.base_url uses ${SHOP_URL}*SHOP_URL is not set*"),
         ("[service\n", "*rollback.toml: not valid TOML: *line 1*"),
+        (
+            GOOD + '[[endpoints]]\npath = "/a"\n[[endpoints]]\npath = "/a"\n',
+            "*endpoints = *path '/a' appears more than once*",
+        ),
     ],
     ids=[
         "unknown-target-key",
@@ -53,6 +57,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
         "bad-url",
         "unset-var",
         "bad-toml",
+        "same-path-twice",
     ],
 )
 def test_bad_config_is_one_clear_error(pytester: pytest.Pytester, config: str, expected: str) -> None:
