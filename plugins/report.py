@@ -85,7 +85,7 @@ class EvidenceReporter:
                 from pytest_html import extras
             except ImportError:  # pragma: no cover - pytest-html is a dependency
                 return report
-            measured = extras.json(self.redactor.data(check), name="measured")
+            measured = extras.json(check, name="measured")  # redacted when recorded
             # pytest-html reads `report.extras`, an attribute pytest itself does not declare.
             setattr(report, "extras", [*getattr(report, "extras", []), measured])  # noqa: B010
         return report

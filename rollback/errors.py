@@ -18,9 +18,5 @@ class UnknownTargetKind(ConfigError):
     """A target's ``kind`` names no known driver."""
 
 
-class PreflightRefused(HarnessError):
-    """A preflight finding stops the run before anything is changed."""
-
-
 class RollbackFailed(HarnessError):
     """A rollback step failed; the journal says which steps were done."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from rollback.config import HarnessConfig, TargetSpec
 from rollback.errors import HarnessError, RollbackFailed
-from rollback.journal import STEP_STATES, Journal, utc_now
+from rollback.journal import Journal, utc_now
 from rollback.lock import TargetLock
 from rollback.targets import create_target
 from rollback.targets.base import Finding, Target, TargetContext
@@ -190,18 +190,3 @@ class Runbook:
         outcome.finished = utc_now()
         outcome.duration_s = round(time.monotonic() - started, 3)
         return outcome
-
-    def step_summary(self) -> list[dict[str, Any]]:
-        """Every action step with its last state: done, failed, or started (cut short)."""
-        summary: dict[str, dict[str, Any]] = {}
-        for entry in self.journal.entries():
-            if entry["step"].startswith("preflight:") or entry["status"] not in STEP_STATES:
-                continue
-            summary.setdefault(entry["step"], {"step": entry["step"]}).update(
-                {
-                    "status": entry["status"],
-                    "at": entry["ts"],
-                    **{k: v for k, v in entry.items() if k not in ("ts", "step", "status")},
-                }
-            )
-        return list(summary.values())
