@@ -173,10 +173,11 @@ def pytest_configure(config: pytest.Config) -> None:
         # Listing the runbook's checks is not a run: no evidence, no report folder.
         run_dir.rmdir()
         return
-    if worker is None and not config.option.htmlpath:
+    # Each only when its plugin is there: -p no:html or -p no:junitxml leave the option out.
+    if worker is None and hasattr(config.option, "htmlpath") and not config.option.htmlpath:
         config.option.htmlpath = str(run_dir / "report.html")
         config.option.self_contained_html = True
-    if worker is None and not config.option.xmlpath:
+    if worker is None and hasattr(config.option, "xmlpath") and not config.option.xmlpath:
         # JUnit XML for CI systems that read test results, beside the other evidence.
         config.option.xmlpath = str(run_dir / "junit.xml")
     if getattr(config.option, "dist", "no") not in ("no", "loadgroup"):

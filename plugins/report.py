@@ -337,8 +337,8 @@ class EvidenceReporter:
             "tests": list(self.tests.values()),
             "timeline": self.timeline(),
             "artifacts": {
-                "html": self._artifact(self.config.option.htmlpath),
-                "junit": self._artifact(self.config.option.xmlpath),
+                "html": self._artifact(getattr(self.config.option, "htmlpath", None)),
+                "junit": self._artifact(getattr(self.config.option, "xmlpath", None)),
                 "journal": "journal.jsonl",
                 "manifest": MANIFEST_NAME,
             },
@@ -471,7 +471,9 @@ class EvidenceReporter:
         code = self.exit_code if self.exit_code is not None else exitstatus
         write(f"exit code {code}: {exit_codes.MEANINGS.get(code, 'see pytest exit codes')}")
         write(f"evidence: {self.run.run_dir / EVIDENCE_NAME}")
-        write(f"report:   {config.option.htmlpath}")
+        html = getattr(config.option, "htmlpath", None)
+        if html:
+            write(f"report:   {html}")
 
 
 def _clock(timestamp: str | None) -> str:

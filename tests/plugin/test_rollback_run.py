@@ -257,3 +257,12 @@ def test_a_version_without_its_v_finds_the_release(pytester: pytest.Pytester, de
     assert result.ret == 0, result.stdout.str()
     assert demo.linked_version() == "v1.2.9"
     result.stdout.fnmatch_lines(["*rolled back from v1.3.0 to v1.2.9*"])
+
+
+def test_without_pytest_html_the_evidence_is_still_written(pytester: pytest.Pytester, demo: Deployment) -> None:
+    result = rollback(pytester, demo, "-p", "no:html", "-p", "no:junitxml", "--gate", "verify", "-k", "version")
+
+    assert result.ret == 0, result.stdout.str()
+    folder = run_dir(pytester.path / "reports")
+    assert sorted(p.name for p in folder.iterdir()) == ["evidence.json", "manifest.sha256"]  # a gate journals nothing
+    assert read_evidence(pytester.path / "reports")["artifacts"]["html"] is None
