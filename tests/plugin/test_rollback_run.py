@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 from deployments import Deployment, read_evidence, run_dir
@@ -266,3 +267,18 @@ def test_without_pytest_html_the_evidence_is_still_written(pytester: pytest.Pyte
     folder = run_dir(pytester.path / "reports")
     assert sorted(p.name for p in folder.iterdir()) == ["evidence.json", "manifest.sha256"]  # a gate journals nothing
     assert read_evidence(pytester.path / "reports")["artifacts"]["html"] is None
+
+
+def test_a_service_that_is_down_is_still_rolled_back(pytester: pytest.Pytester, demo: Deployment) -> None:
+    # The usual incident: the bad release crashed. Baseline records it; nothing in preflight needs it up.
+    stop = [*demo.layout.restart_command[:-2], "stop", "app"]
+    subprocess.run(stop, check=True, capture_output=True)
+
+    result = rollback(pytester, demo, "--rollback-to", "v1.2.9", "--rollback-yes")
+
+    assert result.ret == 0, result.stdout.str()
+    assert demo.live_version() == "v1.2.9"
+    comparisons = {c["check"]: c for c in read_evidence(pytester.path / "reports")["comparisons"]}
+    assert "connection refused" in comparisons["version"]["before"]["summary"]
+    assert comparisons["latency[/]"]["before"]["status"] == "inconclusive"
+    assert comparisons["latency[/]"]["after"]["status"] == "passed"
