@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from rollback.runbook import RollbackOutcome, Runbook
 
 
+RUN_LOCK_NAME = "run.lock"  # removed when the run ends: not evidence
+
+
 def harness_run(config: pytest.Config, fixture: str) -> HarnessRun:
     if RUN_KEY not in config.stash:
         pytest.fail(
@@ -58,7 +61,7 @@ def perform_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
 
     # The lock and the journal make the rollback happen once per run, even if several
     # processes of the same run ask for it.
-    with FileLock(str(run.run_dir / "rollback.lock")):
+    with FileLock(str(run.run_dir / RUN_LOCK_NAME)):
         done = recorded_outcome(run)
         if done is not None:
             return done

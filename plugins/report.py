@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from plugins import exit_codes
-from plugins.fixtures import recorded_outcome
+from plugins.fixtures import RUN_LOCK_NAME, recorded_outcome
 from plugins.items import CHECK_PROPERTY, GATE_PROPERTY
 from plugins.state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY, XDIST_GROUP, HarnessRun
 from rollback.evidence import MANIFEST_NAME, write_json, write_manifest
@@ -185,6 +185,7 @@ class EvidenceReporter:
             # A usage error stopped the run before anything happened: leave no empty folder.
             shutil.rmtree(self.run.run_dir, ignore_errors=True)
             return
+        (self.run.run_dir / RUN_LOCK_NAME).unlink(missing_ok=True)
         # Last, once pytest-html has written the report: a checksum of every artifact.
         write_manifest(self.run.run_dir)
 

@@ -56,9 +56,6 @@ class HarnessRun:
     progress: Callable[[str], None] = lambda message: None
     # Filled on the process that runs the items.
     preflight_failures: list[str] = field(default_factory=list)
-    # Filled on the controller (or the only process) from test reports.
-    reports: list[dict[str, Any]] = field(default_factory=list)
-    exit_code: int | None = None
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
