@@ -10,8 +10,9 @@ its slowest check instead of the sum of them all.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError, wait
 from typing import TYPE_CHECKING
 
 from rollback.results import CheckResult
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from plugins.state import HarnessRun
 
 MAX_PARALLEL_PROBES = 16
+PROGRESS_EVERY = 5.0  # seconds between "still running" lines while an item waits
 
 
 def is_latency(spec: CheckSpec) -> bool:
@@ -44,11 +46,25 @@ class PhaseChecks:
             # pytest; kept for direct callers): run it alone.
             spec = next(spec for spec in self.specs if spec.key == key)
             return spec.run(self.run, self.phase)
-        return self._futures[key].result()
+        return self._wait_for(key)
+
+    def _wait_for(self, key: str) -> CheckResult:
+        """The check's result; a long one (a big latency sample) says it is still going."""
+        future = self._futures[key]
+        started = time.monotonic()
+        while True:
+            try:
+                return future.result(timeout=PROGRESS_EVERY)
+            except TimeoutError:
+                waited = time.monotonic() - started
+                self.run.progress(f"{self.phase}: still running {key} ({waited:.0f} s so far)")
 
     def _start(self) -> None:
         quick = [spec for spec in self.specs if not is_latency(spec)]
         slow = [spec for spec in self.specs if is_latency(spec)]
+        self.run.progress(
+            f"{self.phase}: running {len(self.specs)} checks against {self.run.config.settings.service.base_url}"
+        )
         pool = ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL_PROBES, len(quick))), thread_name_prefix="probe")
         for spec in quick:
             self._futures[spec.key] = pool.submit(spec.run, self.run, self.phase)
