@@ -62,9 +62,8 @@ class PhaseChecks:
     def _start(self) -> None:
         quick = [spec for spec in self.specs if not is_latency(spec)]
         slow = [spec for spec in self.specs if is_latency(spec)]
-        self.run.progress(
-            f"{self.phase}: running {len(self.specs)} checks against {self.run.config.settings.service.base_url}"
-        )
+        count = f"{len(self.specs)} check{'' if len(self.specs) == 1 else 's'}"
+        self.run.progress(f"{self.phase}: running {count} against {self.run.config.settings.service.base_url}")
         pool = ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL_PROBES, len(quick))), thread_name_prefix="probe")
         for spec in quick:
             self._futures[spec.key] = pool.submit(spec.run, self.run, self.phase)

@@ -73,4 +73,4 @@ def test_a_long_check_says_it_is_still_running(monkeypatch: pytest.MonkeyPatch) 
     phase = PhaseChecks(run=fake_run(lines), phase="baseline", specs=[CheckSpec("latency[/]", slow)])
 
     assert phase.result("latency[/]").summary == "slow but fine"
-    assert lines[0] == "baseline: running 1 checks against http://127.0.0.1:9"
+    assert lines[0] == "baseline: running 1 check against http://127.0.0.1:9"
