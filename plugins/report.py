@@ -70,6 +70,8 @@ class EvidenceReporter:
         self.tests: dict[str, dict[str, Any]] = {}
         self.exit_code: int | None = None
         self.collection_errors: list[str] = []
+        # Built once when the session ends; the HTML summary shows the very same facts.
+        self.final_evidence: dict[str, Any] | None = None
 
     # -- where the items run ---------------------------------------------------------------
 
@@ -176,7 +178,8 @@ class EvidenceReporter:
         session.exitstatus = self.exit_code
         if self.exit_code == pytest.ExitCode.USAGE_ERROR and not self.run.journal.entries():
             return  # nothing ran: no evidence to keep
-        write_json(self.run.run_dir / EVIDENCE_NAME, self.evidence(), self.redactor)
+        self.final_evidence = self.evidence()
+        write_json(self.run.run_dir / EVIDENCE_NAME, self.final_evidence, self.redactor)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self.run.is_worker or not self.run.run_dir.is_dir():
@@ -400,7 +403,7 @@ class EvidenceReporter:
         return escape(self.redactor.text(str(value)))
 
     def _summary_html(self) -> list[str]:
-        evidence = self.evidence()
+        evidence = self.final_evidence or self.evidence()
         h = self._h
         ok = evidence["exit"]["code"] == 0
         parts = [
