@@ -23,8 +23,8 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff mypy
-	$(VENV)/bin/ruff check rollback checks plugins tests demo bench
-	$(VENV)/bin/ruff format --check rollback checks plugins tests demo bench
+	$(VENV)/bin/ruff check rollback_harness rollback checks plugins tests demo bench
+	$(VENV)/bin/ruff format --check rollback_harness rollback checks plugins tests demo bench
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)

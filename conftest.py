@@ -2,5 +2,5 @@
 
 from importlib.metadata import entry_points
 
-if not any(ep.value == "plugins.harness" for ep in entry_points(group="pytest11")):
-    pytest_plugins = ["plugins.harness"]
+if not any(ep.value == "rollback_harness.plugins.harness" for ep in entry_points(group="pytest11")):
+    pytest_plugins = ["rollback_harness.plugins.harness"]

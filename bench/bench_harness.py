@@ -32,12 +32,12 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from checks.latency import LatencyThresholds, check_latency  # noqa: E402
 from demo import deployment  # noqa: E402
-from rollback.config import load_config  # noqa: E402
-from rollback.journal import Journal  # noqa: E402
-from rollback.targets import create_target  # noqa: E402
-from rollback.targets.base import TargetContext  # noqa: E402
+from rollback_harness.checks.latency import LatencyThresholds, check_latency  # noqa: E402
+from rollback_harness.rollback.config import load_config  # noqa: E402
+from rollback_harness.rollback.journal import Journal  # noqa: E402
+from rollback_harness.rollback.targets import create_target  # noqa: E402
+from rollback_harness.rollback.targets.base import TargetContext  # noqa: E402
 
 
 def median_time(action: Callable[[], object], rounds: int) -> float:
@@ -129,9 +129,9 @@ def bench_phase(rounds: int, workdir: Path) -> None:
     import tomli_w
     import tomllib
 
-    from plugins.items import check_specs
-    from plugins.phase import PhaseChecks
-    from plugins.state import MODE_GATE_VERIFY, HarnessRun
+    from rollback_harness.plugins.items import check_specs
+    from rollback_harness.plugins.phase import PhaseChecks
+    from rollback_harness.plugins.state import MODE_GATE_VERIFY, HarnessRun
 
     layout = deployment.lay_out(workdir / "slow", live="v1.2.9", env={"DEMO_DELAY_MS": "20"})
     paths = [f"/?page={n}" for n in range(60)]

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import requests
 
-from checks._common import format_statuses, to_ms
-from checks.http import Probe, probe, url_path
-from rollback.results import CheckResult
+from rollback_harness.checks._common import format_statuses, to_ms
+from rollback_harness.checks.http import Probe, probe, url_path
+from rollback_harness.rollback.results import CheckResult
 
 
 @dataclass

@@ -13,9 +13,9 @@ from typing import Any
 
 import requests
 
-from checks._common import format_ms, to_ms
-from checks.http import Probe, make_session, probe, url_path
-from rollback.results import CheckResult
+from rollback_harness.checks._common import format_ms, to_ms
+from rollback_harness.checks.http import Probe, make_session, probe, url_path
+from rollback_harness.rollback.results import CheckResult
 
 PERCENTILES = (50, 95, 99)
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import requests
 
-from checks._common import to_ms
-from checks.http import Probe, probe
-from rollback.results import CheckResult
-from rollback.versions import same_version
+from rollback_harness.checks._common import to_ms
+from rollback_harness.checks.http import Probe, probe
+from rollback_harness.rollback.results import CheckResult
+from rollback_harness.rollback.versions import same_version
 
 
 def read_version(probe: Probe, json_field: str | None) -> tuple[str | None, str | None]:

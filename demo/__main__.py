@@ -27,7 +27,7 @@ from demo.deployment import (
     start,
     stop,
 )
-from plugins.exit_codes import MEANINGS as EXIT_MEANINGS
+from rollback_harness.plugins.exit_codes import MEANINGS as EXIT_MEANINGS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 8080

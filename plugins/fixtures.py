@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from plugins.state import RUN_KEY, HarnessRun
+from rollback_harness.plugins.state import RUN_KEY, HarnessRun
 
 if TYPE_CHECKING:
-    from rollback.runbook import RollbackOutcome, Runbook
+    from rollback_harness.rollback.runbook import RollbackOutcome, Runbook
 
 
 RUN_LOCK_NAME = "run.lock"  # removed when the run ends: not evidence
@@ -29,8 +29,8 @@ def harness_run(config: pytest.Config, fixture: str) -> HarnessRun:
 def runbook_for(run: HarnessRun) -> Runbook:
     """The run's runbook, made on first use in the process that runs the gates."""
     if run.runbook is None:
-        from plugins import probes
-        from rollback.runbook import Runbook
+        from rollback_harness.plugins import probes
+        from rollback_harness.rollback.runbook import Runbook
 
         assert run.target_spec is not None and run.requested is not None
         run.runbook = Runbook(
@@ -47,7 +47,7 @@ def runbook_for(run: HarnessRun) -> Runbook:
 
 def recorded_outcome(run: HarnessRun) -> RollbackOutcome | None:
     """The outcome this run already journaled, if any: the rollback happens once per run."""
-    from rollback.runbook import RollbackOutcome
+    from rollback_harness.rollback.runbook import RollbackOutcome
 
     fields = RollbackOutcome.__dataclass_fields__
     for entry in reversed(run.journal.entries()):
@@ -71,7 +71,7 @@ def perform_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
 
 
 def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
-    from rollback.runbook import STATUS_DRY_RUN, STATUS_NOT_CONFIRMED, STATUS_REFUSED, RollbackOutcome
+    from rollback_harness.rollback.runbook import STATUS_DRY_RUN, STATUS_NOT_CONFIRMED, STATUS_REFUSED, RollbackOutcome
 
     runbook = runbook_for(run)
     refusals = [f"{f.name}: {f.message}" for f in runbook.refusals() if f.checked]
@@ -129,7 +129,7 @@ def rollback_outcome(request: pytest.FixtureRequest) -> RollbackOutcome | None:
     Tests that depend on it are skipped when the rollback was refused, not confirmed or a dry
     run, and error when it failed: verify results then never describe an unchanged system.
     """
-    from rollback.runbook import STATUS_DRY_RUN, STATUS_FAILED, STATUS_NOT_CONFIRMED, STATUS_REFUSED
+    from rollback_harness.rollback.runbook import STATUS_DRY_RUN, STATUS_FAILED, STATUS_NOT_CONFIRMED, STATUS_REFUSED
 
     run = harness_run(request.config, "rollback_outcome")
     if not run.rolls_back:
@@ -168,7 +168,7 @@ def rollback_base_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def rollback_http(request: pytest.FixtureRequest) -> Any:
     """A requests.Session set up like the harness's own probes (TLS verification as configured)."""
-    from plugins.probes import http_session
+    from rollback_harness.plugins.probes import http_session
 
     return http_session(harness_run(request.config, "rollback_http"))
 

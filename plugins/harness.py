@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from plugins.fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
+from rollback_harness.plugins.fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
     _rollback_gate,
     gate_phase,
     rollback_base_url,
@@ -19,8 +19,8 @@ from plugins.fixtures import (  # noqa: F401  (fixtures are found in the plugin'
     rollback_http,
     rollback_outcome,
 )
-from plugins.items import GATE_PROPERTY, RunbookFile, remember_selected
-from plugins.state import (
+from rollback_harness.plugins.items import GATE_PROPERTY, RunbookFile, remember_selected
+from rollback_harness.plugins.state import (
     MODE_GATE_PREFLIGHT,
     MODE_GATE_VERIFY,
     MODE_ROLLBACK,
@@ -124,8 +124,8 @@ def pytest_configure(config: pytest.Config) -> None:
     mode = _mode(config)
     if mode is None:
         return
-    from rollback.config import find_config_path, load_config
-    from rollback.errors import ConfigError
+    from rollback_harness.rollback.config import find_config_path, load_config
+    from rollback_harness.rollback.errors import ConfigError
 
     try:
         path = find_config_path(config.option.rollback_config, config.invocation_params.dir, config.rootpath)
@@ -185,7 +185,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # worker, in order. Other tests still spread over the workers.
         config.option.dist = "loadgroup"
 
-    from plugins.report import EvidenceReporter
+    from rollback_harness.plugins.report import EvidenceReporter
 
     config.pluginmanager.register(EvidenceReporter(run, config), "rollback-evidence")
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from plugins.state import RUN_KEY, HarnessRun
-from rollback.results import CheckResult
+from rollback_harness.plugins.state import RUN_KEY, HarnessRun
+from rollback_harness.rollback.results import CheckResult
 
 CHECK_PROPERTY = "rollback_check"
 GATE_PROPERTY = "rollback_gate"
@@ -34,7 +34,7 @@ class RunbookFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         run = self.config.stash[RUN_KEY]
         if "preflight" in run.phases:
-            from rollback.runbook import PREFLIGHT_FINDINGS
+            from rollback_harness.rollback.runbook import PREFLIGHT_FINDINGS
 
             for name in PREFLIGHT_FINDINGS:
                 yield _item(self, f"preflight-{name}", _run_preflight, "preflight", name)
@@ -68,7 +68,7 @@ def _item(parent: RunbookFile, name: str, func: Callable[..., None], phase: str,
 
 def check_specs(run: HarnessRun) -> list[CheckSpec]:
     """Every configured check, in a fixed order (xdist needs the same order on every worker)."""
-    from plugins import probes
+    from rollback_harness.plugins import probes
 
     settings = run.config.settings
     specs = [CheckSpec("version", probes.version)]
@@ -88,7 +88,7 @@ def check_specs(run: HarnessRun) -> list[CheckSpec]:
 
 def _phase_result(request: pytest.FixtureRequest, phase: str) -> CheckResult:
     """This item's result; the phase's first item starts all the phase's checks at once."""
-    from plugins.phase import PhaseChecks
+    from rollback_harness.plugins.phase import PhaseChecks
 
     run = request.config.stash[RUN_KEY]
     if phase not in run.phase_checks:
@@ -113,7 +113,7 @@ def _record(request: pytest.FixtureRequest, result: dict[str, Any]) -> None:
 
 
 def _run_preflight(request: pytest.FixtureRequest) -> None:
-    from plugins.fixtures import runbook_for
+    from rollback_harness.plugins.fixtures import runbook_for
 
     run = request.config.stash[RUN_KEY]
     finding = runbook_for(run).preflight()[request.node.stash[SPEC_KEY]]

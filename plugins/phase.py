@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError, wait
 from typing import TYPE_CHECKING
 
-from rollback.results import CheckResult
+from rollback_harness.rollback.results import CheckResult
 
 if TYPE_CHECKING:
-    from plugins.items import CheckSpec
-    from plugins.state import HarnessRun
+    from rollback_harness.plugins.items import CheckSpec
+    from rollback_harness.plugins.state import HarnessRun
 
 MAX_PARALLEL_PROBES = 16
 PROGRESS_EVERY = 5.0  # seconds between "still running" lines while an item waits

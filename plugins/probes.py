@@ -7,15 +7,15 @@ from collections.abc import Callable
 
 import requests
 
-from checks.database import check_database
-from checks.endpoints import check_endpoint
-from checks.health import check_health
-from checks.http import join_url, make_session, probe
-from checks.latency import LatencyThresholds, check_latency
-from checks.version import check_version, read_version
-from plugins.state import MODE_GATE_VERIFY, HarnessRun
-from rollback.config import EndpointConfig, LatencyConfig
-from rollback.results import CheckResult
+from rollback_harness.checks.database import check_database
+from rollback_harness.checks.endpoints import check_endpoint
+from rollback_harness.checks.health import check_health
+from rollback_harness.checks.http import join_url, make_session, probe
+from rollback_harness.checks.latency import LatencyThresholds, check_latency
+from rollback_harness.checks.version import check_version, read_version
+from rollback_harness.plugins.state import MODE_GATE_VERIFY, HarnessRun
+from rollback_harness.rollback.config import EndpointConfig, LatencyConfig
+from rollback_harness.rollback.results import CheckResult
 
 Probe = Callable[[HarnessRun, str], CheckResult]
 

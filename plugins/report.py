@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from plugins import exit_codes
-from plugins.fixtures import RUN_LOCK_NAME, recorded_outcome
-from plugins.items import CHECK_PROPERTY, GATE_PROPERTY
-from plugins.state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY, XDIST_GROUP, HarnessRun
-from rollback.evidence import MANIFEST_NAME, write_json, write_manifest
-from rollback.runbook import (
+from rollback_harness.plugins import exit_codes
+from rollback_harness.plugins.fixtures import RUN_LOCK_NAME, recorded_outcome
+from rollback_harness.plugins.items import CHECK_PROPERTY, GATE_PROPERTY
+from rollback_harness.plugins.state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY, XDIST_GROUP, HarnessRun
+from rollback_harness.rollback.evidence import MANIFEST_NAME, write_json, write_manifest
+from rollback_harness.rollback.runbook import (
     STATUS_ALREADY_AT_TARGET,
     STATUS_FAILED,
     STATUS_NOT_CONFIRMED,

@@ -27,8 +27,8 @@ from pydantic import (
     field_validator,
 )
 
-from rollback.durations import parse_duration
-from rollback.errors import ConfigError
+from rollback_harness.rollback.durations import parse_duration
+from rollback_harness.rollback.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -219,7 +219,7 @@ def find_config_path(explicit: str | None, *search_dirs: Path) -> Path:
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> HarnessConfig:
     """Read, substitute and validate ``path``; raise ConfigError on any problem."""
-    from rollback.targets import settings_model_for
+    from rollback_harness.rollback.targets import settings_model_for
 
     data: Any = _read_toml(path)
     prefix = ""

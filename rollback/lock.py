@@ -17,7 +17,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from rollback.journal import utc_now
+from rollback_harness.rollback.journal import utc_now
 
 
 class TargetLock:

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollback.config import HarnessConfig, TargetSpec
-from rollback.errors import HarnessError, RollbackFailed
-from rollback.journal import Journal, utc_now
-from rollback.lock import TargetLock
-from rollback.targets import create_target
-from rollback.targets.base import Finding, Target, TargetContext
-from rollback.versions import PREVIOUS, resolve_target, same_version, version_problem
+from rollback_harness.rollback.config import HarnessConfig, TargetSpec
+from rollback_harness.rollback.errors import HarnessError, RollbackFailed
+from rollback_harness.rollback.journal import Journal, utc_now
+from rollback_harness.rollback.lock import TargetLock
+from rollback_harness.rollback.targets import create_target
+from rollback_harness.rollback.targets.base import Finding, Target, TargetContext
+from rollback_harness.rollback.versions import PREVIOUS, resolve_target, same_version, version_problem
 
 # The preflight findings, in the order they are judged; the plugin makes one item of each.
 PREFLIGHT_FINDINGS = ("target-version", "target-lock", "live-version", "target-exists", "target-deployable")

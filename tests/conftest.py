@@ -11,10 +11,10 @@ from deployments import Deployment, make_deployment
 
 # Imported here, before any in-process pytester run, so that pytester's sys.modules snapshot
 # keeps one copy of them (a second import of http.cookiejar breaks requests' cookie jars).
-import checks.database  # noqa: F401
-import plugins.probes
-import plugins.report  # noqa: F401
-import rollback.targets.symlink  # noqa: F401
+import rollback_harness.checks.database
+import rollback_harness.plugins.probes
+import rollback_harness.plugins.report
+import rollback_harness.rollback.targets.symlink  # noqa: F401
 from demo import deployment
 
 

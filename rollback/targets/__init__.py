@@ -8,16 +8,16 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from rollback.errors import UnknownTargetKind
+from rollback_harness.rollback.errors import UnknownTargetKind
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from rollback.config import TargetSpec
-    from rollback.targets.base import Target, TargetContext
+    from rollback_harness.rollback.config import TargetSpec
+    from rollback_harness.rollback.targets.base import Target, TargetContext
 
 DRIVERS: dict[str, str] = {
-    "symlink": "rollback.targets.symlink:SymlinkTarget",
+    "symlink": "rollback_harness.rollback.targets.symlink:SymlinkTarget",
 }
 
 

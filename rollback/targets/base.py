@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from rollback.journal import Journal
+from rollback_harness.rollback.journal import Journal
 
 
 @dataclass(frozen=True)

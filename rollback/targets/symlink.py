@@ -17,12 +17,12 @@ from typing import Any
 
 from pydantic import Field
 
-from rollback.config import Duration, Section
-from rollback.durations import format_duration
-from rollback.errors import RollbackFailed
-from rollback.journal import Journal
-from rollback.targets.base import Finding, Target
-from rollback.versions import same_version, sort_versions, version_problem
+from rollback_harness.rollback.config import Duration, Section
+from rollback_harness.rollback.durations import format_duration
+from rollback_harness.rollback.errors import RollbackFailed
+from rollback_harness.rollback.journal import Journal
+from rollback_harness.rollback.targets.base import Finding, Target
+from rollback_harness.rollback.versions import same_version, sort_versions, version_problem
 
 POLL_INTERVAL = 0.05  # seconds between version probes while waiting for readiness
 

@@ -8,7 +8,7 @@ import pytest
 import requests
 from _checks_server import Service, running_service
 
-from checks.http import make_session
+from rollback_harness.checks.http import make_session
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from _checks_server import closed_port
 
-from checks.database import check_database
+from rollback_harness.checks.database import check_database
 
 
 def _make_database(path: Path) -> None:

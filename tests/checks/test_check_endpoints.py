@@ -7,7 +7,7 @@ import json
 import requests
 from _checks_server import Service
 
-from checks.endpoints import check_endpoint
+from rollback_harness.checks.endpoints import check_endpoint
 
 
 def test_expected_status_passes(service: Service, session: requests.Session) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 from _checks_server import Service, closed_port_url
 
-from checks.health import check_health
+from rollback_harness.checks.health import check_health
 
 
 def test_one_pass_is_enough_by_default(service: Service, session: requests.Session) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from _checks_server import Service, closed_port_url, running_service, self_signed_certificate
 
-from checks.http import BODY_LIMIT, Probe, join_url, make_session, probe
+from rollback_harness.checks.http import BODY_LIMIT, Probe, join_url, make_session, probe
 
 
 @pytest.mark.parametrize(

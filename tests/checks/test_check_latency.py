@@ -7,7 +7,7 @@ import json
 import pytest
 from _checks_server import SLOW_DELAY, Service, closed_port_url
 
-from checks.latency import LatencyThresholds, check_latency, percentile
+from rollback_harness.checks.latency import LatencyThresholds, check_latency, percentile
 
 
 @pytest.mark.parametrize(

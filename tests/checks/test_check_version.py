@@ -6,8 +6,8 @@ import pytest
 import requests
 from _checks_server import VERSION, Service, closed_port_url
 
-from checks.http import Probe
-from checks.version import check_version, read_version
+from rollback_harness.checks.http import Probe
+from rollback_harness.checks.version import check_version, read_version
 
 
 def _probe(body: str) -> Probe:

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from rollback.config import (
+from rollback_harness.rollback.config import (
     Duration,
     HarnessConfig,
     Section,
     find_config_path,
     load_config,
 )
-from rollback.durations import parse_duration
-from rollback.errors import ConfigError, UnknownTargetKind
-from rollback.targets.symlink import SymlinkSettings
+from rollback_harness.rollback.durations import parse_duration
+from rollback_harness.rollback.errors import ConfigError, UnknownTargetKind
+from rollback_harness.rollback.targets.symlink import SymlinkSettings
 
 BASE = """\
 [service]
@@ -183,7 +183,7 @@ def test_union_member_names_do_not_leak_into_keys(tmp_path: Path) -> None:
     """Pydantic puts names like ``function-before[_duration(), float]`` and ``list[int]`` into the
     error locations of union fields. No settings model has such a field yet, so this drives the
     message builder directly with one that does."""
-    from rollback.config import _describe
+    from rollback_harness.rollback.config import _describe
 
     class WithUnions(Section):
         wait: Duration | list[int] = 1.0

@@ -11,7 +11,14 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from rollback.evidence import MANIFEST_NAME, REDACTED, Redactor, verify_manifest, write_json, write_manifest
+from rollback_harness.rollback.evidence import (
+    MANIFEST_NAME,
+    REDACTED,
+    Redactor,
+    verify_manifest,
+    write_json,
+    write_manifest,
+)
 
 SECRET = "p@ss w/rd+9?"  # differs in every encoding: %-quoted, +-quoted, base64, urlsafe base64
 ENCODINGS = {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rollback.journal import Journal
+from rollback_harness.rollback.journal import Journal
 
 
 def test_a_step_records_started_then_done_with_its_duration(tmp_path: Path) -> None:

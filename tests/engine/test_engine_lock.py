@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from rollback.lock import TargetLock
+from rollback_harness.rollback.lock import TargetLock
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from rollback.lock import TargetLock
+from rollback_harness.rollback.lock import TargetLock
 lock = TargetLock(Path(sys.argv[1]), "run-held-elsewhere")
 assert lock.acquire() is None
 print("held", flush=True)

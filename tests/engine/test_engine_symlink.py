@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from rollback.config import TargetSpec, load_config
-from rollback.errors import RollbackFailed
-from rollback.journal import Journal
-from rollback.targets import create_target
-from rollback.targets.base import TargetContext
-from rollback.targets.symlink import SymlinkSettings, SymlinkTarget
+from rollback_harness.rollback.config import TargetSpec, load_config
+from rollback_harness.rollback.errors import RollbackFailed
+from rollback_harness.rollback.journal import Journal
+from rollback_harness.rollback.targets import create_target
+from rollback_harness.rollback.targets.base import TargetContext
+from rollback_harness.rollback.targets.symlink import SymlinkSettings, SymlinkTarget
 
 RELEASES = ("v1.2.8", "v1.2.9", "v1.3.0")
 
@@ -248,11 +248,11 @@ def test_leftover_temporary_links_from_a_killed_run_do_not_break_a_rerun(tmp_pat
 CHILD = """
 import os, sys
 from pathlib import Path
-from rollback.config import TargetSpec
-from rollback.journal import Journal
-from rollback.targets import create_target
-from rollback.targets.base import TargetContext
-from rollback.targets.symlink import SymlinkSettings
+from rollback_harness.rollback.config import TargetSpec
+from rollback_harness.rollback.journal import Journal
+from rollback_harness.rollback.targets import create_target
+from rollback_harness.rollback.targets.base import TargetContext
+from rollback_harness.rollback.targets.symlink import SymlinkSettings
 
 root = Path(sys.argv[1])
 restart = sys.argv[3:] or None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rollback.versions import PREVIOUS, resolve_target, same_version, sort_versions, version_problem
+from rollback_harness.rollback.versions import PREVIOUS, resolve_target, same_version, sort_versions, version_problem
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from deployments import Deployment, read_evidence
 from sqlalchemy.engine import make_url
 
-from checks.database import check_database
+from rollback_harness.checks.database import check_database
 
 pytestmark = pytest.mark.integration
 DEFAULT_URL = "postgresql+psycopg://harness:harness-test-pw@127.0.0.1:5432/harness"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from checks.latency import LatencyThresholds, check_latency
 from demo import deployment
+from rollback_harness.checks.latency import LatencyThresholds, check_latency
 
 pytestmark = pytest.mark.integration
 DELAY_MS = 120

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from plugins import phase as phase_module
-from plugins.items import CheckSpec
-from plugins.phase import PhaseChecks
-from rollback.results import CheckResult
+from rollback_harness.plugins import phase as phase_module
+from rollback_harness.plugins.items import CheckSpec
+from rollback_harness.plugins.phase import PhaseChecks
+from rollback_harness.rollback.results import CheckResult
 
 
 def fake_run(progress: list[str] | None = None) -> Any:

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from deployments import Deployment, read_evidence, run_dir
 
-from rollback.evidence import verify_manifest
+from rollback_harness.rollback.evidence import verify_manifest
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from deployments import Deployment, run_dir
 
-from rollback.evidence import verify_manifest
+from rollback_harness.rollback.evidence import verify_manifest
 
 pytestmark = pytest.mark.integration
 
