@@ -1,6 +1,8 @@
 """Platform drivers, found by ``kind`` and imported only when a config names them.
 
 ``pytest --help`` imports none of them, so heavy clients (kubernetes, docker) load only when used.
+Those clients are optional extras of the package (``EXTRAS``): a config naming a driver whose
+client is not installed gets a ConfigError saying which extra to install, not a traceback.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from rollback_harness.rollback.errors import UnknownTargetKind
+from rollback_harness.rollback.errors import ConfigError, UnknownTargetKind
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -16,8 +18,16 @@ if TYPE_CHECKING:
     from rollback_harness.rollback.config import TargetSpec
     from rollback_harness.rollback.targets.base import Target, TargetContext
 
+PACKAGE = "pytest-rollback-harness"
+
 DRIVERS: dict[str, str] = {
     "symlink": "rollback_harness.rollback.targets.symlink:SymlinkTarget",
+}
+
+# The package extra that installs a driver's client library (pyproject.toml's optional-dependencies).
+EXTRAS: dict[str, str] = {
+    "kubernetes": "kubernetes",
+    "swarm": "swarm",
 }
 
 
@@ -29,8 +39,29 @@ def driver_class(kind: object, where: str) -> type[Target]:
     if not isinstance(kind, str) or kind not in DRIVERS:
         raise UnknownTargetKind(f"{where} = {kind!r}: unknown target kind; accepted: {known}")
     module_name, _, class_name = DRIVERS[kind].partition(":")
-    cls: type[Target] = getattr(import_module(module_name), class_name)
+    try:
+        module = import_module(module_name)
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] == "rollback_harness":
+            raise  # a module of our own is missing: a broken install or a bug, not a missing client
+        raise ConfigError(missing_client_message(kind, exc, where)) from None
+    cls: type[Target] = getattr(module, class_name)
     return cls
+
+
+def missing_client_message(kind: str, exc: ImportError, where: str) -> str:
+    """What to install when the ``kind`` driver cannot import its client library."""
+    requirement = f"'{PACKAGE}[{EXTRAS.get(kind, 'all')}]'"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return (
+            f"{where} = {kind!r}: the {kind} driver needs the Python module {exc.name!r}, "
+            f"which is not installed; install it with: pip install {requirement}"
+        )
+    # Installed but unusable (too old, broken): "cannot import name ... from ...".
+    return (
+        f"{where} = {kind!r}: the {kind} driver cannot import its client ({exc}); "
+        f"install it with: pip install --upgrade {requirement}"
+    )
 
 
 def settings_model_for(kind: object, where: str) -> type[BaseModel]:
