@@ -166,11 +166,14 @@ def rollback_base_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def rollback_http(request: pytest.FixtureRequest) -> Any:
-    """A requests.Session set up like the harness's own probes (TLS verification as configured)."""
-    from rollback_harness.plugins.probes import http_session
+def rollback_http(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A requests.Session set up like the harness's own probes: TLS verification as configured,
+    and each request times out after the service's ``timeout`` unless the call passes its own."""
+    from rollback_harness.plugins.user_http import ServiceSession
 
-    return http_session(harness_run(request.config, "rollback_http"))
+    service = harness_run(request.config, "rollback_http").config.settings.service
+    with ServiceSession(service.timeout, verify_tls=service.verify_tls) as session:
+        yield session
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ what it measured in ``user_properties`` (plain builtins, so xdist can carry them
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -108,8 +109,9 @@ def remember_selected(items: list[pytest.Item], run: HarnessRun) -> None:
 
 def _record(request: pytest.FixtureRequest, result: dict[str, Any]) -> None:
     # user_properties reach every report writer (JUnit XML among them): no secrets in them.
+    # JSON text: JUnit XML writes a property's value with str(), which would be a Python repr.
     redacted = request.config.stash[RUN_KEY].redactor.data(result)
-    request.node.user_properties.append((CHECK_PROPERTY, redacted))
+    request.node.user_properties.append((CHECK_PROPERTY, json.dumps(redacted, default=str)))
 
 
 def _run_preflight(request: pytest.FixtureRequest) -> None:

@@ -6,6 +6,7 @@ target is escaped before it reaches HTML.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Generator
@@ -37,7 +38,8 @@ def _property(report: pytest.TestReport | pytest.CollectReport, name: str) -> An
     # A CollectReport (pytest-html shows failed collections too) has no user_properties.
     for key, value in getattr(report, "user_properties", ()):
         if key == name:
-            return value
+            # The check's result travels as JSON text (JUnit XML shows it as it is): a dict here.
+            return json.loads(value) if name == CHECK_PROPERTY and isinstance(value, str) else value
     return None
 
 
