@@ -62,7 +62,8 @@ def test_a_full_report_disk_is_refused_before_any_change(
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
     result.stderr.fnmatch_lines(
         [
-            f"ERROR: --report-dir: cannot write in {report_mount}/*: No space left on device (ENOSPC); nothing was changed*"
+            f"ERROR: --report-dir: cannot write in {report_mount}/*: "
+            "No space left on device (ENOSPC); nothing was changed*"
         ]
     )
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
