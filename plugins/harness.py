@@ -6,6 +6,10 @@ for ordinary test runs. Evidence, the HTML report and exit codes live in plugins
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
+import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
 
@@ -153,6 +157,14 @@ def pytest_configure(config: pytest.Config) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise pytest.UsageError(f"--report-dir: cannot create {run_dir}: {exc.strerror}") from None
+    if worker is None:
+        problem = _write_test(run_dir)
+        if problem is not None:
+            _remove_empty(run_dir)
+            raise pytest.UsageError(
+                f"--report-dir: cannot write in {run_dir}: {problem}; nothing was changed. "
+                "Free space there or pass --report-dir DIR"
+            )
 
     run = HarnessRun(
         mode=mode,
@@ -168,6 +180,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     run.progress = _progress_writer(config, run.redactor.text)
     config.stash[RUN_KEY] = run
+    _handle_sigterm(config, run)
 
     if config.option.collectonly:
         # Listing the runbook's checks is not a run: no evidence, no report folder.
@@ -208,12 +221,68 @@ def _progress_writer(config: pytest.Config, redact: Callable[[str], str]) -> Cal
     return write
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The process that ran the runbook lets go of the target's lock."""
-    run = session.config.stash.get(RUN_KEY, None)
-    if run is not None and run.runbook is not None:
-        run.runbook.close()
+# Written and removed before anything changes: evidence must fit where it will be written.
+WRITE_TEST_BYTES = 256 * 1024
+
+
+def _write_test(run_dir: Path) -> str | None:
+    """None when ``run_dir`` takes a file of WRITE_TEST_BYTES, else the OS's reason why not."""
+    probe = run_dir / ".write-test"
+    try:
+        with probe.open("wb") as handle:
+            handle.write(bytes(WRITE_TEST_BYTES))
+            handle.flush()
+            os.fsync(handle.fileno())
+        probe.unlink()
+    except OSError as exc:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+        code = errno.errorcode.get(exc.errno or 0)
+        return f"{exc.strerror or exc} ({code})" if code else str(exc.strerror or exc)
+    return None
+
+
+def _remove_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _handle_sigterm(config: pytest.Config, run: HarnessRun) -> None:
+    """SIGTERM (a CI cancel, ``timeout``) ends the run the way Ctrl-C does.
+
+    pytest's interrupted path then runs: the step in flight is journaled as interrupted, the
+    evidence is written, and the exit code is 2 with a headline that says it was terminated.
+    The previous handler comes back when pytest unconfigures.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def terminated(signum: int, frame: object) -> None:
+        run.terminated_by = "SIGTERM"
+        raise KeyboardInterrupt("terminated by SIGTERM")
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, terminated)
+    config.add_cleanup(restore)
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    """The process that ran the runbook lets go of the target's lock, after every writer,
+    whether they succeeded or not."""
+    try:
+        return (yield)
+    finally:
+        run = session.config.stash.get(RUN_KEY, None)
+        if run is not None and run.runbook is not None:
+            run.runbook.close()
 
 
 @pytest.hookimpl(optionalhook=True)
