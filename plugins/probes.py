@@ -45,10 +45,11 @@ def expected_version(run: HarnessRun, phase: str) -> str | None:
     return run.runbook.to_version if run.runbook is not None else None
 
 
-def service_version(run: HarnessRun) -> str | None:
+def service_version(run: HarnessRun, timeout: float | None = None) -> str | None:
     """The version the service answers now, or None; used while waiting for readiness."""
     service = run.config.settings.service
-    answer = probe(http_session(run), url(run, service.version.path), timeout=service.timeout)
+    limit = service.timeout if timeout is None else min(timeout, service.timeout)
+    answer = probe(http_session(run), url(run, service.version.path), timeout=limit)
     if answer.error is not None or answer.status != 200:
         return None
     return read_version(answer, service.version.json_field)[0]
