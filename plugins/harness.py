@@ -89,9 +89,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _check_version_option(value: str | None) -> None:
+    """An empty or path-like --rollback-to is a usage error (pytest would even take a path as rootdir)."""
+    if value is None:
+        return
+    if not value.strip():
+        raise pytest.UsageError("--rollback-to needs a version, e.g. --rollback-to v1.2.9 or --rollback-to previous")
+    if "/" in value or "\\" in value or value.startswith(("~", ".")):
+        raise pytest.UsageError(
+            f"--rollback-to {value!r} looks like a path, not a version: give a release name such as v1.2.9"
+        )
+
+
 def _mode(config: pytest.Config) -> str | None:
     option = config.option
     gate = option.rollback_gate
+    _check_version_option(option.rollback_to)
     if gate == "verify":
         if option.rollback_to:
             raise pytest.UsageError("--gate verify runs no rollback: drop --rollback-to, or drop --gate")
@@ -342,7 +355,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if RUN_KEY in session.config.stash:
-        remember_selected(session.items, session.config.stash[RUN_KEY])
+        run = session.config.stash[RUN_KEY]
+        remember_selected(session.items, run)
+        # Under xdist the controller has no items and workers cannot refuse: the exit code does it.
+        in_process = not run.is_worker and getattr(session.config.option, "dist", "no") == "no"
+        if run.rolls_back and not run.dry_run and in_process:
+            if not any(_item_phase(item) == "verify" for item in session.items):
+                # Refused before anything changes: a rollback nobody verifies is never a success.
+                raise pytest.UsageError(
+                    "-k/-m deselected every verify gate: a rollback must be verified, nothing was changed; "
+                    "keep at least verify-version selected, or use --rollback-dry-run / --gate preflight"
+                )
 
 
 def _item_phase(item: pytest.Item) -> str | None:

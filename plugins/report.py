@@ -25,6 +25,7 @@ from rollback_harness.plugins.state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY
 from rollback_harness.rollback.evidence import MANIFEST_NAME, write_json, write_manifest
 from rollback_harness.rollback.runbook import (
     STATUS_ALREADY_AT_TARGET,
+    STATUS_CONFLICT,
     STATUS_FAILED,
     STATUS_NOT_CONFIRMED,
     STATUS_REFUSED,
@@ -286,10 +287,15 @@ class EvidenceReporter:
     def _failed(self, gate: str) -> bool:
         return any(t["gate"] == gate and t["outcome"] in ("failed", "error") for t in self.tests.values())
 
+    def _passed(self, gate: str) -> bool:
+        """Some check of the gate ran and passed (deselected or skipped checks verify nothing)."""
+        return any(t["gate"] == gate and t["outcome"] == "passed" for t in self.tests.values())
+
     def _exit_code(self, exitstatus: int) -> int:
         if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
             return exitstatus
-        outcome = recorded_outcome(self.run)
+        run = self.run
+        outcome = recorded_outcome(run)
         status = outcome.status if outcome else None
         if self._failed("preflight") or status == STATUS_REFUSED:
             return exit_codes.PREFLIGHT_REFUSED
@@ -297,8 +303,17 @@ class EvidenceReporter:
             return exit_codes.NOT_CONFIRMED
         if status == STATUS_FAILED:
             return exit_codes.ROLLBACK_FAILED
+        if status == STATUS_CONFLICT:
+            return exit_codes.CONFLICT
         if self._failed("verify"):
             return exit_codes.VERIFY_FAILED
+        if run.rolls_back and not run.dry_run and outcome is None:
+            # A rollback was asked for and did not happen: never a success.
+            return exit_codes.ROLLBACK_FAILED
+        if (run.rolls_back and not run.dry_run) or run.mode == MODE_GATE_VERIFY:
+            if not self._passed("verify"):
+                # Rolled back (or gated) with nothing verified: never a success either.
+                return exit_codes.VERIFY_FAILED
         return exitstatus
 
     # -- the evidence -----------------------------------------------------------------------
@@ -308,17 +323,29 @@ class EvidenceReporter:
         outcome = recorded_outcome(run)
         service = run.config.settings.service.name
         verify = self._gate_counts("verify")
+        interrupted = self.exit_code == pytest.ExitCode.INTERRUPTED
         if self.exit_code == pytest.ExitCode.USAGE_ERROR:
             return f"{service}: usage error, nothing was run"
         if self.collection_errors and not self.tests:
             where = ", ".join(self.collection_errors)
             return f"{service}: collection failed ({where}): nothing was run"
-        if self.exit_code == pytest.ExitCode.INTERRUPTED:
+        if interrupted:
             service = f"{service}: {f'TERMINATED ({run.terminated_by})' if run.terminated_by else 'INTERRUPTED'}"
         if run.mode == MODE_GATE_VERIFY:
-            return f"{service}: verify gate {'FAILED' if self._failed('verify') else 'passed'} ({verify})"
+            if self._failed("verify"):
+                verdict = "FAILED"
+            elif interrupted:
+                verdict = "INTERRUPTED, not passed"
+            else:
+                verdict = "passed" if self._passed("verify") else "did NOT run (every check deselected or skipped)"
+            return f"{service}: verify gate {verdict} ({verify})"
         if run.mode == MODE_GATE_PREFLIGHT:
-            verdict = "REFUSED" if self._failed("preflight") else "passed"
+            if self._failed("preflight"):
+                verdict = "REFUSED"
+            elif interrupted:
+                verdict = "did not finish"
+            else:
+                verdict = "passed" if self._passed("preflight") else "did NOT run (deselected)"
             return f"{service}: preflight gate {verdict} for {run.requested}"
         if outcome is None:
             if self._failed("preflight"):
@@ -333,11 +360,22 @@ class EvidenceReporter:
                 # Cut short mid-rollback (Ctrl-C, a crash): say exactly which steps got how far.
                 done = ", ".join(f"{step} {state}" for step, state in steps.items())
                 return f"{service}: rollback to {run.requested} did not finish: {done}"
+            if run.rolls_back and not run.dry_run and not interrupted:
+                return f"{service}: rollback to {run.requested} was NOT attempted (no selected test needed it)"
             return f"{service}: no rollback was attempted"
         if outcome.status in (STATUS_ROLLED_BACK, STATUS_ALREADY_AT_TARGET):
-            verdict = "verify FAILED" if self._failed("verify") else "verified"
-            return f"{service}: {outcome.message}; {verdict} ({verify})"
+            return f"{service}: {outcome.message}; {self._verify_verdict('verified')} ({verify})"
         return f"{service}: {outcome.message}"
+
+    def _verify_verdict(self, success: str) -> str:
+        """What the verify gate showed, in words that are true whether it ran, failed or was cut short."""
+        if self._failed("verify"):
+            return "verify FAILED"
+        if self.exit_code == pytest.ExitCode.INTERRUPTED:
+            return "verify INTERRUPTED, NOT verified"
+        if not self._passed("verify"):
+            return "NOT verified: the verify gate was deselected or skipped"
+        return success
 
     def _gate_counts(self, gate: str) -> str:
         outcomes = [t["outcome"] for t in self.tests.values() if t["gate"] == gate]
