@@ -336,6 +336,8 @@ class EvidenceReporter:
             return f"{service}: no rollback was attempted"
         if outcome.status in (STATUS_ROLLED_BACK, STATUS_ALREADY_AT_TARGET):
             verdict = "verify FAILED" if self._failed("verify") else "verified"
+            if verdict == "verified" and self.exit_code == pytest.ExitCode.INTERRUPTED:
+                verdict = "NOT verified: interrupted"  # the counts say how far verify got
             return f"{service}: {outcome.message}; {verdict} ({verify})"
         return f"{service}: {outcome.message}"
 
