@@ -265,8 +265,14 @@ class EvidenceReporter:
             return
         _remove_quietly(run_dir / RUN_LOCK_NAME)
         if not (run_dir / self.run.journal.path.name).exists() and not (run_dir / EVIDENCE_NAME).exists():
+            # Nothing ran and nothing was recorded (a usage error): the empty report pytest-html
+            # and JUnit XML wrote go, and the folder with them if nothing else is in it.
+            for key in ("htmlpath", "xmlpath"):
+                path = getattr(config.option, key, None)
+                if path and Path(path).resolve().parent == run_dir.resolve():
+                    _remove_quietly(Path(path))
             try:
-                run_dir.rmdir()  # only when empty: never a file is deleted with it
+                run_dir.rmdir()  # only when empty: never another file is deleted with it
             except OSError:
                 pass
             else:
