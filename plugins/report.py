@@ -251,7 +251,10 @@ class EvidenceReporter:
         # pytest-html asks for its summary just before it writes; JUnit XML writes before it.
         if self._html_started:
             return self._artifact(getattr(self.config.option, "htmlpath", None)) or "report.html"
-        return self._artifact(getattr(self.config.option, "xmlpath", None)) or "a report file"
+        xml = getattr(self.config.option, "xmlpath", None)
+        if xml and not _complete_junit(Path(xml)):
+            return self._artifact(xml) or "junit.xml"
+        return "a report file (another plugin's)"
 
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
@@ -657,6 +660,13 @@ def _os_reason(exc: OSError) -> str:
     code = errno.errorcode.get(exc.errno or 0)
     reason = exc.strerror or str(exc) or type(exc).__name__
     return f"{reason} ({code})" if code else reason
+
+
+def _complete_junit(path: Path) -> bool:
+    try:
+        return path.read_bytes().rstrip().endswith(b"</testsuites>")
+    except OSError:
+        return False
 
 
 def _remove_quietly(path: Path) -> None:

@@ -1,8 +1,9 @@
 """One run at a time per target: an OS file lock, plus a note saying who holds it.
 
 The lock is ``flock``-based (filelock), so the kernel releases it when its process dies: a crashed
-run never leaves a stale lock to break by hand. The holder note is only read by a run that could
-not take the lock, to name who has it.
+run never leaves a stale lock to break by hand. The holder note is read by a run that could not
+take the lock, to name who has it, and by a run that finds one left behind by a holder that ended
+without releasing (killed, crashed): that run records the takeover.
 """
 
 from __future__ import annotations
