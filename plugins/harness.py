@@ -169,7 +169,10 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise pytest.UsageError(f"--report-dir: cannot create {run_dir}: {exc.strerror}") from None
+        raise pytest.UsageError(
+            f"--report-dir: cannot create {run_dir}: {_os_reason(exc)}; nothing was changed. "
+            "Pass --report-dir DIR with a folder this user can write"
+        ) from None
     if worker is None:
         problem = _write_test(run_dir)
         if problem is not None:
@@ -252,9 +255,15 @@ def _write_test(run_dir: Path) -> str | None:
             probe.unlink(missing_ok=True)
         except OSError:
             pass
-        code = errno.errorcode.get(exc.errno or 0)
-        return f"{exc.strerror or exc} ({code})" if code else str(exc.strerror or exc)
+        return _os_reason(exc)
     return None
+
+
+def _os_reason(exc: OSError) -> str:
+    """``No space left on device (ENOSPC)``: the OS's words and the code to search for."""
+    code = errno.errorcode.get(exc.errno or 0)
+    reason = exc.strerror or str(exc)
+    return f"{reason} ({code})" if code else reason
 
 
 def _remove_empty(folder: Path) -> None:

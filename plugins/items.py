@@ -129,6 +129,11 @@ def _run_preflight(request: pytest.FixtureRequest) -> None:
 
 def _run_baseline(request: pytest.FixtureRequest) -> None:
     """Evidence of the live version before the rollback: recorded, never blocking."""
+    from rollback_harness.plugins.fixtures import runbook_for
+
+    lock = runbook_for(request.config.stash[RUN_KEY]).preflight()["target-lock"]
+    if not lock.ok:  # another run is acting on the target: its restart is not our "before"
+        pytest.skip(f"not measured: {lock.message}")
     result = _phase_result(request, "baseline")
     _record(request, result.to_dict())
 

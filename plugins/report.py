@@ -79,6 +79,8 @@ class EvidenceReporter:
         # "evidence.json was not written: No space left on device", shown in the summary.
         self.write_failures: list[str] = []
         self._html_started = False
+        # Names of the items left after -k / -m: a gate deselected there is a relaxed guard.
+        self.selected_names: set[str] = set()
 
     # -- where the items run ---------------------------------------------------------------
 
@@ -252,7 +254,10 @@ class EvidenceReporter:
         # pytest-html asks for its summary just before it writes; JUnit XML writes before it.
         if self._html_started:
             return self._artifact(getattr(self.config.option, "htmlpath", None)) or "report.html"
-        return self._artifact(getattr(self.config.option, "xmlpath", None)) or "a report file"
+        xml = getattr(self.config.option, "xmlpath", None)
+        if xml and not _complete_junit(Path(xml)):
+            return self._artifact(xml) or "junit.xml"
+        return "a report file (another plugin's)"
 
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
@@ -266,8 +271,14 @@ class EvidenceReporter:
             return
         _remove_quietly(run_dir / RUN_LOCK_NAME)
         if not (run_dir / self.run.journal.path.name).exists() and not (run_dir / EVIDENCE_NAME).exists():
+            # Nothing ran and nothing was recorded (a usage error): the empty report pytest-html
+            # and JUnit XML wrote go, and the folder with them if nothing else is in it.
+            for key in ("htmlpath", "xmlpath"):
+                path = getattr(config.option, key, None)
+                if path and Path(path).resolve().parent == run_dir.resolve():
+                    _remove_quietly(Path(path))
             try:
-                run_dir.rmdir()  # only when empty: never a file is deleted with it
+                run_dir.rmdir()  # only when empty: never another file is deleted with it
             except OSError:
                 pass
             else:
@@ -372,7 +383,7 @@ class EvidenceReporter:
         if self._failed("verify"):
             return "verify FAILED"
         if self.exit_code == pytest.ExitCode.INTERRUPTED:
-            return "verify INTERRUPTED, NOT verified"
+            return "NOT verified: the verify gate was interrupted"
         if not self._passed("verify"):
             return "NOT verified: the verify gate was deselected or skipped"
         return success
@@ -466,6 +477,7 @@ class EvidenceReporter:
             "finished": _iso(time.time()),
             "duration_s": round(time.time() - run.started, 3),
             "collection_errors": self.collection_errors,
+            "relaxed_safety": self.relaxed_safety(),
             "comparisons": self.comparisons(),
             "tests": list(self.tests.values()),
             "timeline": self.timeline(),
@@ -476,6 +488,66 @@ class EvidenceReporter:
                 "manifest": MANIFEST_NAME,
             },
         }
+
+    def relaxed_safety(self) -> list[dict[str, str]]:
+        """Every setting of this run that lowered a guard, so no reader takes the result for more."""
+        run = self.run
+        settings = run.config.settings
+        relaxed = []
+        if not settings.service.verify_tls:
+            relaxed.append(
+                {
+                    "setting": "service.verify_tls = false",
+                    "effect": "the service's TLS certificate was not verified by any probe",
+                }
+            )
+        if settings.health is not None and settings.health.consecutive == 1:
+            relaxed.append(
+                {
+                    "setting": "health.consecutive = 1",
+                    "effect": "one healthy answer counted as healthy: flaps go unseen",
+                }
+            )
+        if run.rolls_back and run.assume_yes and not run.dry_run:
+            relaxed.append(
+                {"setting": "--rollback-yes", "effect": "the rollback proceeded without a confirmation prompt"}
+            )
+        skipped = self._gates_not_run()
+        if skipped:
+            selection = " ".join(
+                f"{flag} {value!r}"
+                for flag, value in (("-k", self.config.option.keyword), ("-m", self.config.option.markexpr))
+                if value
+            )
+            relaxed.append(
+                {
+                    "setting": selection or "deselected gate items",
+                    "effect": f"gate checks deselected, not run: {', '.join(skipped)}",
+                }
+            )
+        return relaxed
+
+    def _gates_not_run(self) -> list[str]:
+        """The runbook's preflight and verify items that -k / -m left out."""
+        if not (self.config.option.keyword or self.config.option.markexpr):
+            return []
+        from rollback_harness.plugins.items import check_specs
+        from rollback_harness.rollback.runbook import PREFLIGHT_FINDINGS
+
+        expected = []
+        if "preflight" in self.run.phases:
+            expected += [f"preflight-{name}" for name in PREFLIGHT_FINDINGS]
+        if "verify" in self.run.phases:
+            expected += [f"verify-{spec.key}" for spec in check_specs(self.run)]
+        return [name for name in expected if name not in self.selected_names]
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.selected_names.update(item.name for item in session.items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Under xdist the workers collect (and apply -k / -m); the controller hears their ids."""
+        self.selected_names.update(nodeid.rpartition("::")[2].removesuffix("@" + XDIST_GROUP) for nodeid in ids)
 
     def _target(self) -> dict[str, Any] | None:
         """The target as configured, with what its driver said about itself at preflight."""
@@ -544,6 +616,12 @@ class EvidenceReporter:
             f"<p>Exit code {h(evidence['exit']['code'])}: {h(evidence['exit']['meaning'])}. "
             f"Run {h(evidence['run_id'])}, config {h(evidence['config'])}.</p>",
         ]
+        if evidence["relaxed_safety"]:
+            parts.append(
+                '<h3>Relaxed safety settings</h3><ul id="rollback-relaxed">'
+                + "".join(f"<li>{h(r['setting'])}: {h(r['effect'])}</li>" for r in evidence["relaxed_safety"])
+                + "</ul>"
+            )
         if evidence["plan"]:
             parts.append("<h3>Plan</h3><ol>" + "".join(f"<li>{h(step)}</li>" for step in evidence["plan"]) + "</ol>")
         rows = "".join(
@@ -602,6 +680,8 @@ class EvidenceReporter:
                             f"{c['check']}\n  before: {_short(c['before'], 200)}\n  after:  {_short(c['after'], 200)}"
                         )
                     )
+        for relaxed in self.relaxed_safety():
+            write(self.redactor.text(f"relaxed safety: {relaxed['setting']}: {relaxed['effect']}"))
         code = self.exit_code if self.exit_code is not None else exitstatus
         write(f"exit code {code}: {exit_codes.MEANINGS.get(code, 'see pytest exit codes')}")
         for failure in self.write_failures:
@@ -618,6 +698,13 @@ def _os_reason(exc: OSError) -> str:
     code = errno.errorcode.get(exc.errno or 0)
     reason = exc.strerror or str(exc) or type(exc).__name__
     return f"{reason} ({code})" if code else reason
+
+
+def _complete_junit(path: Path) -> bool:
+    try:
+        return path.read_bytes().rstrip().endswith(b"</testsuites>")
+    except OSError:
+        return False
 
 
 def _remove_quietly(path: Path) -> None:

@@ -2,9 +2,9 @@
 
 Sources, first found wins: ``--rollback-config PATH``; ``rollback.toml`` in the rootdir;
 ``[tool.rollback]`` in the rootdir's pyproject.toml. ``${VAR}`` in any string is replaced from
-the environment, and every value that came from the environment is remembered as a secret so
-that the evidence writers can redact it. Every error names the file, the key, the bad value and
-what is accepted.
+the environment; values that land where secrets live are remembered as secrets so that the
+evidence writers can redact them (see ``_substitute``). Every error names the file, the key,
+the bad value and what is accepted.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -300,11 +300,12 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Harness
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: tool.rollback must be a table")
     secrets: set[str] = set()
-    data = _substitute(data, os.environ if environ is None else environ, path, prefix, "", secrets)
+    substituted: set[str] = set()
+    data = _substitute(data, os.environ if environ is None else environ, path, prefix, "", secrets, substituted)
     try:
         settings = HarnessSettings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path, prefix, HarnessSettings, data)) from None
+        raise ConfigError(_describe(exc, path, prefix, HarnessSettings, data, substituted)) from None
 
     targets: dict[str, TargetSpec] = {}
     for name, raw in sorted(settings.targets.items()):
@@ -316,7 +317,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Harness
         try:
             target_settings = model.model_validate({k: v for k, v in raw.items() if k != "kind"})
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, path, f"{key}.", model, raw)) from None
+            raise ConfigError(_describe(exc, path, f"{key}.", model, raw, substituted)) from None
         targets[name] = TargetSpec(name=name, kind=str(kind), settings=target_settings)
     return HarnessConfig(path=path, settings=settings, targets=targets, secrets=frozenset(secrets))
 
@@ -336,16 +337,70 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
 
 
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\$")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:secret)?\}|\$\$")
+# Words that make a variable, a key or a query parameter name a secret's (DB_PASSWORD, api_key):
+# these anywhere in the name (sslpassword), the short ones only as a word of their own (MONKEY is not).
+_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "token", "credential", "apikey", "webhook", "cookie")
+_SECRET_WORDS = frozenset(
+    {"auth", "authorization", "header", "headers", "key", "pass", "private", "pw", "pwd", "signature"}
+)
+# scheme://user:password@host: the user info ends at the last "@" before the path.
+_URL_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?P<authority>[^/?#]*)")
 
 
-def _substitute(value: Any, environ: Mapping[str, str], path: Path, prefix: str, key: str, secrets: set[str]) -> Any:
+def _secret_words(name: str) -> bool:
+    """``DB_PASSWORD``, ``apiKey``, ``webhook_url`` name secrets; ``PORT`` or ``ENV`` do not."""
+    if any(part in name.lower() for part in _SECRET_PARTS):
+        return True
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    return any(word in _SECRET_WORDS for word in re.split(r"[^a-z0-9]+", spaced.lower()))
+
+
+def _user_info_span(text: str) -> tuple[int, int] | None:
+    """Where the user info (``user:password``) of the URL in ``text`` is, if it has any."""
+    match = _URL_AUTHORITY.search(text)
+    if match is None or "@" not in match.group("authority"):
+        return None
+    start = match.start("authority")
+    return start, start + match.group("authority").rindex("@")
+
+
+def _query_name_before(text: str, position: int) -> str | None:
+    """``token`` for a ``${VAR}`` written as ``?token=${VAR}`` or ``&token=${VAR}``."""
+    match = re.search(r"[?&;]([^?&;=#]+)=$", text[:position])
+    return match.group(1) if match else None
+
+
+def _substitute(
+    value: Any,
+    environ: Mapping[str, str],
+    path: Path,
+    prefix: str,
+    key: str,
+    secrets: set[str],
+    substituted: set[str] | None = None,
+) -> Any:
+    """Replace ``${VAR}`` from the environment, and classify each value it puts in.
+
+    A value is a secret (redacted from every artifact) when it lands where secrets live: a
+    URL's user info, a query parameter or key named like a secret (password, token, key, auth,
+    credential, header, webhook ...), a variable named so (``${DB_PASSWORD}``), or one marked
+    ``${VAR:secret}``. Others (``name = "app-${ENV}"``, a ``${PORT}`` in a URL) stay readable.
+    A value put into a URL's user info is percent-encoded there, so that ``@ / : %`` in a
+    password cannot change the host. ``substituted`` collects every value put in, secret or not.
+    """
+    found = substituted if substituted is not None else set()
     if isinstance(value, dict):
-        return {k: _substitute(v, environ, path, prefix, f"{key}.{k}" if key else k, secrets) for k, v in value.items()}
+        return {
+            k: _substitute(v, environ, path, prefix, f"{key}.{k}" if key else k, secrets, found)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_substitute(v, environ, path, prefix, f"{key}[{i}]", secrets) for i, v in enumerate(value)]
+        return [_substitute(v, environ, path, prefix, f"{key}[{i}]", secrets, found) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
+    user_info = _user_info_span(value)
+    secret_key = any(_secret_words(part) for part in re.split(r"[.\[\]]", key) if part)
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -356,9 +411,21 @@ def _substitute(value: Any, environ: Mapping[str, str], path: Path, prefix: str,
                 f"{path}: {prefix}{key} uses ${{{name}}}, but the environment variable {name} "
                 "is not set; set it, or write '$$' for a literal '$'"
             )
-        if environ[name]:
-            secrets.add(environ[name])
-        return environ[name]
+        text = environ[name]
+        in_user_info = user_info is not None and user_info[0] <= match.start() < user_info[1]
+        query_name = _query_name_before(value, match.start())
+        secret = (
+            match.group(2) is not None
+            or in_user_info
+            or secret_key
+            or _secret_words(name)
+            or (query_name is not None and _secret_words(query_name))
+        )
+        if text:
+            found.add(text)
+            if secret:
+                secrets.add(text)
+        return quote(text, safe="") if in_user_info else text
 
     return _VARIABLE.sub(replace, value)
 
@@ -371,7 +438,16 @@ _MESSAGES = {
 }
 
 
-def _describe(exc: ValidationError, path: Path, prefix: str, model: type[BaseModel], data: Any) -> str:
+def _describe(
+    exc: ValidationError,
+    path: Path,
+    prefix: str,
+    model: type[BaseModel],
+    data: Any,
+    substituted: set[str] | frozenset[str] = frozenset(),
+) -> str:
+    """One line per error; values that came from the environment are never shown (any of them
+    may be a secret the user did not think of as one)."""
     lines = []
     for error in exc.errors():
         kind = error["type"]
@@ -387,11 +463,24 @@ def _describe(exc: ValidationError, path: Path, prefix: str, model: type[BaseMod
             message = _MESSAGES.get(kind) or str(error["msg"]).removeprefix("Value error, ")
             if kind == "list_type" and isinstance(value, dict) and _model_at(model, loc) is not None:
                 message = f"expected a list of tables; write each entry as its own [[{key}]] table"
-            line = f"{key} = {value!r}: {message}"
+            line = f"{key} = {_shown_value(value, substituted)}: {message}"
         if line not in lines:
             lines.append(line)
     where = f"{path}: " if len(lines) == 1 else f"{path}:\n  "
     return where + "\n  ".join(lines)
+
+
+def _shown_value(value: Any, substituted: set[str] | frozenset[str]) -> str:
+    """``repr(value)`` with every value that came from the environment replaced by ``${...}``.
+
+    Every such value, secret or not: a config error must not print what the environment holds.
+    """
+    text = repr(value)
+    for secret in sorted((v for v in substituted if len(v) >= 3), key=len, reverse=True):
+        for form in {secret, repr(secret)[1:-1], quote(secret, safe="")}:
+            if form:
+                text = text.replace(form, "${...}")
+    return text
 
 
 def _config_loc(loc: tuple[int | str, ...], data: Any, missing: bool) -> tuple[int | str, ...]:

@@ -128,7 +128,10 @@ class Runbook:
         findings.append(Finding("target-version", problem is None, problem or f"{self.requested} is a plain version"))
         # Taken before anything is read, held until close(): what preflight sees stays true.
         holder = self.lock.acquire()
-        findings.append(Finding("target-lock", holder is None, holder or f"this run holds {self.lock.path}"))
+        if self.lock.taken_over is not None:  # a run that died holding it: say from whom
+            self.journal.record("lock-takeover", "recorded", **self.lock.taken_over)
+        taken = f"; {self.lock.describe_takeover()}" if self.lock.taken_over else ""
+        findings.append(Finding("target-lock", holder is None, holder or f"this run holds {self.lock.path}{taken}"))
         try:
             # Read first: a change after this point is a conflict the driver reports before writing.
             self.observed = self.target.observe()

@@ -363,15 +363,17 @@ def test_unset_variable_in_a_list_entry(tmp_path: Path) -> None:
     assert "targets.app.restart[1] uses ${CTL_TOKEN}" in message
 
 
-def test_substituted_values_are_secrets(tmp_path: Path) -> None:
+def test_substituted_values_are_secrets_where_secrets_live(tmp_path: Path) -> None:
+    # Changed with the plugin-citizen issue: only values that land where secrets live are
+    # secrets; a service URL from the environment stays readable in the evidence.
     text = BASE.replace("http://127.0.0.1:8080", "${SHOP_URL}") + (
-        '\n[database]\nurl = "postgresql://app:${DB_PASSWORD}@db.internal/shop"\n'
+        '\n[database]\nurl = "postgresql://app:${DB_PASS}@db.internal/shop"\n'
     )
-    environ = {"SHOP_URL": "http://10.0.0.5:8080", "DB_PASSWORD": "hunter2-very-secret", "UNUSED": "nope"}
+    environ = {"SHOP_URL": "http://10.0.0.5:8080", "DB_PASS": "hunter2-very-secret", "UNUSED": "nope"}
     config = load(tmp_path, text, environ)
     assert config.settings.service.base_url == "http://10.0.0.5:8080"
     assert config.database_url() == "postgresql://app:hunter2-very-secret@db.internal/shop"
-    assert config.secrets == frozenset({"http://10.0.0.5:8080", "hunter2-very-secret"})
+    assert config.secrets == frozenset({"hunter2-very-secret"})
 
 
 def test_empty_variable_is_substituted_but_not_a_secret(tmp_path: Path) -> None:
@@ -390,7 +392,72 @@ def test_process_environment_is_used_by_default(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("ROLLBACK_TEST_NAME", "shop-from-env")
     config = load_config(write(tmp_path, BASE.replace('name = "shop"', 'name = "${ROLLBACK_TEST_NAME}"')))
     assert config.settings.service.name == "shop-from-env"
-    assert "shop-from-env" in config.secrets
+    assert config.secrets == frozenset()  # a name is not a secret (plugin-citizen issue)
+
+
+@pytest.mark.parametrize(
+    ("template", "environ", "secret"),
+    [
+        # Where it lands: a URL's user info, a key or a query parameter named like a secret.
+        ('url = "postgresql://app:${DB}@db/app"', {"DB": "pw-value"}, True),
+        ('url = "postgresql://${DB_USER}@db/app"', {"DB_USER": "app-user"}, True),
+        ('url = "postgresql://app@db:${PG_PORT}/app"', {"PG_PORT": "5433"}, False),
+        ('url = "postgresql://app@db/app?sslpassword=${SSL}"', {"SSL": "ssl-value"}, True),
+        ('url = "postgresql://app@db/app?application_name=${APP}"', {"APP": "shop-app"}, False),
+        # What it is called: the variable's name.
+        ('url = "sqlite:///${DB_PASSWORD}.db"', {"DB_PASSWORD": "named-secret"}, True),
+        ('url = "sqlite:///${apiKey}.db"', {"apiKey": "camel-secret"}, True),
+        ('url = "sqlite:///${MONKEY}.db"', {"MONKEY": "not-a-key"}, False),
+        # Marked by the user.
+        ('url = "${DATABASE_URL:secret}"', {"DATABASE_URL": "sqlite:///marked.db"}, True),
+        ('url = "${DATABASE_URL}"', {"DATABASE_URL": "sqlite:///unmarked.db"}, False),
+    ],
+)
+def test_secrets_are_classified_by_where_they_land(
+    tmp_path: Path, template: str, environ: dict[str, str], secret: bool
+) -> None:
+    config = load(tmp_path, BASE + "\n[database]\n" + template + "\n", environ)
+    [value] = environ.values()
+    assert (value in config.secrets) is secret, config.secrets
+
+
+def test_readable_values_stay_readable(tmp_path: Path) -> None:
+    text = BASE.replace('name = "shop"', 'name = "myapp-${ENV}"').replace("8080", "${PORT}")
+    config = load(tmp_path, text, {"ENV": "prod", "PORT": "8443"})
+    assert config.settings.service.name == "myapp-prod"
+    assert config.settings.service.base_url == "http://127.0.0.1:8443"
+    assert config.secrets == frozenset()
+
+
+def test_a_secret_marker_is_not_part_of_the_value(tmp_path: Path) -> None:
+    config = load(tmp_path, BASE.replace('name = "shop"', 'name = "${SHOP:secret}"'), {"SHOP": "shop-x"})
+    assert config.settings.service.name == "shop-x"
+    assert config.secrets == frozenset({"shop-x"})
+
+
+@pytest.mark.parametrize("password", ["p@ss/w:rd%40", "a@b", "x/y:z%2"])
+def test_a_password_in_a_url_is_quoted_so_the_host_stays_the_host(tmp_path: Path, password: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    text = BASE + '\n[database]\nurl = "postgresql+psycopg://app:${DB_PASSWORD}@db.internal:5432/shop"\n'
+    config = load(tmp_path, text, {"DB_PASSWORD": password})
+    url = make_url(str(config.database_url()))
+    assert (url.host, url.port, url.username, url.password, url.database) == (
+        "db.internal",
+        5432,
+        "app",
+        password,
+        "shop",
+    )
+    assert password in config.secrets
+
+
+def test_a_config_error_never_shows_a_value_from_the_environment(tmp_path: Path) -> None:
+    text = BASE.replace("http://127.0.0.1:8080", "ftp://deploy:${DEPLOY_TOKEN}@host/${SITE}")
+    message = error(tmp_path, text, {"DEPLOY_TOKEN": "tok-9f8e7d6c", "SITE": "shop-eu"})
+    assert "service.base_url = " in message and "expected an http:// or https:// URL" in message
+    assert "tok-9f8e7d6c" not in message and "shop-eu" not in message
+    assert "ftp://deploy:${...}@host/${...}" in message
 
 
 # --- finding the file --------------------------------------------------------------------------------

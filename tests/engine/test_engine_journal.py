@@ -112,3 +112,24 @@ def test_a_journal_that_was_never_written_is_empty(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "journal.jsonl")
     assert journal.entries() == []
     assert journal.step_states() == {}
+
+
+@pytest.mark.parametrize("offset", [-8, 0, 5])
+def test_long_text_is_redacted_first_then_cut(tmp_path: Path, offset: int) -> None:
+    """A secret across the cut point must not leave a piece the redactor no longer knows."""
+    from rollback_harness.rollback.evidence import Redactor
+    from rollback_harness.rollback.journal import MAX_TEXT
+
+    secret = "dpl-7Hq2+Zk9=wX4"
+    # The secret straddles (or starts at) the point where the last MAX_TEXT characters begin.
+    output = "x" * 3000 + secret + "y" * (MAX_TEXT - len(secret) + offset)
+    journal = Journal(tmp_path / "journal.jsonl", redact=Redactor([secret]).data)
+    journal.record("restart", "done", output=output, command=["ctl", "restart"])
+
+    raw = (tmp_path / "journal.jsonl").read_text()
+    recorded = journal.entries()[-1]["output"]
+    assert recorded.endswith("y" * 100) and recorded.startswith("[")
+    assert "characters cut]" in recorded and len(recorded) < MAX_TEXT + 40
+    for piece in (secret[i:] for i in range(len(secret) - 5)):
+        assert piece not in raw, piece
+    assert journal.entries()[-1]["command"] == ["ctl", "restart"]  # short values untouched

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -46,3 +47,37 @@ def test_another_process_holding_it_is_named_and_dies_without_a_stale_lock(tmp_p
         assert time.monotonic() < deadline, refusal
         time.sleep(0.05)
     lock.release()
+
+
+def test_a_lock_taken_over_from_a_dead_holder_says_from_whom(tmp_path: Path) -> None:
+    path = tmp_path / "t.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    finally:
+        holder.kill()  # SIGKILL: no release, its note stays behind
+        holder.wait()
+    assert (tmp_path / "t.lock.holder").is_file()
+
+    lock = TargetLock(path, "run-4")
+    deadline = time.monotonic() + 10
+    while (refusal := lock.acquire()) is not None:
+        assert time.monotonic() < deadline, refusal
+        time.sleep(0.05)
+    try:
+        assert lock.taken_over is not None
+        assert {k: lock.taken_over[k] for k in ("run_id", "pid", "host", "pid_alive")} == {
+            "run_id": "run-held-elsewhere",
+            "pid": holder.pid,
+            "host": socket.gethostname(),
+            "pid_alive": False,
+        }
+        assert lock.describe_takeover() == (
+            f"taken over from run run-held-elsewhere (pid {holder.pid} on {socket.gethostname()}, dead)"
+        )
+    finally:
+        lock.release()
+    # Released properly this time: the next run takes over from no one.
+    clean = TargetLock(path, "run-5")
+    assert clean.acquire() is None and clean.taken_over is None and clean.describe_takeover() == ""
+    clean.release()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from deployments import Deployment, read_evidence
@@ -72,3 +76,62 @@ def test_verify_gate_with_a_password_from_the_environment(
         if artifact.is_file():
             assert str(password) not in artifact.read_text(errors="replace"), artifact
     assert str(password) not in result.stdout.str()
+
+
+# Every character that breaks a URL's user info when pasted in as is.
+SPECIAL_PASSWORD = "p@ss/w:rd%40#q?x"
+SPECIAL_ROLE = "harness_special_pw"
+
+
+@pytest.fixture
+def special_role(pg_url: str) -> Iterator[str]:
+    """A PostgreSQL role whose password holds @ / : % # ?, made as the postgres superuser."""
+    su = shutil.which("su")
+    if su is None or os.geteuid() != 0:
+        pytest.skip("making a PostgreSQL role needs root (su postgres -c psql)")
+
+    def psql(sql: str) -> None:
+        done = subprocess.run(
+            [su, "postgres", "-c", "psql -qAt -v ON_ERROR_STOP=1"],
+            input=sql,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+    psql(f"DROP ROLE IF EXISTS {SPECIAL_ROLE}; CREATE ROLE {SPECIAL_ROLE} LOGIN PASSWORD '{SPECIAL_PASSWORD}';")
+    try:
+        yield SPECIAL_ROLE
+    finally:
+        psql(f"DROP ROLE IF EXISTS {SPECIAL_ROLE};")
+
+
+def test_a_password_with_url_characters_from_the_environment_connects_and_stays_secret(
+    pytester: pytest.Pytester, demo: Deployment, pg_url: str, special_role: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented pattern, user:${DB_PASSWORD}@host, with a password a URL cannot hold as is."""
+    url = make_url(pg_url)
+    monkeypatch.setenv("DB_PASSWORD", SPECIAL_PASSWORD)
+    demo.update_config(
+        database={"url": f"postgresql+psycopg://{special_role}:${{DB_PASSWORD}}@{url.host}:{url.port}/{url.database}"}
+    )
+
+    result = pytester.runpytest(
+        *demo.harness_args(pytester.path / "reports", "--gate", "verify", "-k", "database", "-rA")
+    )
+
+    assert result.ret == 0, result.stdout.str()
+    evidence = read_evidence(pytester.path / "reports")
+    [check] = [t["check"] for t in evidence["tests"] if t["check"]]
+    assert check["status"] == "passed", check
+    assert f"@{url.host}:{url.port}/{url.database}" in check["summary"]  # the real host, not the password's tail
+    texts = {"terminal": result.stdout.str() + result.stderr.str()}
+    for artifact in (pytester.path / "reports").rglob("*"):
+        if artifact.is_file():
+            texts[artifact.name] = artifact.read_text(errors="replace")
+    assert {"evidence.json", "junit.xml", "report.html", "manifest.sha256"} <= set(texts)
+    # Neither the password, its URL-encoded form, nor the part after its '@' appears anywhere.
+    for form in (SPECIAL_PASSWORD, quote(SPECIAL_PASSWORD, safe=""), SPECIAL_PASSWORD.partition("@")[2]):
+        assert not [name for name, text in texts.items() if form in text], form

@@ -92,6 +92,55 @@ def test_sigterm_during_restart_is_reported_like_ctrl_c(demo: Deployment, tmp_pa
     assert demo.linked_version() == "v1.2.9"
 
 
+def test_sigterm_after_the_rollback_never_says_verified(demo: Deployment, tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    (tmp_path / "test_slow_gate.py").write_text(SLOW_VERIFY_GATE)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *demo.harness_args(reports, "--rollback-to", "v1.2.9", "--rollback-yes"),
+            "test_slow_gate.py",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "GATE_STARTED": str(tmp_path / "gate-started")},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "gate-started").exists():
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "the slow verify gate never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+
+    assert process.returncode == 2, output
+    headline = read_evidence(reports)["headline"]
+    assert headline.startswith("demo: TERMINATED (SIGTERM): rolled back from v1.3.0 to v1.2.9; NOT verified"), headline
+    assert "; verified" not in output
+
+
+# A verify gate that runs until it is stopped, saying when it has started.
+SLOW_VERIFY_GATE = """
+import os, time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.gate("verify")
+def test_slow_verify_check():
+    Path(os.environ["GATE_STARTED"]).touch()
+    time.sleep(120)
+"""
+
+
 def blocked_opening_a_fifo(pid: int) -> bool:
     """True while the process's main thread waits in open() for a FIFO's reader."""
     try:

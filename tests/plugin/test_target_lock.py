@@ -64,7 +64,13 @@ def test_a_second_run_is_refused_while_the_first_holds_the_target(
         )
         assert demo.restarts() == 0
         assert demo.linked_version() == "v1.2.9"  # what the first run did, untouched by the second
-        assert read_evidence(pytester.path / "reports")["outcome"]["status"] == "preflight-refused"
+        evidence = read_evidence(pytester.path / "reports")
+        assert evidence["outcome"]["status"] == "preflight-refused"
+        # No baseline measured while the other run restarts the service: it is not our "before".
+        baseline = [t for t in evidence["tests"] if t["gate"] == "baseline"]
+        assert baseline and all(t["outcome"] == "skipped" for t in baseline), baseline
+        assert all(t["message"].startswith("not measured: another run holds the lock") for t in baseline)
+        assert all(c["before"] is None for c in evidence["comparisons"])
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate(timeout=30)
@@ -74,3 +80,11 @@ def test_a_second_run_is_refused_while_the_first_holds_the_target(
         *demo.harness_args(pytester.path / "third", "--gate", "preflight", "--rollback-to", "v1.2.8")
     )
     assert third.ret == 0, third.stdout.str()
+    # ... and the run that took over says from whom.
+    [journal] = (pytester.path / "third").glob("*/journal.jsonl")
+    [takeover] = [json.loads(line) for line in journal.read_text().splitlines() if '"lock-takeover"' in line]
+    assert (takeover["run_id"], takeover["pid"], takeover["pid_alive"]) == (first_run, first.pid, False)
+    third_evidence = read_evidence(pytester.path / "third")
+    [lock_check] = [t["check"] for t in third_evidence["tests"] if t["nodeid"].endswith("preflight-target-lock")]
+    assert f"; taken over from run {first_run} (pid {first.pid} on " in lock_check["summary"]
+    assert any(event["what"] == "lock-takeover" for event in third_evidence["timeline"])

@@ -111,6 +111,8 @@ def test_bad_gate_marker(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(
         ["*test_x: bad @pytest.mark.gate: gate phase 'after' is not one of: preflight, baseline, verify*"]
     )
+    # Nothing ran, nothing was recorded: no run folder is left (with an empty report in it).
+    assert not any(pytester.path.joinpath("reports").iterdir())
 
 
 def test_without_harness_options_the_plugin_is_inert(pytester: pytest.Pytester) -> None:

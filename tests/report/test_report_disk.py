@@ -79,7 +79,9 @@ def test_a_read_only_report_disk_is_refused_before_any_change(
     result = pytester.runpytest(*demo.harness_args(report_mount, "--rollback-to", "v1.2.9", "--rollback-yes"))
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
-    result.stderr.fnmatch_lines([f"ERROR: --report-dir: cannot create {report_mount}/*: Read-only file system*"])
+    result.stderr.fnmatch_lines(
+        [f"ERROR: --report-dir: cannot create {report_mount}/*: Read-only file system (EROFS); nothing was changed*"]
+    )
     assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0
 
 

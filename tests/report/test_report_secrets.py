@@ -8,6 +8,8 @@ and base64-encoded (at any offset, as inside a Basic auth header).
 from __future__ import annotations
 
 import base64
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,39 @@ def test_a_secret_in_an_endpoint_path_stays_out(
     texts = run_texts(result, run_dir(pytester.path / "reports"))
     found = leaks(METRICS_TOKEN, texts)
     assert not found, "secret leaked:\n" + "\n".join(found)
+
+
+# Prints a long output whose last 2000 characters begin inside the token (the old cut point),
+# then runs the real restart command quietly.
+NOISY_RESTART = """
+import subprocess, sys
+print("x" * 3000 + sys.argv[1] + "y" * 1992, flush=True)
+sys.exit(subprocess.run(sys.argv[2:], stdout=subprocess.DEVNULL).returncode)
+"""
+
+
+def test_long_restart_output_is_redacted_before_it_is_cut(
+    pytester: pytest.Pytester, demo: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cut used to come first: the token's tail survived, and no redactor knew it."""
+    monkeypatch.setenv("DEPLOY_TOKEN", DEPLOY_TOKEN)
+    config = demo.config()
+    target = config["targets"]["app"]
+    target["restart"] = [sys.executable, "-c", NOISY_RESTART, "${DEPLOY_TOKEN}", *target["restart"]]
+    demo.write_config(config)
+
+    result = pytester.runpytest(
+        *demo.harness_args(pytester.path / "reports", "--rollback-to", "v1.2.9", "--rollback-yes")
+    )
+
+    assert result.ret == 0, result.stdout.str()
+    folder = run_dir(pytester.path / "reports")
+    [restart] = [
+        json.loads(line)
+        for line in (folder / "journal.jsonl").read_text().splitlines()
+        if '"restart"' in line and '"done"' in line
+    ]
+    assert restart["output"].endswith("x***" + "y" * 1992), restart["output"][:100]
+    texts = run_texts(result, folder)
+    for piece in (DEPLOY_TOKEN[i:] for i in range(len(DEPLOY_TOKEN) - 5)):
+        assert not [name for name, text in texts.items() if piece in text], piece
