@@ -193,6 +193,12 @@ class EvidenceReporter:
         (self.run.run_dir / RUN_LOCK_NAME).unlink(missing_ok=True)
         # Last, once pytest-html has written the report: a checksum of every artifact.
         write_manifest(self.run.run_dir)
+        keep = self.run.config.settings.reports.keep
+        if keep is not None:
+            from rollback_harness.rollback.retention import prune_runs
+
+            for line in prune_runs(self.run.run_dir, keep).lines():
+                self.run.progress(line)
 
     def _failed(self, gate: str) -> bool:
         return any(t["gate"] == gate and t["outcome"] in ("failed", "error") for t in self.tests.values())
