@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from deployments import Deployment
 
 pytestmark = pytest.mark.integration
+
+
+def runs_oldest_first(reports: Path) -> list[str]:
+    """Run folders by start time (two runs can start within one second: names alone do not order them)."""
+    started = {
+        p.name: json.loads((p / "evidence.json").read_text())["started"]
+        for p in reports.iterdir()
+        if (p / "evidence.json").is_file()
+    }
+    return sorted(started, key=started.__getitem__)
 
 
 def test_keep_prunes_old_run_folders_after_a_run(pytester: pytest.Pytester, demo: Deployment) -> None:
@@ -18,7 +31,7 @@ def test_keep_prunes_old_run_folders_after_a_run(pytester: pytest.Pytester, demo
 
     first = pytester.runpytest(*args)
     second = pytester.runpytest(*args)
-    kept_before = sorted(p.name for p in reports.iterdir() if p != notes)
+    kept_before = runs_oldest_first(reports)
     third = pytester.runpytest(*args)
 
     assert (first.ret, second.ret, third.ret) == (0, 0, 0), third.stdout.str()
@@ -29,7 +42,7 @@ def test_keep_prunes_old_run_folders_after_a_run(pytester: pytest.Pytester, demo
             f"([[]reports[]] keep = 2) from {reports}: {kept_before[0]}"
         ]
     )
-    folders = sorted(p.name for p in reports.iterdir() if p != notes)
+    folders = runs_oldest_first(reports)
     assert len(folders) == 2 and folders[0] == kept_before[1]
     assert all((reports / name / "evidence.json").is_file() for name in folders)
     assert (notes / "notes.md").read_text() == "not the harness's"
