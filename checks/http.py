@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import http.client
+import ipaddress
+import os
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
+
+from rollback_harness.checks import _deadline
+from rollback_harness.checks._deadline import WatchedAdapter
 
 USER_AGENT = "rollback-harness/0.1"
 BODY_LIMIT = 64 * 1024
@@ -46,15 +50,75 @@ class Probe:
 
 
 class _BodyTimeout(Exception):
-    """The body did not arrive within the timeout after the headers."""
+    """The body did not arrive before the probe's deadline."""
 
 
-def make_session(*, verify_tls: bool = True) -> requests.Session:
-    """A session for probes: our User-Agent, TLS verification as asked, no retries."""
-    session = requests.Session()
-    session.verify = verify_tls
+# Read by name, never by walking os.environ: another thread (pytest's main thread sets and
+# unsets PYTEST_CURRENT_TEST) may change the environment while a probe runs.
+_PROXY_SCHEMES = ("http", "https", "all")
+_CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+@dataclass(frozen=True)
+class ProxyEnvironment:
+    """The proxy settings of the environment, read once when a session is made."""
+
+    proxies: dict[str, str]
+    no_proxy: tuple[str, ...]
+    ca_bundle: str | None
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None) -> ProxyEnvironment:
+        env = os.environ if environ is None else environ
+
+        def variable(name: str) -> str | None:
+            # Lower case first, as curl and urllib do; a value set to "" counts as unset.
+            return env.get(name.lower()) or env.get(name.upper()) or None
+
+        proxies = {scheme: value for scheme in _PROXY_SCHEMES if (value := variable(f"{scheme}_proxy"))}
+        no_proxy = tuple(entry.strip() for entry in (variable("no_proxy") or "").split(",") if entry.strip())
+        ca_bundle = next((env.get(name) for name in _CA_BUNDLE_VARIABLES if env.get(name)), None)
+        return cls(proxies, no_proxy, ca_bundle)
+
+    def proxies_for(self, url: str) -> dict[str, str]:
+        """The ``proxies`` argument for a request to ``url`` (the session itself has none)."""
+        host = (urlsplit(url).hostname or "").lower()
+        if any(_bypasses(entry, host) for entry in self.no_proxy):
+            return {}
+        return dict(self.proxies)
+
+
+def _bypasses(entry: str, host: str) -> bool:
+    """True when the no_proxy ``entry`` covers ``host`` (a name, a domain suffix, an IP or CIDR)."""
+    if entry == "*":
+        return True
+    entry = entry.lower().lstrip(".").split(":")[0] if not entry.startswith("[") else entry.strip("[]").lower()
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return host == entry or host.endswith("." + entry)
+
+
+class ProbeSession(requests.Session):
+    """A session that never reads the environment per request (``trust_env`` is off)."""
+
+    def __init__(self, environment: ProxyEnvironment) -> None:
+        super().__init__()
+        self.trust_env = False
+        self.environment = environment
+
+
+def make_session(*, verify_tls: bool = True, environment: ProxyEnvironment | None = None) -> ProbeSession:
+    """A session for probes: our User-Agent, TLS verification as asked, no retries.
+
+    Proxies and the CA bundle come from the environment, read here once (or from
+    ``environment``); requests then never walks ``os.environ`` during a probe.
+    """
+    environment = environment if environment is not None else ProxyEnvironment.read()
+    session = ProbeSession(environment)
+    session.verify = (environment.ca_bundle or True) if verify_tls else False
     session.headers["User-Agent"] = USER_AGENT
-    adapter = HTTPAdapter(max_retries=0)
+    adapter = WatchedAdapter(max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -79,33 +143,68 @@ def url_path(url: str) -> str:
     return f"{path}?{parts.query}" if parts.query else path
 
 
-def probe(session: requests.Session, url: str, *, method: str = "GET", timeout: float) -> Probe:
+def probe(
+    session: requests.Session,
+    url: str,
+    *,
+    method: str = "GET",
+    timeout: float,
+    deadline: float | None = None,
+) -> Probe:
     """Send one request and read the response; never raises for network problems.
 
-    ``timeout`` bounds the connect, each read, and the whole body after the headers.
-    Redirects are not followed: a health or version endpoint that redirects is worth seeing.
+    ``timeout`` bounds the whole request: connect, status line, headers and body together,
+    however slowly the server sends them. ``deadline`` (a ``time.monotonic()`` instant) caps it
+    further, for a caller that has an overall deadline of its own. Redirects are not followed:
+    a health or version endpoint that redirects is worth seeing.
     """
     method = method.upper()
-    start = time.perf_counter()
+    start = time.monotonic()
+    budget = timeout if deadline is None else min(timeout, deadline - start)
+    if budget <= 0:
+        return Probe(url, method, None, 0.0, "", "not sent: the overall deadline had already passed")
+    watch = _deadline.start(start + budget)
+    headers_arrived = False
     try:
         with session.request(
             method,
             url,
-            timeout=(timeout, timeout),
+            timeout=(budget, budget),
             stream=True,
             allow_redirects=False,
             # Explicit, or requests lets REQUESTS_CA_BUNDLE override session.verify = False.
             verify=session.verify,
+            proxies=session.environment.proxies_for(url) if isinstance(session, ProbeSession) else None,
         ) as response:
-            body = _read_body(response, time.perf_counter() + timeout)
+            headers_arrived = True
+            body = _read_body(response, start + budget)
             status = response.status_code
-    except _BodyTimeout:
-        elapsed = time.perf_counter() - start
-        return Probe(url, method, None, elapsed, "", f"timed out after {timeout}s reading the body")
-    except _REQUEST_ERRORS as exc:
-        elapsed = time.perf_counter() - start
-        return Probe(url, method, None, elapsed, "", describe_error(exc, timeout))
-    return Probe(url, method, status, time.perf_counter() - start, body, None)
+        if watch.expired:
+            raise _BodyTimeout
+    except (_BodyTimeout, *_REQUEST_ERRORS) as exc:
+        elapsed = time.monotonic() - start
+        return Probe(url, method, None, elapsed, "", _failure(exc, watch, budget, headers_arrived))
+    finally:
+        _deadline.stop(watch)
+    elapsed = time.monotonic() - start
+    if elapsed > budget:
+        # Only where the watchdog cannot cut (a slow connect to several addresses, SOCKS).
+        return Probe(url, method, None, elapsed, "", f"timed out after {_seconds(budget)}")
+    return Probe(url, method, status, elapsed, body, None)
+
+
+def _failure(exc: BaseException, watch: _deadline.Watch, budget: float, headers_arrived: bool) -> str:
+    described = describe_error(exc, budget)
+    if described.startswith("connect timed out"):
+        return described
+    if isinstance(exc, _BodyTimeout) or watch.expired or described.startswith("timed out"):
+        where = " reading the body" if headers_arrived else ""
+        return f"timed out after {_seconds(budget)}{where}"
+    return described
+
+
+def _seconds(value: float) -> str:
+    return f"{round(value, 2):g}s"
 
 
 def _read_body(response: requests.Response, deadline: float) -> str:
@@ -114,7 +213,7 @@ def _read_body(response: requests.Response, deadline: float) -> str:
     for chunk in _chunks(response):
         if len(kept) < BODY_LIMIT:
             kept += chunk[: BODY_LIMIT - len(kept)]
-        if time.perf_counter() > deadline:
+        if time.monotonic() > deadline:
             raise _BodyTimeout
     return _decode(bytes(kept), response.encoding)
 
@@ -183,10 +282,10 @@ def _tls_reason(chain: list[BaseException], timeout: float) -> str | None:
 def _timeout_reason(chain: list[BaseException], timeout: float) -> str | None:
     connect_timeouts = (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)
     if any(isinstance(exc, connect_timeouts) for exc in chain):
-        return f"connect timed out after {timeout}s"
+        return f"connect timed out after {_seconds(timeout)}"
     timeouts = (requests.Timeout, urllib3.exceptions.TimeoutError, socket.timeout)
     if any(isinstance(exc, timeouts) for exc in chain):
-        return f"timed out after {timeout}s"
+        return f"timed out after {_seconds(timeout)}"
     return None
 
 

@@ -6,7 +6,6 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +13,9 @@ from typing import Any
 import requests
 
 from rollback_harness.checks._common import format_ms, to_ms
-from rollback_harness.checks.http import Probe, make_session, probe, url_path
+from rollback_harness.checks.http import Probe, ProxyEnvironment, make_session, probe, url_path
 from rollback_harness.rollback.results import CheckResult
+from rollback_harness.rollback.sampling import Verdict, judge_bound, samples_to_pass
 
 PERCENTILES = (50, 95, 99)
 
@@ -59,17 +59,48 @@ def check_latency(
     method: str = "GET",
     verify_tls: bool = True,
     expect_status: Sequence[int] = (200,),
+    confidence: float = 0.95,
+    max_samples: int | None = None,
     name: str | None = None,
 ) -> CheckResult:
     """Send ``samples`` requests, ``concurrency`` at a time, and judge latency and errors.
 
-    Percentiles cover successful samples only (transport ok and status expected); with fewer
-    than ``min_samples`` of those the result is inconclusive.
+    Each percentile bound is judged by an exact binomial test at ``confidence`` on the number
+    of samples over it (rollback/sampling.py). While a bound cannot be decided, more samples
+    are taken in rounds, up to ``max_samples`` in all (default: at least 4 x ``samples``, and
+    enough for every bound to be able to pass); still undecided then, the result is
+    inconclusive, never passed. Percentiles cover successful samples only (transport ok and
+    status expected); with fewer than ``min_samples`` of those the result is inconclusive.
     """
     _validate(samples, concurrency, min_samples)
-    probes = _sample(url, method, samples, concurrency, timeout, verify_tls)
+    budget = max_samples if max_samples is not None else default_budget(samples, thresholds, confidence)
+    if budget < samples:
+        raise ValueError(f"max_samples ({budget}) must be at least samples ({samples})")
     check_name = name if name is not None else f"latency[{url_path(url)}]"
-    return _judge(check_name, url, probes, expect_status, min_samples, thresholds)
+    environment = ProxyEnvironment.read()
+    probes: list[Probe] = []
+    with _thread_sessions(verify_tls, environment) as session_for_thread:
+        round_size = samples
+        while True:
+            probes += _sample(session_for_thread, url, method, round_size, concurrency, timeout)
+            result = _judge(check_name, url, probes, expect_status, min_samples, thresholds, confidence)
+            if result.status != "inconclusive" or result.measured["undecided"] == [] or len(probes) >= budget:
+                return result
+            round_size = min(budget - len(probes), max(samples, _to_decide(result, thresholds, confidence)))
+
+
+def default_budget(samples: int, thresholds: LatencyThresholds, confidence: float) -> int:
+    needed = [samples_to_pass(q, confidence) for q in PERCENTILES if thresholds.limits()[f"p{q}"] is not None]
+    return max([4 * samples, *needed])
+
+
+def _to_decide(result: CheckResult, thresholds: LatencyThresholds, confidence: float) -> int:
+    """More samples needed for the undecided bounds to pass if no new sample is over them."""
+    more = 0
+    for label in result.measured["undecided"]:
+        bound = result.measured["bounds"][label]
+        more = max(more, samples_to_pass(float(label.removeprefix("p")), confidence, bound["over"]) - bound["n"])
+    return more
 
 
 def _validate(samples: int, concurrency: int, min_samples: int) -> None:
@@ -79,18 +110,42 @@ def _validate(samples: int, concurrency: int, min_samples: int) -> None:
         raise ValueError(f"min_samples must be within 0..samples ({samples}), got {min_samples}")
 
 
-def _sample(url: str, method: str, samples: int, concurrency: int, timeout: float, verify_tls: bool) -> list[Probe]:
-    with _thread_sessions(verify_tls) as session_for_thread:
+def _sample(
+    session_for_thread: Callable[[], requests.Session],
+    url: str,
+    method: str,
+    count: int,
+    concurrency: int,
+    timeout: float,
+) -> list[Probe]:
+    """``count`` probes on daemon threads: an interrupted run never waits for them to end."""
+    results: list[Probe | None] = [None] * count
+    indexes = iter(range(count))
+    lock = threading.Lock()
 
-        def one(_: int) -> Probe:
-            return probe(session_for_thread(), url, method=method, timeout=timeout)
+    def work() -> None:
+        while True:
+            with lock:
+                index = next(indexes, None)
+            if index is None:
+                return
+            try:
+                results[index] = probe(session_for_thread(), url, method=method, timeout=timeout)
+            except Exception as exc:  # a bug, not the network: counted as an error sample
+                results[index] = Probe(url, method, None, 0.0, "", f"unexpected {type(exc).__name__}")
 
-        with ThreadPoolExecutor(max_workers=min(concurrency, samples)) as pool:
-            return list(pool.map(one, range(samples)))
+    threads = [
+        threading.Thread(target=work, daemon=True, name="latency-sample") for _ in range(min(concurrency, count))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [seen for seen in results if seen is not None]
 
 
 @contextmanager
-def _thread_sessions(verify_tls: bool) -> Iterator[Callable[[], requests.Session]]:
+def _thread_sessions(verify_tls: bool, environment: ProxyEnvironment) -> Iterator[Callable[[], requests.Session]]:
     """Yield a function giving each thread its own session; close them all afterwards."""
     local = threading.local()
     created: list[requests.Session] = []
@@ -99,7 +154,7 @@ def _thread_sessions(verify_tls: bool) -> Iterator[Callable[[], requests.Session
     def session_for_thread() -> requests.Session:
         session: requests.Session | None = getattr(local, "session", None)
         if session is None:
-            session = make_session(verify_tls=verify_tls)
+            session = make_session(verify_tls=verify_tls, environment=environment)
             local.session = session
             with lock:
                 created.append(session)
@@ -108,8 +163,9 @@ def _thread_sessions(verify_tls: bool) -> Iterator[Callable[[], requests.Session
     try:
         yield session_for_thread
     finally:
-        for session in created:
-            session.close()
+        with lock:
+            for session in created:
+                session.close()
 
 
 def _judge(
@@ -119,38 +175,75 @@ def _judge(
     expect_status: Sequence[int],
     min_samples: int,
     thresholds: LatencyThresholds,
+    confidence: float,
 ) -> CheckResult:
     good = [p.elapsed for p in probes if p.ok_transport and p.status in expect_status]
     errors = Counter(_error_key(p) for p in probes if not (p.ok_transport and p.status in expect_status))
-    measured = _measured(url, probes, good, errors, thresholds)
+    verdicts = _verdicts(good, thresholds, confidence)
+    measured = _measured(url, probes, good, errors, thresholds, verdicts, confidence)
     if len(good) < min_samples or not good:
         summary = (
             f"only {len(good)} of {len(probes)} samples succeeded, "
             f"need {max(min_samples, 1)} to judge latency{_top_error(errors)}"
         )
+        measured["undecided"] = []
         return CheckResult(name, "inconclusive", summary, measured)
-    breaches = _breaches(good, len(probes), errors, thresholds)
+    breaches: list[str] = []
+    for label, limit in _bounds(thresholds):
+        breach = _breach(label, good, limit, verdicts[label], confidence)
+        if breach is not None:
+            breaches.append(breach)
+    rate = sum(errors.values()) / len(probes)
+    if rate > thresholds.max_error_rate:
+        breaches.append(f"error rate {rate:.1%} > {thresholds.max_error_rate:.1%}{_top_error(errors)}")
     if breaches:
+        measured["undecided"] = []
         return CheckResult(name, "failed", "; ".join(breaches), measured)
-    return CheckResult(name, "passed", _passed_summary(good, len(probes), errors), measured)
+    undecided = [label for label, verdict in verdicts.items() if verdict.decision == "inconclusive"]
+    if undecided:
+        parts = [_undecided(label, limit, verdicts[label], confidence) for label, limit in _bounds(thresholds)]
+        summary = "; ".join(part for part in parts if part)
+        return CheckResult(name, "inconclusive", summary, measured)
+    return CheckResult(name, "passed", _passed_summary(good, len(probes), errors, verdicts, confidence), measured)
+
+
+def _bounds(thresholds: LatencyThresholds) -> list[tuple[str, float]]:
+    return [(label, limit) for label, limit in thresholds.limits().items() if limit is not None]
+
+
+def _verdicts(good: list[float], thresholds: LatencyThresholds, confidence: float) -> dict[str, Verdict]:
+    verdicts = {}
+    for label, limit in _bounds(thresholds):
+        over = sum(1 for elapsed in good if elapsed > limit)
+        verdicts[label] = judge_bound(len(good), over, float(label.removeprefix("p")), confidence)
+    return verdicts
 
 
 def _error_key(seen: Probe) -> str:
     return seen.error if seen.error is not None else f"status {seen.status}"
 
 
-def _breaches(good: list[float], total: int, errors: Counter[str], thresholds: LatencyThresholds) -> list[str]:
-    found = []
-    for label, limit in thresholds.limits().items():
-        if limit is None:
-            continue
-        value = percentile(good, float(label.removeprefix("p")))
-        if value > limit:
-            found.append(f"{label} {format_ms(value)} > {format_ms(limit)}")
-    rate = sum(errors.values()) / total
-    if rate > thresholds.max_error_rate:
-        found.append(f"error rate {rate:.1%} > {thresholds.max_error_rate:.1%}{_top_error(errors)}")
-    return found
+def _share(label: str) -> str:
+    return f"{100 - float(label.removeprefix('p')):g}%"
+
+
+def _breach(label: str, good: list[float], limit: float, verdict: Verdict, confidence: float) -> str | None:
+    if verdict.decision != "failed":
+        return None
+    value = percentile(good, float(label.removeprefix("p")))
+    return (
+        f"{label} {format_ms(value)} > {format_ms(limit)}: {verdict.over} of {verdict.n} samples over "
+        f"{format_ms(limit)}, more than {_share(label)} at {confidence:.0%} confidence"
+    )
+
+
+def _undecided(label: str, limit: float, verdict: Verdict, confidence: float) -> str | None:
+    if verdict.decision != "inconclusive":
+        return None
+    return (
+        f"{label} <= {format_ms(limit)} undecided: {verdict.over} of {verdict.n} samples over it, "
+        f"too few samples to tell at {confidence:.0%} confidence (inconclusive, not passed)"
+    )
 
 
 def _top_error(errors: Counter[str]) -> str:
@@ -160,11 +253,17 @@ def _top_error(errors: Counter[str]) -> str:
     return f" (most often: {error}, {count}x)"
 
 
-def _passed_summary(good: list[float], total: int, errors: Counter[str]) -> str:
+def _passed_summary(
+    good: list[float], total: int, errors: Counter[str], verdicts: dict[str, Verdict], confidence: float
+) -> str:
     levels = ", ".join(f"p{q} {format_ms(percentile(good, q))}" for q in PERCENTILES)
     failed = sum(errors.values())
     noun = "error" if failed == 1 else "errors"
-    return f"{levels} over {total} samples, {failed} {noun}"
+    summary = f"{levels} over {total} samples, {failed} {noun}"
+    if verdicts:
+        held = ", ".join(f"{label} ({v.over} of {v.n} over)" for label, v in verdicts.items())
+        summary += f"; bounds met at {confidence:.0%} confidence: {held}"
+    return summary
 
 
 def _measured(
@@ -173,6 +272,8 @@ def _measured(
     good: list[float],
     errors: Counter[str],
     thresholds: LatencyThresholds,
+    verdicts: dict[str, Verdict],
+    confidence: float,
 ) -> dict[str, Any]:
     failed = sum(errors.values())
     measured: dict[str, Any] = {
@@ -191,4 +292,16 @@ def _measured(
     }
     measured["max_error_rate"] = thresholds.max_error_rate
     measured["errors"] = dict(sorted(errors.items()))
+    measured["confidence"] = confidence
+    measured["bounds"] = {
+        label: {
+            "decision": v.decision,
+            "n": v.n,
+            "over": v.over,
+            "p_pass": round(v.p_pass, 6),
+            "p_fail": round(v.p_fail, 6),
+        }
+        for label, v in verdicts.items()
+    }
+    measured["undecided"] = [label for label, v in verdicts.items() if v.decision == "inconclusive"]
     return measured

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -28,6 +31,8 @@ def read_version(probe: Probe, json_field: str | None) -> tuple[str | None, str 
         document: Any = json.loads(probe.body)
     except ValueError:
         return None, "body is not JSON"
+    except RecursionError:
+        return None, "body is JSON nested too deeply to read"
     return _follow(document, json_field)
 
 
@@ -46,6 +51,36 @@ def _follow(document: Any, json_field: str) -> tuple[str | None, str | None]:
     return (text, None) if text else (None, f"field {json_field!r} is empty")
 
 
+@dataclass
+class _Answers:
+    """What the version endpoint answered so far, and the current run of matching answers."""
+
+    attempts: int = 0
+    streak: int = 0
+    streak_version: str | None = None
+    flaps: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    last_answer: str | None = None
+    fastest: float | None = None
+
+    def record(self, version: str | None, problem: str | None, matches: bool, elapsed: float) -> None:
+        answer = problem if problem is not None else str(version)
+        self.attempts += 1
+        self.counts[answer] += 1
+        if self.last_answer is not None and answer != self.last_answer:
+            self.flaps += 1
+        self.last_answer = answer
+        if not matches:
+            self.streak = 0
+        elif self.streak and version != self.streak_version:
+            self.streak = 1  # another version, each matching nothing but itself (no expectation)
+        else:
+            self.streak += 1
+        self.streak_version = version if matches else None
+        if matches and (self.fastest is None or elapsed < self.fastest):
+            self.fastest = elapsed
+
+
 def check_version(
     session: requests.Session,
     url: str,
@@ -53,26 +88,63 @@ def check_version(
     timeout: float,
     json_field: str | None = None,
     expected: str | None = None,
+    consecutive: int = 1,
+    interval: float = 0.2,
+    deadline: float | None = None,
     name: str = "version",
 ) -> CheckResult:
-    """Passed when the service reports a version, and it equals ``expected`` if given.
+    """Passed when the service reports the same version ``consecutive`` times in a row, and it
+    equals ``expected`` if given: a fleet that answers two versions alternately fails.
 
-    Versions are compared as exact strings after stripping whitespace: "v1.2.9" is not "1.2.9".
+    Gives up after ``3 * consecutive`` answers, or as soon as the run of matching answers can
+    no longer be completed within ``deadline`` seconds (default ``consecutive * (timeout +
+    interval) + timeout``). Versions are compared as exact strings after stripping
+    whitespace: "v1.2.9" is not "1.2.9".
     """
-    seen = probe(session, url, timeout=timeout)
-    version, problem = _version_or_problem(seen, json_field)
+    if consecutive < 1:
+        raise ValueError(f"consecutive must be at least 1, got {consecutive}")
+    budget = deadline if deadline is not None else consecutive * (timeout + interval) + timeout
+    start = time.monotonic()
+    answers = _Answers()
+    while True:
+        seen = probe(session, url, timeout=timeout, deadline=start + budget)
+        version, problem = _version_or_problem(seen, json_field)
+        matches = problem is None and (expected is None or same_version(version, expected))
+        answers.record(version, problem, matches, seen.elapsed)
+        if answers.streak >= consecutive:
+            break
+        remaining = consecutive - answers.streak
+        earliest_end = time.monotonic() + remaining * (interval + (answers.fastest or 0.0))
+        if answers.attempts >= 3 * consecutive or earliest_end > start + budget:
+            break
+        time.sleep(interval)
     measured = {
         "version": version,
         "expected": expected,
         "status": seen.status,
         "elapsed_ms": to_ms(seen.elapsed),
+        "attempts": answers.attempts,
+        "consecutive": consecutive,
+        "answers": dict(answers.counts),
+        "flaps": answers.flaps,
     }
+    if answers.streak >= consecutive:
+        suffix = " as expected" if expected is not None else ""
+        return CheckResult(name, "passed", f"live version {version}{suffix}", measured)
+    if len(answers.counts) > 1:
+        return CheckResult(name, "failed", _unstable_summary(answers, consecutive), measured)
     if problem is not None:
         return CheckResult(name, "failed", f"{seen.method} {url}: {problem}", measured)
-    if expected is not None and not same_version(version, expected):
-        return CheckResult(name, "failed", f"live version {version}, expected {expected}", measured)
-    suffix = " as expected" if expected is not None else ""
-    return CheckResult(name, "passed", f"live version {version}{suffix}", measured)
+    return CheckResult(name, "failed", f"live version {version}, expected {expected}", measured)
+
+
+def _unstable_summary(answers: _Answers, consecutive: int) -> str:
+    seen = ", ".join(f"{answer} {count}x" for answer, count in answers.counts.items())
+    flaps = f"{answers.flaps} change{'' if answers.flaps == 1 else 's'}"
+    return (
+        f"version not stable: needed {consecutive} matching answers in a row, "
+        f"got {seen} in {answers.attempts} attempts ({flaps})"
+    )
 
 
 def _version_or_problem(seen: Probe, json_field: str | None) -> tuple[str | None, str | None]:

@@ -11,7 +11,8 @@ USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR: bad option or configuration, not
 PREFLIGHT_REFUSED = 10  # a preflight gate failed: nothing was changed
 NOT_CONFIRMED = 11  # the rollback was not confirmed (prompt answered no, or no TTY and no --rollback-yes)
 ROLLBACK_FAILED = 12  # a rollback step failed: see the journal for what was done
-VERIFY_FAILED = 13  # rolled back (or deployed), but a verify gate failed
+VERIFY_FAILED = 13  # rolled back (or deployed), but a verify gate failed or none ran
+CONFLICT = 14  # the target changed after preflight read it (another deploy): the run stopped before writing
 
 MEANINGS = {
     OK: "success",
@@ -22,6 +23,7 @@ MEANINGS = {
     5: "no tests were collected",
     PREFLIGHT_REFUSED: "preflight refused: nothing was changed",
     NOT_CONFIRMED: "not confirmed: nothing was changed",
-    ROLLBACK_FAILED: "rollback failed: see the journal for what was done",
-    VERIFY_FAILED: "verify failed",
+    ROLLBACK_FAILED: "rollback failed or not attempted: see the report for what was done",
+    VERIFY_FAILED: "verify failed, or no verify gate ran",
+    CONFLICT: "conflict: the target changed after preflight; the run stopped before its next write",
 }

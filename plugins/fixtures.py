@@ -39,7 +39,7 @@ def runbook_for(run: HarnessRun) -> Runbook:
             run.requested,
             run.journal,
             progress=run.progress,
-            service_version=lambda: probes.service_version(run),
+            service_version=lambda timeout=None: probes.service_version(run, timeout=timeout),
             run_id=run.run_id,
         )
     return run.runbook
@@ -76,18 +76,25 @@ def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
     runbook = runbook_for(run)
     refusals = [f"{f.name}: {f.message}" for f in runbook.refusals() if f.checked]
     refusals += [f"{nodeid} failed" for nodeid in run.preflight_failures]
-    live, target = runbook.live, runbook.to_version
+    live, target = runbook.from_version, runbook.to_version
     if refusals:
         return RollbackOutcome(STATUS_REFUSED, "preflight refused: " + "; ".join(refusals), live, target)
     plan = runbook.plan()
-    run.journal.record("plan", "planned", steps=plan, **{"from": live, "to": target})
-    run.progress(f"rollback plan for {config_service(run)}: {live} -> {target}")
+    resumed = runbook.previous.run_id if runbook.resuming else None
+    run.journal.record("plan", "planned", steps=plan, resumes=resumed, **{"from": live, "to": target})
+    if resumed is not None:
+        run.progress(
+            f"run {resumed} left this rollback unfinished: {runbook.previous.describe_steps(runbook.target.steps())}"
+        )
+        run.progress(f"plan to finish it for {config_service(run)}: {live} -> {target}")
+    else:
+        run.progress(f"rollback plan for {config_service(run)}: {live} -> {target}")
     for number, step in enumerate(plan, 1):
         run.progress(f"  {number}. {step}")
     if run.dry_run:
         return RollbackOutcome(STATUS_DRY_RUN, "dry run: nothing was changed", live, target)
     if not runbook.already_at_target:
-        confirmed, how = _confirm(run, config, live, target)
+        confirmed, how = _confirm(run, config, live, target, resumed)
         run.journal.record("confirmation", "given" if confirmed else "refused", how=how)
         if not confirmed:
             return RollbackOutcome(STATUS_NOT_CONFIRMED, f"not confirmed ({how}): nothing was changed", live, target)
@@ -98,7 +105,9 @@ def config_service(run: HarnessRun) -> str:
     return run.config.settings.service.name
 
 
-def _confirm(run: HarnessRun, config: pytest.Config, live: str | None, target: str | None) -> tuple[bool, str]:
+def _confirm(
+    run: HarnessRun, config: pytest.Config, live: str | None, target: str | None, resumed: str | None
+) -> tuple[bool, str]:
     if run.assume_yes:
         return True, "--rollback-yes"
     if run.is_worker:
@@ -110,6 +119,10 @@ def _confirm(run: HarnessRun, config: pytest.Config, live: str | None, target: s
         if not sys.stdin.isatty():
             return False, "no TTY to ask on: pass --rollback-yes to proceed without a prompt"
         question = f"Proceed with rollback of {config_service(run)} from {live} to {target}? (yes/no) "
+        if resumed is not None:
+            question = (
+                f"Finish the rollback of {config_service(run)} from {live} to {target} left by run {resumed}? (yes/no) "
+            )
         try:
             answer = input("\n" + question)
         except EOFError:
@@ -129,7 +142,13 @@ def rollback_outcome(request: pytest.FixtureRequest) -> RollbackOutcome | None:
     Tests that depend on it are skipped when the rollback was refused, not confirmed or a dry
     run, and error when it failed: verify results then never describe an unchanged system.
     """
-    from rollback_harness.rollback.runbook import STATUS_DRY_RUN, STATUS_FAILED, STATUS_NOT_CONFIRMED, STATUS_REFUSED
+    from rollback_harness.rollback.runbook import (
+        STATUS_CONFLICT,
+        STATUS_DRY_RUN,
+        STATUS_FAILED,
+        STATUS_NOT_CONFIRMED,
+        STATUS_REFUSED,
+    )
 
     run = harness_run(request.config, "rollback_outcome")
     if not run.rolls_back:
@@ -137,7 +156,7 @@ def rollback_outcome(request: pytest.FixtureRequest) -> RollbackOutcome | None:
     outcome = perform_rollback(run, request.config)
     if outcome.status in (STATUS_REFUSED, STATUS_NOT_CONFIRMED, STATUS_DRY_RUN):
         pytest.skip(outcome.message)
-    if outcome.status == STATUS_FAILED:
+    if outcome.status in (STATUS_FAILED, STATUS_CONFLICT):
         pytest.fail(outcome.message, pytrace=False)
     return outcome
 

@@ -6,6 +6,10 @@ for ordinary test runs. Evidence, the HTML report and exit codes live in plugins
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
+import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
 
@@ -85,9 +89,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _check_version_option(value: str | None) -> None:
+    """An empty or path-like --rollback-to is a usage error (pytest would even take a path as rootdir)."""
+    if value is None:
+        return
+    if not value.strip():
+        raise pytest.UsageError("--rollback-to needs a version, e.g. --rollback-to v1.2.9 or --rollback-to previous")
+    if "/" in value or "\\" in value or value.startswith(("~", ".")):
+        raise pytest.UsageError(
+            f"--rollback-to {value!r} looks like a path, not a version: give a release name such as v1.2.9"
+        )
+
+
 def _mode(config: pytest.Config) -> str | None:
     option = config.option
     gate = option.rollback_gate
+    _check_version_option(option.rollback_to)
     if gate == "verify":
         if option.rollback_to:
             raise pytest.UsageError("--gate verify runs no rollback: drop --rollback-to, or drop --gate")
@@ -153,6 +170,14 @@ def pytest_configure(config: pytest.Config) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise pytest.UsageError(f"--report-dir: cannot create {run_dir}: {exc.strerror}") from None
+    if worker is None:
+        problem = _write_test(run_dir)
+        if problem is not None:
+            _remove_empty(run_dir)
+            raise pytest.UsageError(
+                f"--report-dir: cannot write in {run_dir}: {problem}; nothing was changed. "
+                "Free space there or pass --report-dir DIR"
+            )
 
     run = HarnessRun(
         mode=mode,
@@ -168,6 +193,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     run.progress = _progress_writer(config, run.redactor.text)
     config.stash[RUN_KEY] = run
+    _handle_sigterm(config, run)
 
     if config.option.collectonly:
         # Listing the runbook's checks is not a run: no evidence, no report folder.
@@ -208,12 +234,68 @@ def _progress_writer(config: pytest.Config, redact: Callable[[str], str]) -> Cal
     return write
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The process that ran the runbook lets go of the target's lock."""
-    run = session.config.stash.get(RUN_KEY, None)
-    if run is not None and run.runbook is not None:
-        run.runbook.close()
+# Written and removed before anything changes: evidence must fit where it will be written.
+WRITE_TEST_BYTES = 256 * 1024
+
+
+def _write_test(run_dir: Path) -> str | None:
+    """None when ``run_dir`` takes a file of WRITE_TEST_BYTES, else the OS's reason why not."""
+    probe = run_dir / ".write-test"
+    try:
+        with probe.open("wb") as handle:
+            handle.write(bytes(WRITE_TEST_BYTES))
+            handle.flush()
+            os.fsync(handle.fileno())
+        probe.unlink()
+    except OSError as exc:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+        code = errno.errorcode.get(exc.errno or 0)
+        return f"{exc.strerror or exc} ({code})" if code else str(exc.strerror or exc)
+    return None
+
+
+def _remove_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _handle_sigterm(config: pytest.Config, run: HarnessRun) -> None:
+    """SIGTERM (a CI cancel, ``timeout``) ends the run the way Ctrl-C does.
+
+    pytest's interrupted path then runs: the step in flight is journaled as interrupted, the
+    evidence is written, and the exit code is 2 with a headline that says it was terminated.
+    The previous handler comes back when pytest unconfigures.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def terminated(signum: int, frame: object) -> None:
+        run.terminated_by = "SIGTERM"
+        raise KeyboardInterrupt("terminated by SIGTERM")
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, terminated)
+    config.add_cleanup(restore)
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    """The process that ran the runbook lets go of the target's lock, after every writer,
+    whether they succeeded or not."""
+    try:
+        return (yield)
+    finally:
+        run = session.config.stash.get(RUN_KEY, None)
+        if run is not None and run.runbook is not None:
+            run.runbook.close()
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -273,7 +355,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if RUN_KEY in session.config.stash:
-        remember_selected(session.items, session.config.stash[RUN_KEY])
+        run = session.config.stash[RUN_KEY]
+        remember_selected(session.items, run)
+        # Under xdist the controller has no items and workers cannot refuse: the exit code does it.
+        in_process = not run.is_worker and getattr(session.config.option, "dist", "no") == "no"
+        if run.rolls_back and not run.dry_run and in_process:
+            if not any(_item_phase(item) == "verify" for item in session.items):
+                # Refused before anything changes: a rollback nobody verifies is never a success.
+                raise pytest.UsageError(
+                    "-k/-m deselected every verify gate: a rollback must be verified, nothing was changed; "
+                    "keep at least verify-version selected, or use --rollback-dry-run / --gate preflight"
+                )
 
 
 def _item_phase(item: pytest.Item) -> str | None:

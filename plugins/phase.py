@@ -1,18 +1,27 @@
 """Runs a phase's checks once, concurrently, and hands each item its own result.
 
 The first item of a phase starts every selected check of that phase: the quick ones (version,
-health, endpoints, database) together on a thread pool, then the latency checks one at a time
-once the quick ones are done, so that no other probe's traffic skews a latency sample. Each
-item then waits only for its own result. A phase of many endpoints takes about as long as
-its slowest check instead of the sum of them all.
+health, endpoints, database) together, then the latency checks one at a time once the quick
+ones are done, so that no other probe's traffic skews a latency sample. Each item then waits
+only for its own result. A phase of many endpoints takes about as long as its slowest check
+instead of the sum of them all.
+
+In the verify phase, once every other check is done, the harness waits ``service.settle`` and
+probes version and health once more: an app that dies right after answering the first probes
+fails verify instead of passing it.
+
+Checks run on daemon threads: after Ctrl-C nothing joins them, and the process exits promptly.
+A check that raises becomes a failed result naming the exception, never a traceback (whose
+locals and messages could carry the environment into the artifacts).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError, wait
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, TimeoutError, wait
+from functools import partial
 from typing import TYPE_CHECKING
 
 from rollback_harness.rollback.results import CheckResult
@@ -23,10 +32,46 @@ if TYPE_CHECKING:
 
 MAX_PARALLEL_PROBES = 16
 PROGRESS_EVERY = 5.0  # seconds between "still running" lines while an item waits
+SETTLED_CHECKS = ("version", "health")
+_MESSAGE_LIMIT = 160
 
 
 def is_latency(spec: CheckSpec) -> bool:
     return spec.key.startswith("latency[")
+
+
+def crashed(name: str, exc: BaseException) -> CheckResult:
+    """A failed result for a check that raised: the exception's type and one short line."""
+    text = " ".join(str(exc).split())
+    if len(text) > _MESSAGE_LIMIT:
+        text = text[: _MESSAGE_LIMIT - 3] + "..."
+    kind = type(exc).__name__
+    summary = f"the check failed unexpectedly: {kind}: {text}" if text else f"the check failed unexpectedly: {kind}"
+    return CheckResult(name, "failed", summary, {"error": kind})
+
+
+def run_safely(name: str, check: Callable[[], CheckResult]) -> CheckResult:
+    try:
+        return check()
+    except Exception as exc:  # any bug or surprise in a check is that check's failure
+        return crashed(name, exc)
+
+
+def with_settle(first: CheckResult, settle: CheckResult, seconds: float) -> CheckResult:
+    """``first`` judged again by what the probe ``seconds`` after the other checks saw."""
+    measured = dict(first.measured)
+    measured["settle"] = {"after_s": seconds, "status": settle.status, "summary": settle.summary}
+    when = f"{seconds:g}s after the other verify checks"
+    if not first.passed:
+        return CheckResult(first.name, first.status, f"{first.summary}; {when}: {settle.summary}", measured)
+    if not settle.passed:
+        summary = f"{first.summary}, but {when}: {settle.summary}"
+        return CheckResult(first.name, "failed", summary, measured)
+    return CheckResult(first.name, "passed", first.summary, measured)
+
+
+def _spawn(target: Callable[[], None], name: str) -> None:
+    threading.Thread(target=target, name=name, daemon=True).start()
 
 
 class PhaseChecks:
@@ -45,7 +90,7 @@ class PhaseChecks:
             # Not among the selected checks when the phase started (cannot happen through
             # pytest; kept for direct callers): run it alone.
             spec = next(spec for spec in self.specs if spec.key == key)
-            return spec.run(self.run, self.phase)
+            return run_safely(key, partial(spec.run, self.run, self.phase))
         return self._wait_for(key)
 
     def _wait_for(self, key: str) -> CheckResult:
@@ -59,29 +104,58 @@ class PhaseChecks:
                 waited = time.monotonic() - started
                 self.run.progress(f"{self.phase}: still running {key} ({waited:.0f} s so far)")
 
+    def _settle_seconds(self) -> float:
+        if self.phase != "verify":
+            return 0.0
+        return self.run.config.settings.service.settle
+
     def _start(self) -> None:
         quick = [spec for spec in self.specs if not is_latency(spec)]
         slow = [spec for spec in self.specs if is_latency(spec)]
         count = f"{len(self.specs)} check{'' if len(self.specs) == 1 else 's'}"
         self.run.progress(f"{self.phase}: running {count} against {self.run.config.settings.service.base_url}")
-        pool = ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL_PROBES, len(quick))), thread_name_prefix="probe")
+        settle = self._settle_seconds()
+        settled = [spec.key for spec in quick if spec.key in SETTLED_CHECKS] if settle > 0 else []
+        # Every item's future exists before any thread runs, so an item never misses its own.
+        first: dict[str, Future[CheckResult]] = {spec.key: Future() for spec in self.specs}
+        for key, future in first.items():
+            self._futures[key] = Future() if key in settled else future
+        slots = threading.BoundedSemaphore(MAX_PARALLEL_PROBES)
         for spec in quick:
-            self._futures[spec.key] = pool.submit(spec.run, self.run, self.phase)
-        pool.shutdown(wait=False)
-        pending: list[tuple[CheckSpec, Future[CheckResult]]] = [(spec, Future()) for spec in slow]
-        for spec, future in pending:
-            self._futures[spec.key] = future
-        quick_futures = [self._futures[spec.key] for spec in quick]
-        threading.Thread(target=self._run_in_turn, args=(quick_futures, pending), name="latency", daemon=True).start()
+            _spawn(partial(self._run_quick, spec, first[spec.key], slots), f"probe-{spec.key}")
+        quick_first = [first[spec.key] for spec in quick]
+        slow_first = [(spec, first[spec.key]) for spec in slow]
+        _spawn(lambda: self._run_in_turn(quick_first, slow_first, settled, first, settle), "latency")
+
+    def _run_quick(self, spec: CheckSpec, future: Future[CheckResult], slots: threading.BoundedSemaphore) -> None:
+        with slots:
+            self._fill(future, spec.key, partial(spec.run, self.run, self.phase))
+
+    @staticmethod
+    def _fill(future: Future[CheckResult], name: str, check: Callable[[], CheckResult]) -> None:
+        if future.set_running_or_notify_cancel():
+            future.set_result(run_safely(name, check))
 
     def _run_in_turn(
-        self, before: list[Future[CheckResult]], pending: list[tuple[CheckSpec, Future[CheckResult]]]
+        self,
+        before: list[Future[CheckResult]],
+        pending: list[tuple[CheckSpec, Future[CheckResult]]],
+        settled: list[str],
+        first: dict[str, Future[CheckResult]],
+        settle: float,
     ) -> None:
         wait(before)
         for spec, future in pending:
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(spec.run(self.run, self.phase))
-            except BaseException as exc:  # handed to the item, which reports it as an error
-                future.set_exception(exc)
+            self._fill(future, spec.key, partial(spec.run, self.run, self.phase))
+        if not settled:
+            return
+        self.run.progress(f"{self.phase}: waiting {settle:g}s, then probing {' and '.join(settled)} once more")
+        time.sleep(settle)
+        for key in settled:
+            self._fill(self._futures[key], key, partial(self._settled_result, key, first[key].result(), settle))
+
+    def _settled_result(self, key: str, first: CheckResult, settle: float) -> CheckResult:
+        from rollback_harness.plugins.probes import settle_probe
+
+        again = run_safely(key, partial(settle_probe(key), self.run, self.phase))
+        return with_settle(first, again, settle)

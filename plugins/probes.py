@@ -45,16 +45,23 @@ def expected_version(run: HarnessRun, phase: str) -> str | None:
     return run.runbook.to_version if run.runbook is not None else None
 
 
-def service_version(run: HarnessRun) -> str | None:
-    """The version the service answers now, or None; used while waiting for readiness."""
+def service_version(run: HarnessRun, timeout: float | None = None) -> str | None:
+    """The version the service answers now, or None; used while waiting for readiness.
+
+    ``timeout`` caps the probe below ``service.timeout``: a readiness wait passes the time it
+    has left, so one slow probe cannot carry the wait past its deadline.
+    """
     service = run.config.settings.service
-    answer = probe(http_session(run), url(run, service.version.path), timeout=service.timeout)
+    budget = service.timeout if timeout is None else max(0.0, min(service.timeout, timeout))
+    if budget <= 0:
+        return None
+    answer = probe(http_session(run), url(run, service.version.path), timeout=budget)
     if answer.error is not None or answer.status != 200:
         return None
     return read_version(answer, service.version.json_field)[0]
 
 
-def version(run: HarnessRun, phase: str) -> CheckResult:
+def version(run: HarnessRun, phase: str, consecutive: int | None = None) -> CheckResult:
     service = run.config.settings.service
     return check_version(
         http_session(run),
@@ -62,10 +69,12 @@ def version(run: HarnessRun, phase: str) -> CheckResult:
         timeout=service.timeout,
         json_field=service.version.json_field,
         expected=expected_version(run, phase),
+        consecutive=service.version.consecutive if consecutive is None else consecutive,
+        interval=service.version.interval,
     )
 
 
-def health(run: HarnessRun, phase: str) -> CheckResult:
+def health(run: HarnessRun, phase: str, consecutive: int | None = None) -> CheckResult:
     settings = run.config.settings
     assert settings.health is not None
     return check_health(
@@ -73,9 +82,19 @@ def health(run: HarnessRun, phase: str) -> CheckResult:
         url(run, settings.health.path),
         timeout=settings.service.timeout,
         expect_status=settings.health.expect_status,
-        consecutive=settings.health.consecutive,
+        consecutive=settings.health.consecutive if consecutive is None else consecutive,
         interval=settings.health.interval,
     )
+
+
+def settle_probe(key: str) -> Probe:
+    """The one-answer check run again after verify's settle time ("version" or "health")."""
+    checks = {"version": version, "health": health}
+
+    def run_once(run: HarnessRun, phase: str) -> CheckResult:
+        return checks[key](run, phase, consecutive=1)
+
+    return run_once
 
 
 def endpoint(config: EndpointConfig, name: str) -> Probe:
@@ -107,6 +126,8 @@ def latency(config: LatencyConfig, name: str) -> Probe:
             method=config.method,
             verify_tls=service.verify_tls,
             expect_status=config.expect_status,
+            confidence=config.confidence,
+            max_samples=config.sample_budget,
             name=name,
         )
 

@@ -6,10 +6,11 @@ target is escaped before it reaches HTML.
 
 from __future__ import annotations
 
+import errno
 import json
-import shutil
+import sys
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
@@ -24,6 +25,7 @@ from rollback_harness.plugins.state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY
 from rollback_harness.rollback.evidence import MANIFEST_NAME, write_json, write_manifest
 from rollback_harness.rollback.runbook import (
     STATUS_ALREADY_AT_TARGET,
+    STATUS_CONFLICT,
     STATUS_FAILED,
     STATUS_NOT_CONFIRMED,
     STATUS_REFUSED,
@@ -74,6 +76,9 @@ class EvidenceReporter:
         self.collection_errors: list[str] = []
         # Built once when the session ends; the HTML summary shows the very same facts.
         self.final_evidence: dict[str, Any] | None = None
+        # "evidence.json was not written: No space left on device", shown in the summary.
+        self.write_failures: list[str] = []
+        self._html_started = False
 
     # -- where the items run ---------------------------------------------------------------
 
@@ -181,32 +186,123 @@ class EvidenceReporter:
         if self.exit_code == pytest.ExitCode.USAGE_ERROR and not self.run.journal.entries():
             return  # nothing ran: no evidence to keep
         self.final_evidence = self.evidence()
-        write_json(self.run.run_dir / EVIDENCE_NAME, self.final_evidence, self.redactor)
+        self._write_guarded(
+            EVIDENCE_NAME, lambda: write_json(self.run.run_dir / EVIDENCE_NAME, self.final_evidence, self.redactor)
+        )
 
+    def _write_guarded(self, name: str, write: Callable[[], object]) -> bool:
+        """Run one evidence writer; a full disk, a read-only folder or Ctrl-C is recorded, not raised.
+
+        The run's outcome does not change because its evidence could not be written: the
+        headline and the exit code stay true, and the terminal says which file is missing.
+        """
+        try:
+            write()
+        except OSError as exc:
+            self.write_failures.append(f"{name} was not written: {_os_reason(exc)}")
+            return False
+        except KeyboardInterrupt:
+            self.write_failures.append(f"{name} was not written: interrupted while it was being written")
+            return False
+        return True
+
+    @pytest.hookimpl(wrapper=True, trylast=True, specname="pytest_sessionfinish")
+    def pytest_sessionfinish_guard(self, session: pytest.Session) -> Generator[None, None, None]:
+        """pytest-html and JUnit XML write their files in their own pytest_sessionfinish.
+
+        Innermost of the wrappers, so a failure there (ENOSPC, EROFS, Ctrl-C) is caught before
+        the terminal reporter's wrapper: the rollback section still prints, with the true
+        headline and exit code, and pytest does not turn it into an internal error.
+        """
+        if self.run.is_worker:
+            return (yield)
+        try:
+            yield
+        except (OSError, KeyboardInterrupt) as exc:
+            name = self._artifact_being_written(exc)
+            reason = _os_reason(exc) if isinstance(exc, OSError) else "interrupted while it was being written"
+            self.write_failures.append(f"{name} was not written: {reason}")
+            path = getattr(self.config.option, "htmlpath" if self._html_started else "xmlpath", None)
+            if path and name == self._artifact(path):
+                _remove_quietly(Path(path))  # a cut file must not pass for the evidence
+        for path in (getattr(self.config.option, key, None) for key in ("htmlpath", "xmlpath")):
+            if path and not Path(path).is_file():
+                name = self._artifact(path) or str(path)
+                if not any(failure.startswith(f"{name} ") for failure in self.write_failures):
+                    self.write_failures.append(f"{name} was not written: an earlier writer failed")
+        html_path = getattr(self.config.option, "htmlpath", None)
+        if html_path and not Path(html_path).is_file():
+            self._silence_html_report()
+        return None
+
+    def _silence_html_report(self) -> None:
+        """pytest-html's terminal line would announce a report that is not there."""
+        try:
+            from pytest_html.basereport import BaseReport
+        except ImportError:  # pragma: no cover - pytest-html is a dependency
+            return
+        for plugin in self.config.pluginmanager.get_plugins():
+            if isinstance(plugin, BaseReport):
+                self.config.pluginmanager.unregister(plugin)
+
+    def _artifact_being_written(self, exc: BaseException) -> str:
+        filename = getattr(exc, "filename", None)
+        if filename:
+            return self._artifact(str(filename)) or str(filename)
+        # pytest-html asks for its summary just before it writes; JUnit XML writes before it.
+        if self._html_started:
+            return self._artifact(getattr(self.config.option, "htmlpath", None)) or "report.html"
+        return self._artifact(getattr(self.config.option, "xmlpath", None)) or "a report file"
+
+    @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self.run.is_worker or not self.run.run_dir.is_dir():
+        """Last of all, once every writer is done: the manifest of what is in the run folder.
+
+        A folder that holds a journal is never deleted, whatever failed: only a run that
+        changed and recorded nothing (a usage error) leaves no folder behind.
+        """
+        run_dir = self.run.run_dir
+        if self.run.is_worker or not run_dir.is_dir():
             return
-        if not (self.run.run_dir / EVIDENCE_NAME).exists():
-            # A usage error stopped the run before anything happened: leave no empty folder.
-            shutil.rmtree(self.run.run_dir, ignore_errors=True)
+        _remove_quietly(run_dir / RUN_LOCK_NAME)
+        if not (run_dir / self.run.journal.path.name).exists() and not (run_dir / EVIDENCE_NAME).exists():
+            try:
+                run_dir.rmdir()  # only when empty: never a file is deleted with it
+            except OSError:
+                pass
+            else:
+                return
+        if not self._write_guarded(MANIFEST_NAME, lambda: write_manifest(run_dir)):
+            self._late_line(self.write_failures[-1])
             return
-        (self.run.run_dir / RUN_LOCK_NAME).unlink(missing_ok=True)
-        # Last, once pytest-html has written the report: a checksum of every artifact.
-        write_manifest(self.run.run_dir)
         keep = self.run.config.settings.reports.keep
         if keep is not None:
             from rollback_harness.rollback.retention import prune_runs
 
-            for line in prune_runs(self.run.run_dir, keep).lines():
-                self.run.progress(line)
+            for line in prune_runs(run_dir, keep).lines():
+                self._late_line(line)
+
+    def _late_line(self, message: str) -> None:
+        """A line after the terminal summary (the manifest is written after it)."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        line = f"[rollback] {self.redactor.text(message)}"
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            sys.stderr.write(line + "\n")
 
     def _failed(self, gate: str) -> bool:
         return any(t["gate"] == gate and t["outcome"] in ("failed", "error") for t in self.tests.values())
 
+    def _passed(self, gate: str) -> bool:
+        """Some check of the gate ran and passed (deselected or skipped checks verify nothing)."""
+        return any(t["gate"] == gate and t["outcome"] == "passed" for t in self.tests.values())
+
     def _exit_code(self, exitstatus: int) -> int:
         if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
             return exitstatus
-        outcome = recorded_outcome(self.run)
+        run = self.run
+        outcome = recorded_outcome(run)
         status = outcome.status if outcome else None
         if self._failed("preflight") or status == STATUS_REFUSED:
             return exit_codes.PREFLIGHT_REFUSED
@@ -214,8 +310,17 @@ class EvidenceReporter:
             return exit_codes.NOT_CONFIRMED
         if status == STATUS_FAILED:
             return exit_codes.ROLLBACK_FAILED
+        if status == STATUS_CONFLICT:
+            return exit_codes.CONFLICT
         if self._failed("verify"):
             return exit_codes.VERIFY_FAILED
+        if run.rolls_back and not run.dry_run and outcome is None:
+            # A rollback was asked for and did not happen: never a success.
+            return exit_codes.ROLLBACK_FAILED
+        if (run.rolls_back and not run.dry_run) or run.mode == MODE_GATE_VERIFY:
+            if not self._passed("verify"):
+                # Rolled back (or gated) with nothing verified: never a success either.
+                return exit_codes.VERIFY_FAILED
         return exitstatus
 
     # -- the evidence -----------------------------------------------------------------------
@@ -225,17 +330,29 @@ class EvidenceReporter:
         outcome = recorded_outcome(run)
         service = run.config.settings.service.name
         verify = self._gate_counts("verify")
+        interrupted = self.exit_code == pytest.ExitCode.INTERRUPTED
         if self.exit_code == pytest.ExitCode.USAGE_ERROR:
             return f"{service}: usage error, nothing was run"
         if self.collection_errors and not self.tests:
             where = ", ".join(self.collection_errors)
             return f"{service}: collection failed ({where}): nothing was run"
-        if self.exit_code == pytest.ExitCode.INTERRUPTED:
-            service = f"{service}: INTERRUPTED"
+        if interrupted:
+            service = f"{service}: {f'TERMINATED ({run.terminated_by})' if run.terminated_by else 'INTERRUPTED'}"
         if run.mode == MODE_GATE_VERIFY:
-            return f"{service}: verify gate {'FAILED' if self._failed('verify') else 'passed'} ({verify})"
+            if self._failed("verify"):
+                verdict = "FAILED"
+            elif interrupted:
+                verdict = "INTERRUPTED, not passed"
+            else:
+                verdict = "passed" if self._passed("verify") else "did NOT run (every check deselected or skipped)"
+            return f"{service}: verify gate {verdict} ({verify})"
         if run.mode == MODE_GATE_PREFLIGHT:
-            verdict = "REFUSED" if self._failed("preflight") else "passed"
+            if self._failed("preflight"):
+                verdict = "REFUSED"
+            elif interrupted:
+                verdict = "did not finish"
+            else:
+                verdict = "passed" if self._passed("preflight") else "did NOT run (deselected)"
             return f"{service}: preflight gate {verdict} for {run.requested}"
         if outcome is None:
             if self._failed("preflight"):
@@ -250,11 +367,22 @@ class EvidenceReporter:
                 # Cut short mid-rollback (Ctrl-C, a crash): say exactly which steps got how far.
                 done = ", ".join(f"{step} {state}" for step, state in steps.items())
                 return f"{service}: rollback to {run.requested} did not finish: {done}"
+            if run.rolls_back and not run.dry_run and not interrupted:
+                return f"{service}: rollback to {run.requested} was NOT attempted (no selected test needed it)"
             return f"{service}: no rollback was attempted"
         if outcome.status in (STATUS_ROLLED_BACK, STATUS_ALREADY_AT_TARGET):
-            verdict = "verify FAILED" if self._failed("verify") else "verified"
-            return f"{service}: {outcome.message}; {verdict} ({verify})"
+            return f"{service}: {outcome.message}; {self._verify_verdict('verified')} ({verify})"
         return f"{service}: {outcome.message}"
+
+    def _verify_verdict(self, success: str) -> str:
+        """What the verify gate showed, in words that are true whether it ran, failed or was cut short."""
+        if self._failed("verify"):
+            return "verify FAILED"
+        if self.exit_code == pytest.ExitCode.INTERRUPTED:
+            return "verify INTERRUPTED, NOT verified"
+        if not self._passed("verify"):
+            return "NOT verified: the verify gate was deselected or skipped"
+        return success
 
     def _gate_counts(self, gate: str) -> str:
         outcomes = [t["outcome"] for t in self.tests.values() if t["gate"] == gate]
@@ -405,6 +533,7 @@ class EvidenceReporter:
     def pytest_html_results_summary(
         self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
     ) -> None:
+        self._html_started = True
         prefix.extend(self._summary_html())
 
     def _h(self, value: object) -> str:
@@ -482,10 +611,27 @@ class EvidenceReporter:
                     )
         code = self.exit_code if self.exit_code is not None else exitstatus
         write(f"exit code {code}: {exit_codes.MEANINGS.get(code, 'see pytest exit codes')}")
-        write(f"evidence: {self.run.run_dir / EVIDENCE_NAME}")
+        for failure in self.write_failures:
+            write(self.redactor.text(f"not written: {failure}"))
+        evidence = self.run.run_dir / EVIDENCE_NAME
+        write(f"evidence: {evidence}" if evidence.is_file() else f"evidence: {evidence} was NOT written")
         html = getattr(config.option, "htmlpath", None)
-        if html:
+        if html and Path(html).is_file():
             write(f"report:   {html}")
+
+
+def _os_reason(exc: OSError) -> str:
+    """``No space left on device (ENOSPC)``: the OS's words and the code to search for."""
+    code = errno.errorcode.get(exc.errno or 0)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{reason} ({code})" if code else reason
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _clock(timestamp: str | None) -> str:

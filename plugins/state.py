@@ -57,6 +57,8 @@ class HarnessRun:
     # Filled on the process that runs the items.
     preflight_failures: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    # "SIGTERM" when a signal other than Ctrl-C interrupted the run (plugins/harness.py).
+    terminated_by: str | None = None
 
     def __post_init__(self) -> None:
         from rollback_harness.rollback.evidence import Redactor

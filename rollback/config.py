@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -25,10 +26,12 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
-from rollback_harness.rollback.durations import parse_duration
+from rollback_harness.rollback.durations import parse_duration, parse_pause, parse_timeout
 from rollback_harness.rollback.errors import ConfigError
+from rollback_harness.rollback.sampling import samples_to_pass
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,6 +46,10 @@ def _duration(value: object) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(_duration)]
+# Timeouts and latency bounds: above 0 and at most 24 h ("0" or "1e308" is a config error).
+Timeout = Annotated[float, BeforeValidator(parse_timeout)]
+# Waits between attempts: 0 or more, at most 1 h.
+Pause = Annotated[float, BeforeValidator(lambda value: parse_pause(value, most=3600.0))]
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 
@@ -69,20 +76,40 @@ UrlPath = Annotated[str, AfterValidator(_url_path)]
 class VersionSource(Section):
     path: UrlPath = "/version"
     json_field: str | None = None
+    # The same version this many times in a row (the target's, in verify): a fleet that
+    # answers two versions alternately is not rolled back.
+    consecutive: int = Field(default=3, ge=1, le=100)
+    interval: Pause = 0.2
+
+
+_BASE_URL_ACCEPTED = "expected an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080"
 
 
 class ServiceConfig(Section):
     name: str = Field(min_length=1)
     base_url: str
-    timeout: Duration = 5.0
+    timeout: Timeout = 5.0
     verify_tls: bool = True
+    # After the other verify checks, wait this long and probe version and health once more.
+    settle: Pause = 1.0
     version: VersionSource = VersionSource()
 
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("expected an http:// or https:// URL, e.g. http://127.0.0.1:8080")
+        if not value.lower().startswith(("http://", "https://")):
+            raise ValueError(_BASE_URL_ACCEPTED)
+        try:
+            parts = urlsplit(value)
+            port = parts.port  # raises for a port that is not a number or above 65535
+        except ValueError as exc:
+            raise ValueError(f"{_BASE_URL_ACCEPTED} ({exc})") from None
+        if not parts.hostname:
+            raise ValueError(f"{_BASE_URL_ACCEPTED} (no host)")
+        if port == 0:
+            raise ValueError(f"{_BASE_URL_ACCEPTED} (port 0)")
+        if any(char.isspace() for char in value):
+            raise ValueError(f"{_BASE_URL_ACCEPTED} (it contains whitespace)")
         return value.rstrip("/")
 
 
@@ -90,7 +117,7 @@ class HealthConfig(Section):
     path: UrlPath = "/health"
     expect_status: StatusList = [200]
     consecutive: int = Field(default=3, ge=1, le=100)
-    interval: Duration = 0.2
+    interval: Pause = 0.2
 
 
 class EndpointConfig(Section):
@@ -105,11 +132,54 @@ class LatencyConfig(Section):
     samples: int = Field(default=20, ge=1, le=100_000)
     concurrency: int = Field(default=4, ge=1, le=256)
     min_samples: int | None = Field(default=None, ge=1)
-    p50: Duration | None = None
-    p95: Duration | None = None
-    p99: Duration | None = None
+    # More samples, in rounds, while a percentile bound cannot be decided; default: enough
+    # for every bound set to be able to pass, and at least 4 x samples.
+    max_samples: int | None = Field(default=None, ge=1, le=1_000_000)
+    # How sure a percentile verdict must be (exact binomial test; docs/configuration.md).
+    confidence: float = Field(default=0.95, ge=0.5, le=0.9999)
+    p50: Timeout | None = None
+    p95: Timeout | None = None
+    p99: Timeout | None = None
     max_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     expect_status: StatusList = [200]
+
+    @model_validator(mode="after")
+    def _sample_counts(self) -> LatencyConfig:
+        if self.min_samples is not None and self.min_samples > self.samples:
+            raise ValueError(
+                f"min_samples ({self.min_samples}) is more than samples ({self.samples}); "
+                "min_samples may be at most samples"
+            )
+        if self.max_samples is not None:
+            if self.max_samples < self.samples:
+                raise ValueError(
+                    f"max_samples ({self.max_samples}) is less than samples ({self.samples}); "
+                    "max_samples must be at least samples"
+                )
+            needed = self.samples_to_pass()
+            if needed > self.max_samples:
+                raise ValueError(
+                    f"max_samples ({self.max_samples}) is too few for the percentile bounds to ever pass at "
+                    f"confidence {self.confidence}: they need at least {needed} samples; raise max_samples "
+                    "or lower the confidence"
+                )
+        return self
+
+    def bounds(self) -> dict[int, float]:
+        """The percentile bounds set: {95: 0.2} for ``p95 = "200ms"``."""
+        limits = {50: self.p50, 95: self.p95, 99: self.p99}
+        return {q: limit for q, limit in limits.items() if limit is not None}
+
+    def samples_to_pass(self) -> int:
+        """The fewest samples with which every bound set could pass (none over the bound)."""
+        return max((samples_to_pass(q, self.confidence) for q in self.bounds()), default=1)
+
+    @property
+    def sample_budget(self) -> int:
+        """The most samples one check takes, rounds included."""
+        if self.max_samples is not None:
+            return self.max_samples
+        return min(1_000_000, max(4 * self.samples, self.samples_to_pass()))
 
     @property
     def required_samples(self) -> int:
@@ -119,7 +189,7 @@ class LatencyConfig(Section):
 
 class DatabaseConfig(Section):
     url: str = Field(min_length=1)
-    timeout: Duration = 5.0
+    timeout: Timeout = 5.0
 
 
 class ReportsConfig(Section):

@@ -32,6 +32,29 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+MAX_TIMEOUT = 24 * 3600.0
+TIMEOUT_ACCEPTED = "a duration above 0 and at most 24h, e.g. '500ms', '5s', '2m'"
+
+
+def parse_timeout(value: object) -> float:
+    """A timeout or limit: a duration above 0 and at most 24 hours; ValueError otherwise.
+
+    Zero would fail every request at once, and a bound like 1e308 seconds is no bound.
+    """
+    seconds = parse_duration(value)
+    if not 0 < seconds <= MAX_TIMEOUT:
+        raise ValueError(f"expected {TIMEOUT_ACCEPTED}")
+    return seconds
+
+
+def parse_pause(value: object, *, most: float = MAX_TIMEOUT) -> float:
+    """A wait between attempts, or a settle time: 0 or more, at most ``most`` seconds."""
+    seconds = parse_duration(value)
+    if seconds > most:
+        raise ValueError(f"expected a duration from 0 to {format_duration(most)} ({ACCEPTED})")
+    return seconds
+
+
 def format_duration(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"

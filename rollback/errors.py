@@ -20,3 +20,10 @@ class UnknownTargetKind(ConfigError):
 
 class RollbackFailed(HarnessError):
     """A rollback step failed; the journal says which steps were done."""
+
+
+class Conflict(HarnessError):
+    """The target changed between preflight's read and the driver's write (another deploy landed).
+
+    The run stops before its write and says what it found; it never retries blindly.
+    """

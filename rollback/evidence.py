@@ -55,25 +55,54 @@ class Redactor:
 
 
 def write_json(path: Path, data: Any, redactor: Redactor) -> Path:
-    """Write redacted JSON atomically (temporary file + rename)."""
+    """Write redacted JSON atomically (temporary file + rename).
+
+    On any failure (a full disk, a read-only file system, Ctrl-C) the temporary file is removed
+    and the exception goes on: ``path`` then holds its old content, or does not exist.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(
-        json.dumps(redactor.data(data), indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8"
-    )
-    os.replace(temporary, path)
+    text = json.dumps(redactor.data(data), indent=2, sort_keys=False, default=str) + "\n"
+    _write_atomically(path, text)
     return path
 
 
-def write_manifest(run_dir: Path) -> Path:
-    """``sha256sum``-compatible manifest of every file in ``run_dir`` (``sha256sum -c`` checks it)."""
+def write_manifest(run_dir: Path) -> Path | None:
+    """``sha256sum``-compatible manifest of every file in ``run_dir`` (``sha256sum -c`` checks it).
+
+    Written atomically, so a full disk or Ctrl-C never leaves a cut or empty manifest; a folder
+    holding no file gets none (None is returned).
+    """
     lines = []
-    for path in sorted(p for p in run_dir.rglob("*") if p.is_file() and p.name != MANIFEST_NAME):
+    temporary = _temporary(run_dir / MANIFEST_NAME)
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file() and p not in (run_dir / MANIFEST_NAME, temporary)):
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         lines.append(f"{digest}  {path.relative_to(run_dir).as_posix()}")
+    if not lines:
+        return None
     manifest = run_dir / MANIFEST_NAME
-    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _write_atomically(manifest, "\n".join(lines) + "\n")
     return manifest
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = _temporary(path)
+    try:
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        # Never leave half a file behind, whatever stopped the write.
+        try:
+            temporary.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
 
 
 def verify_manifest(run_dir: Path) -> list[str]:

@@ -17,6 +17,25 @@ from pathlib import Path
 from typing import Any
 
 STEP_STATES = ("started", "done", "failed", "interrupted", "skipped")
+# Longer strings (a restart command's output) keep their last characters: errors come last.
+MAX_TEXT = 2000
+
+
+def cut_long_text(value: Any, limit: int = MAX_TEXT) -> Any:
+    """Strings longer than ``limit`` cut to their tail, in nested data too.
+
+    Only ever applied to data that is already redacted: cutting first could leave the first
+    characters of a secret that redaction would no longer recognise.
+    """
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value
+        return f"[{len(value) - limit} characters cut] " + value[-limit:]
+    if isinstance(value, dict):
+        return {k: cut_long_text(v, limit) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [cut_long_text(v, limit) for v in value]
+    return value
 
 
 def utc_now() -> str:
@@ -38,7 +57,8 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def record(self, step: str, status: str, **detail: Any) -> dict[str, Any]:
-        entry: dict[str, Any] = self.redact({"ts": utc_now(), "step": step, "status": status, **detail})
+        # Redact first, then cut: a cut through a secret would leave part of it unrecognised.
+        entry: dict[str, Any] = cut_long_text(self.redact({"ts": utc_now(), "step": step, "status": status, **detail}))
         line = json.dumps(entry, default=str, sort_keys=False)
         with self.path.open("a", encoding="utf-8") as handle:
             if handle.tell() and not self._ends_with_newline():

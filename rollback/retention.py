@@ -54,7 +54,7 @@ class Pruned:
                 f"([reports] keep = {self.keep}) from {self.removed[0].parent}: {names}"
             )
         for path, reason in self.failed:
-            lines.append(f"could not remove old run folder {path}: {reason}")
+            lines.append(f"could not prune old run folders: {path}: {reason}")
         return lines
 
 
@@ -103,9 +103,14 @@ def prune_runs(current: Path, keep: int) -> Pruned:
     kind = "runs that changed the target" if this.changed_target else "runs that changed nothing"
     group = f"{this.service}" + (f" / target {this.target}" if this.target else "") + f", {kind}"
     pruned = Pruned(keep=keep, group=group)
+    try:
+        siblings = [p for p in current.parent.iterdir() if p.resolve() != current.resolve()]
+    except OSError as exc:
+        pruned.failed.append((current.parent, exc.strerror or str(exc)))
+        return pruned
     same = [
         run
-        for run in (read_run_folder(p) for p in current.parent.iterdir() if p.resolve() != current.resolve())
+        for run in (read_run_folder(p) for p in siblings)
         if run is not None
         and (run.service, run.target, run.changed_target) == (this.service, this.target, this.changed_target)
     ]

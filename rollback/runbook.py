@@ -12,15 +12,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollback_harness.rollback.config import HarnessConfig, TargetSpec
-from rollback_harness.rollback.errors import HarnessError, RollbackFailed
+from rollback_harness.rollback.errors import Conflict, HarnessError, RollbackFailed
 from rollback_harness.rollback.journal import Journal, utc_now
 from rollback_harness.rollback.lock import TargetLock
+from rollback_harness.rollback.resume import PreviousRun, describe_steps, record_path, write_record
 from rollback_harness.rollback.targets import create_target
 from rollback_harness.rollback.targets.base import Finding, Target, TargetContext
 from rollback_harness.rollback.versions import PREVIOUS, resolve_target, same_version, version_problem
 
 # The preflight findings, in the order they are judged; the plugin makes one item of each.
-PREFLIGHT_FINDINGS = ("target-version", "target-lock", "live-version", "target-exists", "target-deployable")
+PREFLIGHT_FINDINGS = (
+    "target-version",
+    "target-lock",
+    "live-version",
+    "target-exists",
+    "target-deployable",
+    "previous-run",
+)
 
 
 @dataclass
@@ -34,6 +42,15 @@ class RollbackOutcome:
     started: str = field(default_factory=utc_now)
     finished: str | None = None
     duration_s: float | None = None
+    # The run whose unfinished rollback this one finished, if any.
+    resumed_from: str | None = None
+    # Each driver step and what happened to it in this run: done / failed / in flight / not started /
+    # done earlier (by the run resumed from).
+    steps: dict[str, str] = field(default_factory=dict)
+    # After a failure or conflict: the live state read again (platform, service answer).
+    now: dict[str, Any] = field(default_factory=dict)
+    # After a failure or conflict: how to put the version from before back by hand.
+    way_back: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -45,6 +62,7 @@ STATUS_DRY_RUN = "dry-run"
 STATUS_REFUSED = "preflight-refused"
 STATUS_NOT_CONFIRMED = "not-confirmed"
 STATUS_FAILED = "rollback-failed"
+STATUS_CONFLICT = "conflict"
 
 
 class Runbook:
@@ -56,13 +74,14 @@ class Runbook:
         journal: Journal,
         *,
         progress: Callable[[str], None],
-        service_version: Callable[[], str | None],
+        service_version: Callable[..., str | None],
         run_id: str,
     ) -> None:
         self.config = config
         self.spec = spec
         self.requested = requested
         self.journal = journal
+        self.run_id = run_id
         self.target: Target = create_target(
             spec,
             TargetContext(
@@ -73,16 +92,25 @@ class Runbook:
             ),
         )
         self.lock = TargetLock(self.target.lock_path() or config.base_dir / f".rollback-{spec.name}.lock", run_id)
+        self.record_path = record_path(self.lock.path)
         self.live: str | None = None
         self.to_version: str | None = None
         self.history: list[str] = []
+        # What preflight read: the live state token, the service's own answer, the last run's record.
+        self.observed: str | None = None
+        self.service_answer: str | None = None
+        self.previous = PreviousRun()
+        # The driver steps still to do; None until judged, [] when already at target.
+        self.remaining: list[str] | None = None
         self._findings: dict[str, Finding] | None = None
 
     def preflight(self) -> dict[str, Finding]:
         """Judge every preflight finding once; later calls return the same findings."""
         if self._findings is None:
             self.journal.record("target", "described", **self.target.describe())
-            self._findings = {f.name: f for f in self._judge()}
+            findings = self._judge()
+            findings.append(self._previous_run(passed=all(f.ok for f in findings)))
+            self._findings = {f.name: f for f in findings}
             for finding in self._findings.values():
                 self.journal.record(
                     f"preflight:{finding.name}",
@@ -102,6 +130,8 @@ class Runbook:
         holder = self.lock.acquire()
         findings.append(Finding("target-lock", holder is None, holder or f"this run holds {self.lock.path}"))
         try:
+            # Read first: a change after this point is a conflict the driver reports before writing.
+            self.observed = self.target.observe()
             self.live = self.target.live_version()
             self.history = self.target.history()
             findings.append(Finding("live-version", True, f"{self.spec.name} runs {self.live}"))
@@ -138,12 +168,89 @@ class Runbook:
             )
             return findings
         try:
-            deployable = self.target.deployable(self.to_version)
+            # Every command the driver will run must exist and be runnable, before anything changes.
+            deployable = self.target.deployable(self.to_version) + self.target.command_findings()
         except (HarnessError, OSError) as exc:
             deployable = [Finding("target-deployable", False, str(exc))]
         bad = [f for f in deployable if not f.ok]
         findings.append(Finding("target-deployable", not bad, "; ".join(f.message for f in (bad or deployable))))
         return findings
+
+    def _previous_run(self, *, passed: bool) -> Finding:
+        """What the last run against this target left, and the steps this run still has to do."""
+        name = "previous-run"
+        if not self.lock.held:
+            return Finding(name, False, "not checked: this run does not hold the target's lock", checked=False)
+        self.previous = previous = PreviousRun.read(self.record_path)
+        notes = []
+        if previous.problem is not None:
+            notes.append(f"the record of the last run is unreadable ({previous.problem}): the live state decides")
+        elif previous.record is None:
+            notes.append("no earlier run on record for this target")
+        elif not previous.unfinished:
+            notes.append(
+                f"the last run {previous.run_id} ({previous.get('from')} -> {previous.get('to')}) "
+                f"completed at {previous.get('completed')}"
+            )
+        else:
+            notes.append(
+                f"run {previous.run_id} rolling back {previous.get('from')} -> {previous.get('to')} did not finish "
+                f"({previous.describe_steps(self.target.steps())}; journal {previous.get('journal')})"
+            )
+        if passed and self.to_version is not None and self.live is not None:
+            self.service_answer = self._read_service()
+            self.remaining = self._remaining_steps()
+            notes.extend(self._what_this_run_does())
+        return Finding(name, True, "; ".join(notes))
+
+    def _read_service(self) -> str | None:
+        try:
+            return self.target.context.service_version()
+        except Exception:  # a probe that breaks is a service that does not answer
+            return None
+
+    @property
+    def resuming(self) -> bool:
+        """This run finishes the unfinished rollback of an earlier run to the same version."""
+        return (
+            self.previous.unfinished
+            and self.previous.get("to") == self.to_version
+            and self.live == self.to_version
+            and self.previous.journal_found
+        )
+
+    def _remaining_steps(self) -> list[str]:
+        steps = self.target.steps()
+        on_target = self.live == self.to_version
+        answers_target = same_version(self.service_answer, self.to_version)
+        if not on_target:
+            return steps
+        if self.resuming:
+            # Steps run in order: everything from the first one the last run did not finish.
+            first = next((i for i, step in enumerate(steps) if not self.previous.done(step)), len(steps))
+            if first < len(steps):
+                return steps[first:]
+        if answers_target:
+            return []
+        # The platform says the target, the service does not: restart (when there is one) and wait.
+        return steps[1:]
+
+    def _what_this_run_does(self) -> list[str]:
+        notes = []
+        if self.live == self.to_version and not same_version(self.service_answer, self.to_version):
+            notes.append(
+                f"{self.spec.name} is on {self.live} but {self.config.settings.service.name} answers "
+                f"{self.service_answer or 'nothing'}: they disagree"
+            )
+        if self.previous.unfinished and self.previous.get("to") != self.to_version:
+            notes.append(f"this run goes to {self.to_version} instead")
+        if self.remaining:
+            notes.append(f"this run does: {', '.join(self.remaining)}")
+        elif self.resuming:
+            notes.append("every step was done: this run only records that the rollback completed")
+        else:
+            notes.append(f"already at target {self.to_version}: the platform and the service agree")
+        return notes
 
     def _safe_history(self) -> list[str]:
         try:
@@ -157,36 +264,176 @@ class Runbook:
 
     @property
     def already_at_target(self) -> bool:
-        return self.live is not None and self.live == self.to_version
+        """The platform's record and the service's own answer both say the target; no step is left."""
+        return self.to_version is not None and self.remaining == []
+
+    @property
+    def from_version(self) -> str | None:
+        """The version before the rollback: the resumed run's, when this run finishes one."""
+        if self.resuming:
+            from_version = self.previous.get("from")
+            return from_version if isinstance(from_version, str) else self.live
+        return self.live
 
     def plan(self) -> list[str]:
         if self.to_version is None or self.refusals():
             return []
         if self.already_at_target:
             return [f"nothing to change: {self.spec.name} already runs {self.to_version}"]
-        return self.target.plan(self.to_version)
+        return self.target.plan(self.to_version, self.remaining)
 
     def execute(self) -> RollbackOutcome:
         """Roll the target back and wait until it serves; raise nothing, report everything."""
         outcome = RollbackOutcome(
-            status=STATUS_ROLLED_BACK, message="", from_version=self.live, to_version=self.to_version
+            status=STATUS_ROLLED_BACK, message="", from_version=self.from_version, to_version=self.to_version
         )
         started = time.monotonic()
         try:
-            if self.refusals() or self.to_version is None:
+            if self.refusals() or self.to_version is None or self.remaining is None:
                 raise RollbackFailed("preflight did not pass")  # the plugin never gets here
             if self.already_at_target:
-                self.journal.record("rollback", "skipped", reason=f"already at target {self.to_version}")
-                outcome.status = STATUS_ALREADY_AT_TARGET
-                outcome.message = f"already at target {self.to_version}: nothing changed"
+                self._finish_already_at_target(outcome)
             else:
-                with self.journal.step("rollback", **{"from": self.live, "to": self.to_version}):
-                    self.target.rollback(self.to_version, self.journal)
-                    self.target.wait_ready(self.to_version, self.journal)
-                outcome.message = f"rolled back from {self.live} to {self.to_version}"
-        except (HarnessError, OSError) as exc:
+                self._roll_back(outcome)
+        except Conflict as exc:
+            changed = self._changed()
+            if not changed:
+                # Nothing happened: the record says again what it said before this run.
+                self._restore_record()
+            outcome.status = STATUS_CONFLICT
+            outcome.steps = self._step_words()
+            outcome.message = f"conflict: {exc}"
+            if changed:
+                outcome.message += self._failure_report(outcome)
+            else:
+                outcome.message += "; nothing was changed"
+        except Exception as exc:
+            error = str(exc) if isinstance(exc, (HarnessError, OSError)) else f"{type(exc).__name__}: {exc}"
             outcome.status = STATUS_FAILED
-            outcome.message = f"rollback failed: {exc}"
+            outcome.steps = self._step_words()
+            outcome.message = f"rollback failed: {error}" + self._failure_report(outcome)
         outcome.finished = utc_now()
         outcome.duration_s = round(time.monotonic() - started, 3)
         return outcome
+
+    def _finish_already_at_target(self, outcome: RollbackOutcome) -> None:
+        outcome.status = STATUS_ALREADY_AT_TARGET
+        if self.resuming:
+            # Killed after its last step but before it said so: record that it completed.
+            outcome.resumed_from = self.previous.run_id
+            outcome.from_version = self.from_version
+            self._write_record(completed=True)
+            self.journal.record(
+                "rollback", "skipped", reason=f"run {self.previous.run_id} had done every step", **self._versions()
+            )
+            outcome.message = (
+                f"already at target {self.to_version}: run {self.previous.run_id} had done every step "
+                f"({self.previous.describe_steps(self.target.steps())}); nothing changed"
+            )
+            return
+        self.journal.record("rollback", "skipped", reason=f"already at target {self.to_version}")
+        outcome.message = f"already at target {self.to_version}: nothing changed"
+
+    def _roll_back(self, outcome: RollbackOutcome) -> None:
+        assert self.to_version is not None and self.remaining is not None
+        steps = self.target.steps()
+        wait_step = steps[-1]
+        if self.resuming:
+            outcome.resumed_from = self.previous.run_id
+        self._write_record(completed=False)
+        with self.journal.step("rollback", **self._versions(), steps=self.remaining, resumed_from=outcome.resumed_from):
+            for step in steps:
+                if step not in self.remaining:
+                    self.journal.record(step, "skipped", reason=self._skip_reason())
+            actions = [step for step in self.remaining if step != wait_step]
+            if actions:
+                self.target.rollback(self.to_version, self.journal, self.observed, actions)
+            if wait_step in self.remaining:
+                self.target.wait_ready(self.to_version, self.journal)
+        self._write_record(completed=True)
+        outcome.steps = self._step_words()
+        if outcome.resumed_from is not None:
+            earlier = [step for step in steps if step not in self.remaining]
+            outcome.message = (
+                f"finished the rollback from {self.from_version} to {self.to_version} that run "
+                f"{outcome.resumed_from} left unfinished (done by it: {', '.join(earlier) or 'none'}; "
+                f"done now: {', '.join(self.remaining)})"
+            )
+        elif self.live == self.to_version:
+            outcome.message = (
+                f"{self.spec.name} was on {self.to_version} but the service answered "
+                f"{self.service_answer or 'nothing'}: did {', '.join(self.remaining)}"
+            )
+        else:
+            outcome.message = f"rolled back from {self.live} to {self.to_version}"
+
+    def _skip_reason(self) -> str:
+        if self.resuming:
+            return f"done by run {self.previous.run_id}"
+        return f"{self.spec.name} is already on {self.to_version}"
+
+    def _versions(self) -> dict[str, Any]:
+        return {"from": self.from_version, "to": self.to_version}
+
+    # -- the record beside the lock ----------------------------------------------------------
+
+    def _write_record(self, *, completed: bool) -> None:
+        record: dict[str, Any] = {
+            "run_id": self.run_id,
+            "target": self.spec.name,
+            "from": self.from_version,
+            "to": self.to_version,
+            "journal": str(self.journal.path.resolve()),
+            "started": utc_now(),
+            "completed": utc_now() if completed else None,
+        }
+        if self.resuming:
+            record["resumed_from"] = self.previous.run_id
+        write_record(self.record_path, record)
+
+    def _restore_record(self) -> None:
+        if self.previous.problem is None:
+            write_record(self.record_path, self.previous.record)
+
+    # -- saying where things stand -----------------------------------------------------------
+
+    def _step_words(self) -> dict[str, str]:
+        """Each driver step and what happened to it in this run."""
+        states = self.journal.step_states()
+        words = {}
+        for step in self.target.steps():
+            state = states.get(step)
+            if state == "skipped":
+                words[step] = "done earlier"
+            elif state == "started":
+                words[step] = "in flight"
+            else:
+                words[step] = state or "not started"
+        return words
+
+    def _changed(self) -> bool:
+        return any(word in ("done", "failed", "in flight", "interrupted") for word in self._step_words().values())
+
+    def _failure_report(self, outcome: RollbackOutcome) -> str:
+        """Where things stand now, read again, and the exact ways forward and back."""
+        try:
+            platform = self.target.live_version()
+        except Exception as exc:
+            platform = f"unknown ({exc})"
+        answer = self._read_service()
+        outcome.now = {"platform": platform, "service": answer}
+        service = self.config.settings.service.name
+        parts = [
+            f". Steps: {describe_steps(outcome.steps)}",
+            f". Now: {self.spec.name} is on {platform}; {service} answers {answer or 'nothing'}",
+            f". To finish: run `pytest --rollback-to {self.to_version}` again (it resumes from here)",
+        ]
+        if self.from_version is not None and self._changed():
+            try:
+                outcome.way_back = self.target.way_back(self.from_version)
+            except Exception:
+                outcome.way_back = None
+            by_hand = f"`{outcome.way_back}`" if outcome.way_back else "see the journal"
+            back = f"`pytest --rollback-to {self.from_version}`"
+            parts.append(f"; to go back to {self.from_version}: {back}, or by hand: {by_hand}")
+        return "".join(parts)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,7 +32,8 @@ class TargetContext:
     base_dir: Path
     progress: Callable[[str], None]
     # Reads the version the service itself answers now (None when it does not answer).
-    service_version: Callable[[], str | None]
+    # Called as ``service_version(timeout=seconds)`` to bound one probe by the time left.
+    service_version: Callable[..., str | None]
 
 
 class Target(ABC):
@@ -41,6 +42,14 @@ class Target(ABC):
     Drivers are dry-run aware by construction: the engine asks ``plan`` in a dry run and only
     calls ``rollback`` for real. ``rollback`` must be idempotent: a step whose effect is already in
     place is recorded as such and not done twice.
+
+    Concurrency contract: preflight reads ``observe()``, an opaque token of the live state (the
+    link's text here, a resourceVersion on Kubernetes, a service's version index on Swarm). Just
+    before each write, ``rollback`` compares the live token with that ``expected_state`` and raises
+    ``Conflict`` when another deploy changed it in between: nothing is overwritten blindly.
+
+    Resume contract: ``steps()`` names the journal steps a rollback takes, in order; the engine
+    passes ``rollback`` the ones still to do when it finishes a run that was cut short.
     """
 
     kind: ClassVar[str]
@@ -63,16 +72,43 @@ class Target(ABC):
         """Preflight findings about deploying ``version`` here. Changes nothing."""
 
     @abstractmethod
-    def plan(self, version: str) -> list[str]:
-        """The steps ``rollback`` would take, in words a person can check."""
+    def observe(self) -> str:
+        """An opaque token of the live state; it changes whenever anyone changes the target."""
 
     @abstractmethod
-    def rollback(self, version: str, journal: Journal) -> None:
-        """Put ``version`` live, journaling every step."""
+    def steps(self) -> list[str]:
+        """The journal step names a rollback takes, in order (``wait_ready``'s step last)."""
+
+    @abstractmethod
+    def plan(self, version: str, steps: Sequence[str] | None = None) -> list[str]:
+        """The steps ``rollback`` would take (all, or only ``steps``), in words a person can check."""
+
+    @abstractmethod
+    def rollback(
+        self,
+        version: str,
+        journal: Journal,
+        expected_state: str | None = None,
+        steps: Sequence[str] | None = None,
+    ) -> None:
+        """Put ``version`` live, journaling every step.
+
+        ``expected_state`` is what ``observe()`` returned at preflight: a live state that differs
+        just before a write raises ``Conflict``. ``steps`` limits the run to those steps (the
+        engine finishing a run that was cut short); None means all of them.
+        """
 
     @abstractmethod
     def wait_ready(self, version: str, journal: Journal) -> None:
         """Wait, bounded and with progress, until ``version`` serves."""
+
+    def command_findings(self) -> list[Finding]:
+        """Preflight: every command the driver will run exists and can be run. Changes nothing."""
+        return []
+
+    def way_back(self, version: str) -> str | None:
+        """How a person puts ``version`` live again by hand (a command line), if the driver knows."""
+        return None
 
     def lock_path(self) -> Path | None:
         """Where runs against this target take their lock; None: beside the config file.

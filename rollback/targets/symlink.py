@@ -8,32 +8,56 @@ from __future__ import annotations
 
 import os
 import select
+import shlex
+import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from rollback_harness.rollback.config import Duration, Section
 from rollback_harness.rollback.durations import format_duration
-from rollback_harness.rollback.errors import RollbackFailed
+from rollback_harness.rollback.errors import Conflict, RollbackFailed
 from rollback_harness.rollback.journal import Journal
 from rollback_harness.rollback.targets.base import Finding, Target
 from rollback_harness.rollback.versions import same_version, sort_versions, version_problem
 
 POLL_INTERVAL = 0.05  # seconds between version probes while waiting for readiness
+MAX_WAIT = 24 * 3600.0  # no wait of a rollback is meant to last longer than a day
+STEP_SWITCH, STEP_RESTART, STEP_WAIT = "switch-link", "restart", "wait-ready"
+
+
+def _bounded_wait(value: float) -> float:
+    if not 0 < value <= MAX_WAIT:
+        raise ValueError("expected a duration above 0 and at most 24h, e.g. '30s', '5m' or '1h'")
+    return value
+
+
+def _argument_list(value: list[str] | None) -> list[str] | None:
+    if value is not None and not value[0].strip():
+        raise ValueError(
+            'expected an argument list whose first item names a program, e.g. ["supervisorctl", "restart", "app"]'
+        )
+    return value
+
+
+BoundedDuration = Annotated[Duration, AfterValidator(_bounded_wait)]
 
 
 class SymlinkSettings(Section):
     releases_dir: Path
     current_link: Path
     # An argument list, never a shell string: e.g. ["supervisorctl", "restart", "app"].
-    restart: list[str] | None = Field(default=None, min_length=1)
-    restart_timeout: Duration = 60.0
-    ready_timeout: Duration = 120.0
+    restart: Annotated[list[str] | None, AfterValidator(_argument_list)] = Field(default=None, min_length=1)
+    restart_timeout: BoundedDuration = 60.0
+    ready_timeout: BoundedDuration = 120.0
+    # The service must answer the target this many times in a row before it counts as ready.
+    ready_consecutive: int = Field(default=3, ge=1, le=100)
     # Files a release folder must hold to be deployable, relative to it (e.g. "app.py").
     required_files: list[str] = []
 
@@ -91,25 +115,108 @@ class SymlinkTarget(Target):
     def _link_text(self, version: str) -> str:
         return os.path.relpath(self.release_path(version), self.current_link.parent)
 
-    def plan(self, version: str) -> list[str]:
-        steps = [f"point {self.current_link} at {self._link_text(version)} (atomic rename)"]
-        if self.settings.restart:
-            steps.append(f"restart: {' '.join(self.settings.restart)}")
-        steps.append(f"wait until the service answers {version} (up to {format_duration(self.settings.ready_timeout)})")
-        return steps
+    def observe(self) -> str:
+        """The link's own text: any deploy that moves ``current`` changes it."""
+        link = self.current_link
+        if link.is_symlink():
+            return os.readlink(link)
+        return "(not a symlink)" if link.exists() else "(missing)"
 
-    def rollback(self, version: str, journal: Journal) -> None:
-        link_text = self._link_text(version)
-        with journal.step("switch-link", link=str(self.current_link), to=link_text) as step:
-            before = os.readlink(self.current_link) if self.current_link.is_symlink() else None
-            step.detail["from"] = before
-            if before == link_text:
-                step.detail["note"] = "already pointing there"
-            else:
-                self._switch_link(link_text)
+    def steps(self) -> list[str]:
+        return [STEP_SWITCH, *([STEP_RESTART] if self.settings.restart else []), STEP_WAIT]
+
+    def plan(self, version: str, steps: Sequence[str] | None = None) -> list[str]:
+        steps = self.steps() if steps is None else steps
+        lines = []
+        if STEP_SWITCH in steps:
+            lines.append(f"point {self.current_link} at {self._link_text(version)} (atomic rename)")
+        if STEP_RESTART in steps and self.settings.restart:
+            lines.append(f"restart: {' '.join(self.settings.restart)}")
+        if STEP_WAIT in steps:
+            times = self.settings.ready_consecutive
+            in_a_row = f" {times} times in a row" if times > 1 else ""
+            lines.append(
+                f"wait until the service answers {version}{in_a_row} "
+                f"(up to {format_duration(self.settings.ready_timeout)})"
+            )
+        return lines
+
+    def command_findings(self) -> list[Finding]:
+        """The restart program, resolved as ``_restart`` runs it (PATH, or relative to the base folder)."""
+        if not self.settings.restart:
+            return []
+        program = self.settings.restart[0]
+        if "/" in program:
+            resolved: str | None = str(self.context.base_dir / program)
+            where = f"{program} (from {self.context.base_dir})" if not os.path.isabs(program) else program
+        else:
+            resolved = shutil.which(program)
+            where = f"{program} (looked up in PATH)"
+        if resolved is None or not os.path.exists(resolved):
+            return [Finding("target-deployable", False, f"restart command not found: {where}")]
+        if os.path.isdir(resolved):
+            return [Finding("target-deployable", False, f"restart command is a folder, not a program: {resolved}")]
+        if not os.access(resolved, os.X_OK):
+            return [Finding("target-deployable", False, f"restart command is not executable: {resolved}")]
+        return [Finding("target-deployable", True, f"restart command {resolved} can be run")]
+
+    def way_back(self, version: str) -> str:
+        parts = [
+            f"cd {shlex.quote(str(self.context.base_dir))}",
+            f"ln -sfn {shlex.quote(self._link_text(version))} {shlex.quote(str(self.current_link))}",
+        ]
         if self.settings.restart:
-            with journal.step("restart", command=self.settings.restart) as step:
+            parts.append(shlex.join(self.settings.restart))
+        return " && ".join(parts)
+
+    def rollback(
+        self,
+        version: str,
+        journal: Journal,
+        expected_state: str | None = None,
+        steps: Sequence[str] | None = None,
+    ) -> None:
+        steps = self.steps() if steps is None else steps
+        link_text = self._link_text(version)
+        expected = expected_state
+        if STEP_SWITCH in steps:
+            self._check_unchanged(expected)
+            with journal.step(STEP_SWITCH, link=str(self.current_link), to=link_text) as step:
+                before = os.readlink(self.current_link) if self.current_link.is_symlink() else None
+                step.detail["from"] = before
+                removed = self._remove_leftover_links()
+                if removed:
+                    step.detail["removed"] = removed
+                if before == link_text:
+                    step.detail["note"] = "already pointing there"
+                else:
+                    self._switch_link(link_text)
+            expected = link_text
+        if STEP_RESTART in steps and self.settings.restart:
+            self._check_unchanged(expected)
+            with journal.step(STEP_RESTART, command=self.settings.restart) as step:
                 step.detail["output"] = self._restart()
+
+    def _check_unchanged(self, expected: str | None) -> None:
+        """Just before a write: the live link must be what this run last read (or wrote)."""
+        if expected is None:
+            return
+        now = self.observe()
+        if now != expected:
+            raise Conflict(
+                f"{self.current_link} changed after this run read it: it was {expected}, it is now {now} "
+                "(another deploy or run moved it); this run stopped before writing"
+            )
+
+    def _remove_leftover_links(self) -> list[str]:
+        """Temporary links of runs killed mid-switch. Safe: this run holds the target's lock."""
+        removed = []
+        prefix = f".{self.current_link.name}.rollback-"
+        for entry in sorted(self.current_link.parent.glob(prefix + "*")):
+            if entry.is_symlink() and entry.name[len(prefix) :].isdigit():
+                entry.unlink()
+                removed.append(entry.name)
+        return removed
 
     def _switch_link(self, link_text: str) -> None:
         temporary = self.current_link.with_name(f".{self.current_link.name}.rollback-{os.getpid()}")
@@ -149,28 +256,38 @@ class SymlinkTarget(Target):
                 _kill_group(process)  # Ctrl-C: leave no restart running behind the journal's back
                 raise
             output_file.seek(0)
-            output = output_file.read().decode(errors="replace").strip()[-2000:]
+            output = output_file.read().decode(errors="replace").strip()  # the journal cuts it, after redaction
         if returncode != 0:
             raise RollbackFailed(f"restart command exited {returncode}: {' '.join(command)}: {output}")
         return output
 
     def wait_ready(self, version: str, journal: Journal) -> None:
         timeout = self.settings.ready_timeout
-        with journal.step("wait-ready", version=version, timeout_s=timeout) as step:
+        needed = self.settings.ready_consecutive
+        with journal.step(STEP_WAIT, version=version, timeout_s=timeout, consecutive=needed) as step:
             started = time.monotonic()
             deadline = started + timeout
             next_report = started + 2.0
             seen: str | None = None
+            in_a_row = 0
+            answers = 0
             while True:
-                seen = self.context.service_version()
-                if same_version(seen, version):
-                    step.detail["waited_s"] = round(time.monotonic() - started, 3)
-                    return
+                left = deadline - time.monotonic()
+                if left > 0:
+                    # One probe never outlasts the deadline: it gets the time that is left.
+                    seen = self.context.service_version(timeout=left)
+                    answers += 1
+                    in_a_row = in_a_row + 1 if same_version(seen, version) else 0
+                    if in_a_row >= needed:
+                        step.detail["waited_s"] = round(time.monotonic() - started, 3)
+                        step.detail["answers"] = answers
+                        return
                 now = time.monotonic()
                 if now >= deadline:
+                    streak = f" ({in_a_row} of {needed} matching answers in a row)" if in_a_row else ""
                     raise RollbackFailed(
                         f"{self.context.name} did not answer {version} within "
-                        f"{format_duration(timeout)}; last answer: {seen or 'none'}"
+                        f"{format_duration(timeout)}; last answer: {seen or 'none'}{streak}"
                     )
                 if now >= next_report:
                     self.context.progress(

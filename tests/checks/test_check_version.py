@@ -47,7 +47,9 @@ def test_plain_version_passes(service: Service, session: requests.Session) -> No
         "passed",
         f"live version {VERSION}",
     )
-    assert set(result.measured) == {"version", "expected", "status", "elapsed_ms"}
+    assert set(result.measured) == {
+        "version", "expected", "status", "elapsed_ms", "attempts", "consecutive", "answers", "flaps"
+    }  # fmt: skip
     assert result.measured["version"] == VERSION
     assert result.measured["status"] == 200
 

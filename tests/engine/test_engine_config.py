@@ -111,12 +111,12 @@ def test_unknown_top_level_key_lists_accepted_keys(tmp_path: Path) -> None:
 def test_unknown_service_key_is_named_with_its_table(tmp_path: Path) -> None:
     message = error(tmp_path, with_service("colour = 1"))
     assert "service.colour: unknown key" in message
-    assert "accepted keys here: base_url, name, timeout, verify_tls, version" in message
+    assert "accepted keys here: base_url, name, settle, timeout, verify_tls, version" in message
 
 
 def test_unknown_key_two_levels_down(tmp_path: Path) -> None:
     message = error(tmp_path, with_service('version = { path = "/v", colour = 1 }'))
-    assert "service.version.colour: unknown key; accepted keys here: json_field, path" in message
+    assert "service.version.colour: unknown key; accepted keys here: consecutive, interval, json_field, path" in message
 
 
 def test_unknown_key_in_a_list_entry_names_the_index(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import shutil
 import subprocess
@@ -206,3 +207,30 @@ def test_rewriting_the_manifest_covers_files_written_since(tmp_path: Path) -> No
     write_manifest(tmp_path)
     assert verify_manifest(tmp_path) == []
     assert sha256sum_check(tmp_path).returncode == 0
+
+
+def test_a_full_disk_never_leaves_an_empty_or_cut_manifest(tmp_path: Path) -> None:
+    from mounts import fill, small_tmpfs
+
+    with small_tmpfs(tmp_path / "disk", size="256k") as run_dir:
+        make_bundle(run_dir)
+        before = write_manifest(run_dir)
+        assert before is not None
+        old = before.read_text()
+        (run_dir / "late.txt").write_text("added after the first manifest\n")
+        fill(run_dir)
+        with pytest.raises(OSError) as raised:
+            write_manifest(run_dir)
+        assert raised.value.errno == errno.ENOSPC
+        # The old manifest is whole, and no temporary file is left to pass for evidence.
+        assert (run_dir / MANIFEST_NAME).read_text() == old
+        assert not list(run_dir.glob(".*.tmp"))
+        with pytest.raises(OSError):
+            write_json(run_dir / "evidence.json", {"padding": "x" * 100_000}, Redactor())
+        assert json.loads((run_dir / "evidence.json").read_text()) == {"outcome": "rolled-back"}
+        assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_a_folder_without_files_gets_no_manifest(tmp_path: Path) -> None:
+    assert write_manifest(tmp_path) is None
+    assert list(tmp_path.iterdir()) == []

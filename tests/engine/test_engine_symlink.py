@@ -40,7 +40,7 @@ def lay_out(root: Path, releases: tuple[str, ...] = RELEASES, live: str = "v1.3.
 
 def make_target(
     root: Path,
-    service_version: Callable[[], str | None] = lambda: None,
+    service_version: Callable[..., str | None] = lambda timeout=None: None,
     progress: Callable[[str], None] | None = None,
     **settings: Any,
 ) -> SymlinkTarget:
@@ -78,7 +78,9 @@ def test_built_from_a_config_file(tmp_path: Path) -> None:
         'restart = ["true"]\nready_timeout = "3s"\n'
     )
     config = load_config(config_path, environ={})
-    context = TargetContext(name="shop", base_dir=config.base_dir, progress=print, service_version=lambda: None)
+    context = TargetContext(
+        name="shop", base_dir=config.base_dir, progress=print, service_version=lambda timeout=None: None
+    )
     target = create_target(config.target(None), context)
     assert target.live_version() == "v1.3.0"
     assert target.history() == list(RELEASES)
@@ -186,7 +188,7 @@ def test_plan_describes_the_steps_and_changes_nothing(tmp_path: Path) -> None:
     assert target.plan("v1.2.9") == [
         f"point {tmp_path / 'current'} at releases/v1.2.9 (atomic rename)",
         "restart: supervisorctl restart app",
-        "wait until the service answers v1.2.9 (up to 2.0 min)",
+        "wait until the service answers v1.2.9 3 times in a row (up to 2.0 min)",
     ]
     assert os.readlink(tmp_path / "current") == "releases/v1.3.0"
 
@@ -429,7 +431,7 @@ class Answers:
     def __init__(self, version: str | None, after: int, before: str | None = "v1.3.0") -> None:
         self.version, self.after, self.before, self.calls = version, after, before, 0
 
-    def __call__(self) -> str | None:
+    def __call__(self, timeout: float | None = None) -> str | None:
         self.calls += 1
         return self.version if self.calls > self.after else self.before
 
@@ -437,7 +439,7 @@ class Answers:
 def test_wait_ready_polls_until_the_service_answers_the_target(tmp_path: Path) -> None:
     answers = Answers("v1.2.9", after=3, before=None)
     journal = Journal(tmp_path / "journal.jsonl")
-    make_target(tmp_path, answers, ready_timeout="10s").wait_ready("v1.2.9", journal)
+    make_target(tmp_path, answers, ready_timeout="10s", ready_consecutive=1).wait_ready("v1.2.9", journal)
     assert answers.calls == 4
     started, done = journal.entries()
     assert (started["step"], started["status"], started["version"], started["timeout_s"]) == (
@@ -452,13 +454,17 @@ def test_wait_ready_polls_until_the_service_answers_the_target(tmp_path: Path) -
 
 def test_wait_ready_accepts_the_version_without_its_v(tmp_path: Path) -> None:
     answers = Answers("1.2.9", after=1)
-    make_target(tmp_path, answers, ready_timeout="10s").wait_ready("v1.2.9", Journal(tmp_path / "j.jsonl"))
+    make_target(tmp_path, answers, ready_timeout="10s", ready_consecutive=1).wait_ready(
+        "v1.2.9", Journal(tmp_path / "j.jsonl")
+    )
     assert answers.calls == 2
 
 
 def test_wait_ready_returns_at_once_when_already_serving(tmp_path: Path) -> None:
     answers = Answers("v1.2.9", after=0)
-    make_target(tmp_path, answers, ready_timeout="10s").wait_ready("v1.2.9", Journal(tmp_path / "j.jsonl"))
+    make_target(tmp_path, answers, ready_timeout="10s", ready_consecutive=1).wait_ready(
+        "v1.2.9", Journal(tmp_path / "j.jsonl")
+    )
     assert answers.calls == 1
 
 
@@ -481,7 +487,7 @@ def test_wait_ready_gives_up_at_the_deadline_naming_the_last_answer(
 def test_wait_ready_reports_progress_while_waiting(tmp_path: Path) -> None:
     messages: list[str] = []
 
-    def late() -> str:
+    def late(timeout: float | None = None) -> str:
         # The old version until the first progress message (due after 2 s), then the target.
         return "v1.2.9" if messages else "v1.3.0"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -54,4 +55,109 @@ def test_ctrl_c_during_restart_is_reported(demo: Deployment, tmp_path: Path) -> 
     assert "switch-link done" in evidence["headline"] and "restart interrupted" in evidence["headline"]
     assert "did not finish: switch-link done" in output
     # The link did move: the report must not pretend nothing changed.
+    assert demo.linked_version() == "v1.2.9"
+
+
+def test_sigterm_during_restart_is_reported_like_ctrl_c(demo: Deployment, tmp_path: Path) -> None:
+    """A CI cancel or `timeout` sends SIGTERM: the evidence is written and the headline says so."""
+    data = demo.config()
+    data["targets"]["app"]["restart"] = ["sleep", "60"]
+    demo.write_config(data)
+    reports = tmp_path / "reports"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *demo.harness_args(reports, "--rollback-to", "v1.2.9", "--rollback-yes")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not journal_has(reports, "restart", "started"):
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "the restart step never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+
+    assert process.returncode == 2, output  # pytest's "interrupted", not 143 and silence
+    evidence = read_evidence(reports)
+    assert evidence["exit"]["code"] == 2
+    assert evidence["headline"].startswith("demo: TERMINATED (SIGTERM): rollback to v1.2.9 did not finish"), evidence
+    assert "switch-link done" in evidence["headline"] and "restart interrupted" in evidence["headline"]
+    assert "demo: TERMINATED (SIGTERM): rollback to v1.2.9 did not finish: switch-link done" in output
+    assert journal_has(reports, "restart", "interrupted")
+    assert demo.linked_version() == "v1.2.9"
+
+
+def blocked_opening_a_fifo(pid: int) -> bool:
+    """True while the process's main thread waits in open() for a FIFO's reader."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text().strip() == "wait_for_partner"
+    except OSError:
+        return False
+
+
+WAIT_FOR_FIFO_GATE = """
+import os, time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.gate("verify")
+def test_wait_until_the_fifo_is_in_place():
+    deadline = time.monotonic() + 60
+    while not list(Path(os.environ["REPORTS"]).glob("*/.evidence.json.tmp")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+"""
+
+
+def test_ctrl_c_while_evidence_json_is_written_keeps_the_run_folder(demo: Deployment, tmp_path: Path) -> None:
+    """evidence.json's temporary file is made a FIFO, so its writer blocks in open() until the
+    signal comes: the Ctrl-C lands exactly while evidence.json is being written."""
+    reports = tmp_path / "reports"
+    (tmp_path / "test_wait_gate.py").write_text(WAIT_FOR_FIFO_GATE)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *demo.harness_args(reports, "--rollback-to", "v1.2.9", "--rollback-yes"),
+            "test_wait_gate.py",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "REPORTS": str(reports)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (reports.is_dir() and list(reports.iterdir())):
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "no run folder appeared"
+            time.sleep(0.05)
+        [folder] = list(reports.iterdir())
+        os.mkfifo(folder / ".evidence.json.tmp")
+        while not blocked_opening_a_fifo(process.pid):
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "evidence.json was never written"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+
+    # The rollback happened and was verified before the Ctrl-C: that is what the run reports.
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+    assert "demo: rolled back from v1.3.0 to v1.2.9; verified" in output
+    assert "not written: evidence.json was not written: interrupted while it was being written" in output
+    assert sorted(p.name for p in folder.iterdir()) == ["journal.jsonl", "junit.xml", "manifest.sha256", "report.html"]
+    listed = [line.partition("  ")[2] for line in (folder / "manifest.sha256").read_text().splitlines()]
+    assert listed == ["journal.jsonl", "junit.xml", "report.html"]
     assert demo.linked_version() == "v1.2.9"

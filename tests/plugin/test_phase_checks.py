@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from fault_server import FaultServer
 
 from rollback_harness.plugins import phase as phase_module
+from rollback_harness.plugins import probes
 from rollback_harness.plugins.items import CheckSpec
 from rollback_harness.plugins.phase import PhaseChecks
+from rollback_harness.plugins.state import MODE_GATE_VERIFY, HarnessRun
+from rollback_harness.rollback.config import load_config
 from rollback_harness.rollback.results import CheckResult
 
 
 def fake_run(progress: list[str] | None = None) -> Any:
     """What PhaseChecks reads of a run: its progress line writer and the service's URL."""
     lines = progress if progress is not None else []
-    service = SimpleNamespace(base_url="http://127.0.0.1:9")
+    service = SimpleNamespace(base_url="http://127.0.0.1:9", settle=0.0)
     return SimpleNamespace(progress=lines.append, config=SimpleNamespace(settings=SimpleNamespace(service=service)))
 
 
@@ -49,13 +57,23 @@ def test_quick_checks_overlap_and_latency_runs_alone_after_them() -> None:
     assert sorted(calls) == ["a", "b", "latency[/]"]  # each check ran exactly once
 
 
-def test_a_check_that_raises_reaches_its_item() -> None:
+def test_a_check_that_raises_is_a_failed_result_of_one_short_line() -> None:
+    # Was: the exception reached the item, and its traceback (locals, os.environ) the artifacts.
     def broken(run: object, phase: str) -> CheckResult:
-        raise RuntimeError("probe bug")
+        raise KeyError("PYTEST_CURRENT_TEST")
 
-    phase = PhaseChecks(run=fake_run(), phase="verify", specs=[CheckSpec("latency[/]", broken)])
-    with pytest.raises(RuntimeError, match="probe bug"):
-        phase.result("latency[/]")
+    def chatty(run: object, phase: str) -> CheckResult:
+        raise RuntimeError("environ({'HOME': '/root',\n 'SECRET_TOKEN': 'hunter2', " + "'X': 'y', " * 100 + "})")
+
+    specs = [CheckSpec("latency[/]", broken), CheckSpec("health", chatty)]
+    phase = PhaseChecks(run=fake_run(), phase="verify", specs=specs)
+    result = phase.result("latency[/]")
+    assert (result.name, result.status) == ("latency[/]", "failed")
+    assert result.summary == "the check failed unexpectedly: KeyError: 'PYTEST_CURRENT_TEST'"
+    assert result.measured == {"error": "KeyError"}
+    long = phase.result("health")
+    assert long.status == "failed" and "\n" not in long.summary
+    assert len(long.summary) < 250 and long.summary.endswith("...")
 
 
 def test_a_long_check_says_it_is_still_running(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,3 +92,123 @@ def test_a_long_check_says_it_is_still_running(monkeypatch: pytest.MonkeyPatch) 
 
     assert phase.result("latency[/]").summary == "slow but fine"
     assert lines[0] == "baseline: running 1 check against http://127.0.0.1:9"
+
+
+INTERRUPTED_PHASE = """
+import signal, sys, threading
+from types import SimpleNamespace
+from rollback_harness.plugins.items import CheckSpec
+from rollback_harness.plugins.phase import PhaseChecks
+from rollback_harness.plugins.state import MODE_GATE_VERIFY, HarnessRun
+from rollback_harness.rollback.config import load_config
+from rollback_harness.rollback.results import CheckResult
+
+def forever(run, phase):
+    print("waiting", flush=True)  # the main thread is in phase.result by now
+    threading.Event().wait()
+    return CheckResult("health", "passed", "never")
+
+service = SimpleNamespace(base_url="http://127.0.0.1:9", settle=0.0)
+run = SimpleNamespace(progress=lambda line: None, config=SimpleNamespace(settings=SimpleNamespace(service=service)))
+specs = [CheckSpec("health", forever)]
+phase = PhaseChecks(run=run, phase="verify", specs=specs)
+try:
+    phase.result("health")
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_checks_still_running_never_keep_an_interrupted_process_alive(tmp_path: Path) -> None:
+    script = tmp_path / "interrupted_phase.py"
+    script.write_text(INTERRUPTED_PHASE)
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "waiting\n"
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=20)  # a joined worker thread would block forever
+    finally:
+        process.kill()
+    assert output == "interrupted\n"
+    assert process.returncode == 0
+
+
+def verify_run(tmp_path: Path, server: FaultServer, settle: str) -> HarnessRun:
+    config = tmp_path / "rollback.toml"
+    config.write_text(
+        f"""
+[service]
+name = "shop"
+base_url = "{server.base_url}"
+timeout = "2s"
+settle = "{settle}"
+
+[service.version]
+consecutive = 2
+interval = "50ms"
+
+[health]
+consecutive = 2
+interval = "50ms"
+
+[targets.app]
+kind = "symlink"
+releases_dir = "releases"
+current_link = "current"
+"""
+    )
+    return HarnessRun(
+        mode=MODE_GATE_VERIFY,
+        config=load_config(config),
+        target_spec=None,
+        requested=None,
+        expect_version="v1.3.0",
+        dry_run=False,
+        assume_yes=True,
+        run_id="settle-test",
+        run_dir=tmp_path,
+        is_worker=False,
+    )
+
+
+def test_an_app_that_dies_right_after_verify_fails_the_settle_probe(tmp_path: Path) -> None:
+    server = FaultServer().start()
+
+    def app_exits(run: object, phase: str) -> CheckResult:
+        # The last verify check; the app goes away just after it, as in the issue (0.65 s).
+        server.stop()
+        return CheckResult("latency[/]", "passed", "fast")
+
+    run = verify_run(tmp_path, server, settle="100ms")
+    specs = [
+        CheckSpec("version", probes.version),
+        CheckSpec("health", probes.health),
+        CheckSpec("latency[/]", app_exits),
+    ]
+    phase = PhaseChecks(run=run, phase="verify", specs=specs)
+
+    version = phase.result("version")
+    health = phase.result("health")
+    assert version.status == "failed", version.summary
+    assert version.summary.startswith("live version v1.3.0 as expected, but 0.1s after the other verify checks: GET ")
+    assert version.summary.endswith("connection refused")
+    assert version.measured["settle"]["status"] == "failed"
+    assert health.status == "failed", health.summary
+    assert "0.1s after the other verify checks" in health.summary
+    assert phase.result("latency[/]").passed
+
+
+def test_a_service_that_stays_up_passes_the_settle_probe(tmp_path: Path) -> None:
+    with FaultServer() as server:
+        run = verify_run(tmp_path, server, settle="100ms")
+        phase = PhaseChecks(run=run, phase="verify", specs=[CheckSpec("version", probes.version)])
+        version = phase.result("version")
+    assert version.status == "passed", version.summary
+    assert version.summary == "live version v1.3.0 as expected"
+    assert version.measured["settle"] == {
+        "after_s": 0.1,
+        "status": "passed",
+        "summary": "live version v1.3.0 as expected",
+    }
+    assert version.measured["attempts"] == 2

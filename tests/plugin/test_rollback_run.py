@@ -95,13 +95,25 @@ def test_unknown_version_is_refused_before_any_change(pytester: pytest.Pytester,
     assert evidence["outcome"]["status"] == "preflight-refused"
 
 
-@pytest.mark.parametrize("version", ["../v1.2.9", "v1.2.9;rm -rf /", "v1.2.9/..", "$(id)"])
+@pytest.mark.parametrize("version", ["$(id)", "v1.2.9;id", "v1.2.9 x"])
 def test_version_that_is_not_plain_is_refused(pytester: pytest.Pytester, demo: Deployment, version: str) -> None:
     result = rollback(pytester, demo, "--rollback-to", version, "--rollback-yes")
 
     assert result.ret == 10
     result.stdout.fnmatch_lines(["*is not a plain version*"])
     assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0
+
+
+# Changed by the core-reliability issue: a path-like version was a preflight refusal (10) after
+# pytest had already taken it as a rootdir hint; it is now a usage error before anything runs.
+@pytest.mark.parametrize("version", ["../v1.2.9", "v1.2.9;rm -rf /", "v1.2.9/..", "/etc", ".", "~"])
+def test_version_that_is_a_path_is_a_usage_error(pytester: pytest.Pytester, demo: Deployment, version: str) -> None:
+    result = rollback(pytester, demo, "--rollback-to", version, "--rollback-yes")
+
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--rollback-to * looks like a path, not a version*"])
+    assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0
+    assert not (pytester.path / "reports").exists() or not any((pytester.path / "reports").iterdir())
 
 
 def test_failing_user_preflight_gate_refuses(pytester: pytest.Pytester, demo: Deployment) -> None:
@@ -191,7 +203,7 @@ def test_gate_verify_passes_on_a_good_version(pytester: pytest.Pytester, demo: D
 def test_gate_preflight_changes_nothing(pytester: pytest.Pytester, demo: Deployment) -> None:
     result = rollback(pytester, demo, "--gate", "preflight", "--rollback-to", "v1.2.9")
     assert result.ret == 0
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)  # five findings, and previous-run (added by the resume work)
     assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0
 
 
@@ -216,7 +228,7 @@ def test_with_xdist_the_rollback_happens_once(pytester: pytest.Pytester, demo: D
     assert result.ret == 0, result.stdout.str()
     assert demo.restarts() == 1
     evidence = read_evidence(pytester.path / "reports")
-    assert len(evidence["tests"]) == 5 + 6 + 6 + 6 + 6
+    assert len(evidence["tests"]) == 6 + 6 + 6 + 6 + 6
     # Every gate ran on one worker, in runbook order; plain tests spread over both.
     gates = [t for t in evidence["tests"] if t["gate"]]
     assert len({t["worker"] for t in gates}) == 1, {t["nodeid"]: t["worker"] for t in gates}

@@ -53,3 +53,55 @@ def test_manifest_covers_the_bundle_and_sha256sum_checks_it(pytester: pytest.Pyt
     assert checked.returncode != 0
     assert "report.html: FAILED" in checked.stdout
     assert verify_manifest(folder) == ["report.html: changed"]
+
+
+LATE_WRITER = """
+from pathlib import Path
+
+import pytest
+
+
+def _run_folder(config):
+    [folder] = [p for p in Path(config.option.rollback_report_dir).iterdir() if p.is_dir()]
+    return folder
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):
+        (_run_folder(session.config) / "notes").mkdir(exist_ok=True)
+        (_run_folder(session.config) / "notes" / "handover.md").write_text("paged the DBA\\n")
+
+
+def pytest_terminal_summary(config):
+    (_run_folder(config) / "summary-copy.txt").write_text("written while the summary printed\\n")
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):
+        (_run_folder(config) / "uploaded.txt").write_text("the CI upload step's receipt\\n")
+"""
+
+
+def test_files_added_by_other_plugins_late_are_listed_too(pytester: pytest.Pytester, demo: Deployment) -> None:
+    pytester.makeconftest(LATE_WRITER)
+    result = pytester.runpytest(
+        *demo.harness_args(pytester.path / "reports", "--rollback-to", "v1.2.9", "--rollback-yes", "-n", "2")
+    )
+    assert result.ret == 0, result.stdout.str()
+    folder = run_dir(pytester.path / "reports")
+
+    listed = [line.partition("  ")[2] for line in (folder / "manifest.sha256").read_text().splitlines()]
+    on_disk = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert listed == [name for name in on_disk if name != "manifest.sha256"]
+    assert {
+        "evidence.json",
+        "journal.jsonl",
+        "junit.xml",
+        "report.html",
+        "notes/handover.md",
+        "summary-copy.txt",
+    } <= set(listed)
+    checked = sha256sum_check(folder)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert verify_manifest(folder) == []

@@ -1,0 +1,91 @@
+"""Judging a percentile bound from samples, with the sampling error in view.
+
+A bound "pQ <= L" says that at most a fraction ``1 - Q/100`` of all requests take longer than
+L. Of n samples, k took longer. If the bound holds exactly, k is binomial(n, p0 = 1 - Q/100),
+so the exact binomial tail tells how surprising k is:
+
+- passed when P(X <= k | n, p0) <= 1 - confidence: so few samples over L would be unlikely if
+  the true share over L were p0 or more;
+- failed when P(X >= k | n, p0) <= 1 - confidence: so many would be unlikely if it were p0 or
+  less;
+- undecided otherwise: more samples may decide it.
+
+Plain math (``math.lgamma`` in log space), no scipy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+Decision = Literal["passed", "failed", "inconclusive"]
+
+
+def _log_pmf(i: int, n: int, p: float) -> float:
+    log_comb = math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+    return log_comb + i * math.log(p) + (n - i) * math.log1p(-p)
+
+
+def _log_sum(logs: list[float]) -> float:
+    top = max(logs)
+    return top + math.log(sum(math.exp(value - top) for value in logs))
+
+
+def binomial_at_most(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ binomial(n, p), 0 < p < 1."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    return min(1.0, math.exp(_log_sum([_log_pmf(i, n, p) for i in range(k + 1)])))
+
+
+def binomial_at_least(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ binomial(n, p), 0 < p < 1."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    return min(1.0, math.exp(_log_sum([_log_pmf(i, n, p) for i in range(k, n + 1)])))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision on one bound, and the two tail probabilities it rests on."""
+
+    decision: Decision
+    n: int
+    over: int
+    p_pass: float  # P(X <= over) if exactly the allowed share were over the bound
+    p_fail: float  # P(X >= over) likewise
+
+
+def judge_bound(n: int, over: int, q: float, confidence: float) -> Verdict:
+    """Decide "the q-th percentile is at most the bound" from ``over`` of ``n`` samples above it."""
+    p0 = 1 - q / 100
+    alpha = 1 - confidence
+    p_pass = binomial_at_most(over, n, p0)
+    p_fail = binomial_at_least(over, n, p0)
+    decision: Decision = "passed" if p_pass <= alpha else "failed" if p_fail <= alpha else "inconclusive"
+    return Verdict(decision, n, over, p_pass, p_fail)
+
+
+def samples_to_pass(q: float, confidence: float, over: int = 0) -> int:
+    """The fewest samples with which the bound passes when ``over`` of them are above it.
+
+    With none over: the smallest n with (q/100)^n <= 1 - confidence, n = ceil(ln(1 - c) / ln(q/100));
+    at 95 % confidence p50 needs 5, p95 needs 59, p99 needs 299.
+    """
+    alpha = 1 - confidence
+    p0 = 1 - q / 100
+    n = max(over + 1, math.ceil(math.log(alpha) / math.log(q / 100)))
+    while binomial_at_most(over, n, p0) > alpha:
+        # Each step at least doubles the distance to go, so this takes a few dozen tail sums.
+        step = max(1, n // 8)
+        n += step
+    # Step back to the smallest n that still passes.
+    low = max(over + 1, n - max(1, n // 8))
+    while low < n and binomial_at_most(over, low, p0) > alpha:
+        low += 1
+    return low

@@ -1,0 +1,128 @@
+"""Evidence that survives: a report folder that cannot be written is refused before any change,
+and one that fills up or turns read-only after the rollback keeps the journal, the true headline
+and the true exit code, and says which file could not be written and why.
+
+The file systems are real: a small tmpfs mounted for the test (skipped, with the reason, where
+mounting is not permitted), filled up or remounted read-only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from deployments import Deployment
+from mounts import fill, remount_read_only, small_tmpfs
+
+pytestmark = pytest.mark.integration
+
+# A verify gate that does to the report disk what a log burst or an ops mistake would do.
+DISK_GATE = """
+import errno, os, subprocess
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.gate("verify")
+def test_the_report_disk_changes_under_us():
+    mount = Path(os.environ["REPORT_MOUNT"])
+    if os.environ["REPORT_DISK"] == "full":
+        with (mount / "filler").open("wb", buffering=0) as handle:
+            while True:
+                try:
+                    handle.write(bytes(4096))
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+                    break
+    else:
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True, timeout=30)
+"""
+
+
+@pytest.fixture
+def report_mount(tmp_path: Path) -> Iterator[Path]:
+    with small_tmpfs(tmp_path / "report-disk", size="1m") as mountpoint:
+        yield mountpoint
+
+
+def run_folders(mount: Path) -> list[Path]:
+    return [p for p in mount.iterdir() if p.is_dir()]
+
+
+def test_a_full_report_disk_is_refused_before_any_change(
+    pytester: pytest.Pytester, demo: Deployment, report_mount: Path
+) -> None:
+    fill(report_mount)
+
+    result = pytester.runpytest(*demo.harness_args(report_mount, "--rollback-to", "v1.2.9", "--rollback-yes"))
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: --report-dir: cannot write in {report_mount}/*: "
+            "No space left on device (ENOSPC); nothing was changed*"
+        ]
+    )
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0
+    assert run_folders(report_mount) == []  # no empty run folder left behind
+
+
+def test_a_read_only_report_disk_is_refused_before_any_change(
+    pytester: pytest.Pytester, demo: Deployment, report_mount: Path
+) -> None:
+    remount_read_only(report_mount)
+
+    result = pytester.runpytest(*demo.harness_args(report_mount, "--rollback-to", "v1.2.9", "--rollback-yes"))
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    result.stderr.fnmatch_lines([f"ERROR: --report-dir: cannot create {report_mount}/*: Read-only file system*"])
+    assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0
+
+
+@pytest.mark.parametrize(
+    ("disk", "reason"), [("full", "No space left on device (ENOSPC)"), ("read-only", "Read-only file system (EROFS)")]
+)
+def test_a_report_disk_that_fails_after_the_rollback_keeps_the_journal_and_the_truth(
+    pytester: pytest.Pytester,
+    demo: Deployment,
+    report_mount: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    disk: str,
+    reason: str,
+) -> None:
+    monkeypatch.setenv("REPORT_MOUNT", str(report_mount))
+    monkeypatch.setenv("REPORT_DISK", disk)
+    pytester.makepyfile(test_disk_gate=DISK_GATE)
+
+    result = pytester.runpytest(*demo.harness_args(report_mount, "--rollback-to", "v1.2.9", "--rollback-yes"))
+
+    output = result.stdout.str() + result.stderr.str()
+    # The rollback happened and was verified: that is what the exit code and the headline say.
+    assert result.ret == 0, output
+    assert demo.live_version() == "v1.2.9"
+    assert "Traceback" not in output and "INTERNALERROR" not in output
+    result.stdout.fnmatch_lines(
+        [
+            "*= rollback =*",
+            "demo: rolled back from v1.3.0 to v1.2.9; verified (*)",
+            "*",
+            "exit code 0: success",
+            f"not written: evidence.json was not written: {reason}",
+            f"not written: junit.xml was not written: {reason}",
+            "not written: report.html was not written: *",
+            "evidence: */evidence.json was NOT written",
+        ]
+    )
+    result.stdout.fnmatch_lines([f"[[]rollback[]] manifest.sha256 was not written: {reason}"])
+    assert "Generated html report" not in output  # pytest-html would announce a report that is not there
+    # The run folder and its journal survive; no half-written file passes for evidence.
+    [folder] = run_folders(report_mount)
+    steps = [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()]
+    assert {"step": "outcome", "status": "rolled-back"}.items() <= steps[-1].items()
+    leftovers = {p.name for p in folder.iterdir()}
+    # run.lock is removed at the end when the folder can still change (not when read-only).
+    assert leftovers - {"run.lock"} == {"journal.jsonl"}, leftovers
