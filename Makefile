@@ -1,10 +1,11 @@
-# `make demo` and `make test` work on a fresh machine with Python 3.10+ and make.
+# `make demo` and `make test` work on a fresh machine with Python 3.10+ and make (`make test` as root
+# also installs and starts PostgreSQL and Chromium for the tests).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-stop test lint bench clean
+.PHONY: demo demo-stop test services lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +19,13 @@ demo: $(STAMP)
 demo-stop: $(STAMP)
 	$(PY) -m demo --stop
 
-test: $(STAMP)
+test: $(STAMP) services
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+# PostgreSQL and Chromium for the tests: started or installed when run as root; otherwise one
+# line says what could not be done and how (scripts/test-services.sh).
+services:
+	@bash scripts/test-services.sh
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff mypy

@@ -285,6 +285,13 @@ class EvidenceReporter:
                 return
         if not self._write_guarded(MANIFEST_NAME, lambda: write_manifest(run_dir)):
             self._late_line(self.write_failures[-1])
+            return
+        keep = self.run.config.settings.reports.keep
+        if keep is not None:
+            from rollback_harness.rollback.retention import prune_runs
+
+            for line in prune_runs(run_dir, keep).lines():
+                self._late_line(line)
 
     def _late_line(self, message: str) -> None:
         """A line after the terminal summary (the manifest is written after it)."""

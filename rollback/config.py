@@ -192,12 +192,18 @@ class DatabaseConfig(Section):
     timeout: Timeout = 5.0
 
 
+class ReportsConfig(Section):
+    # Newest run folders kept per service and target (rollback/retention.py); None keeps all.
+    keep: int | None = Field(default=None, ge=1)
+
+
 class HarnessSettings(Section):
     service: ServiceConfig
     health: HealthConfig | None = None
     endpoints: list[EndpointConfig] = []
     latency: list[LatencyConfig] = []
     database: DatabaseConfig | None = None
+    reports: ReportsConfig = ReportsConfig()
     targets: dict[str, dict[str, Any]] = Field(min_length=1)
 
     @field_validator("endpoints", "latency")

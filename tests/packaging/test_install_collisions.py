@@ -172,6 +172,8 @@ def test_installed_plainly_not_editable(installed: Installed) -> None:
     venv = Path(installed.python).parent.parent
     assert Path(facts["file"]).is_relative_to(venv), facts
     assert "editable" not in (facts["direct_url"] or "")
+    checked = _run([installed.python, "-m", "pip", "check"], cwd=Path(installed.wheel).parent)
+    assert checked.returncode == 0, checked.stdout + checked.stderr  # every requirement is met
 
 
 # -- four projects with names like ours --------------------------------------------------------

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# What `make test` needs besides Python, set up before the tests run:
+#   - PostgreSQL with the test role and database (tests/integration/test_database_postgres.py);
+#   - Debian's Chromium at /usr/bin/chromium (tests/report renders the HTML report).
+# As root it installs and starts them. Otherwise it says, in one line each, what it could not do
+# and how to do it; the tests that need them then fail with the same advice. Never fails itself.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+say() { echo "make test: $*" >&2; }
+root=false
+[ "$(id -u)" = 0 ] && root=true
+
+postgres_answers() {
+    timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5432' 2>/dev/null
+}
+
+if [ -n "${HARNESS_TEST_PG_URL:-}" ]; then
+    :  # the tests use the server this points at
+elif $root; then
+    bash scripts/start-postgres.sh || say "could not start PostgreSQL (see above); its tests will fail"
+elif ! postgres_answers; then
+    say "PostgreSQL is not running on 127.0.0.1:5432 and starting it needs root:" \
+        "run 'sudo bash scripts/start-postgres.sh' (or set HARNESS_TEST_PG_URL); the PostgreSQL tests will fail"
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+    if $root; then
+        echo "installing Debian's chromium for the report tests" >&2
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; } ||
+            say "could not install chromium (see above); the report-rendering tests will fail"
+    else
+        say "Chromium (/usr/bin/chromium) is missing and installing it needs root:" \
+            "run 'sudo apt-get install -y chromium'; the report-rendering tests will fail"
+    fi
+fi
+exit 0
