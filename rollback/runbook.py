@@ -212,12 +212,7 @@ class Runbook:
     @property
     def resuming(self) -> bool:
         """This run finishes the unfinished rollback of an earlier run to the same version."""
-        return (
-            self.previous.unfinished
-            and self.previous.get("to") == self.to_version
-            and self.live == self.to_version
-            and self.previous.journal_found
-        )
+        return self.previous.unfinished and self.to_version is not None and self.previous.get("to") == self.to_version
 
     def _remaining_steps(self) -> list[str]:
         steps = self.target.steps()
@@ -225,7 +220,7 @@ class Runbook:
         answers_target = same_version(self.service_answer, self.to_version)
         if not on_target:
             return steps
-        if self.resuming:
+        if self.resuming and self.previous.journal_found:
             # Steps run in order: everything from the first one the last run did not finish.
             first = next((i for i, step in enumerate(steps) if not self.previous.done(step)), len(steps))
             if first < len(steps):
@@ -326,6 +321,9 @@ class Runbook:
             self.journal.record(
                 "rollback", "skipped", reason=f"run {self.previous.run_id} had done every step", **self._versions()
             )
+            for step in self.target.steps():
+                self.journal.record(step, "skipped", reason=self._skip_reason())
+            outcome.steps = self._step_words()
             outcome.message = (
                 f"already at target {self.to_version}: run {self.previous.run_id} had done every step "
                 f"({self.previous.describe_steps(self.target.steps())}); nothing changed"
