@@ -39,7 +39,7 @@ def _bounded_wait(value: float) -> float:
 
 
 def _argument_list(value: list[str] | None) -> list[str] | None:
-    if value is not None and not value[0].strip():
+    if value and not value[0].strip():
         raise ValueError(
             'expected an argument list whose first item names a program, e.g. ["supervisorctl", "restart", "app"]'
         )
