@@ -129,6 +129,8 @@ class Runbook:
         # Taken before anything is read, held until close(): what preflight sees stays true.
         holder = self.lock.acquire()
         findings.append(Finding("target-lock", holder is None, holder or f"this run holds {self.lock.path}"))
+        if holder is None:
+            self.previous = PreviousRun.read(self.record_path)
         try:
             # Read first: a change after this point is a conflict the driver reports before writing.
             self.observed = self.target.observe()
@@ -148,6 +150,11 @@ class Runbook:
             return findings
 
         self.to_version, how = resolve_target(self.requested, self.live, self.history)
+        if self.requested == PREVIOUS and self.previous.unfinished and self.previous.get("to") == self.live:
+            # The link already moved: 'previous' of it would go one release too far. It means what
+            # the unfinished run resolved it to.
+            self.to_version = self.live
+            how = f"'previous' as run {self.previous.run_id} resolved it, rolling back from {self.previous.get('from')}"
         if self.to_version is not None and self.to_version not in self.history:
             # --rollback-to 1.2.9 when the platform names it v1.2.9 (or the other way round).
             spelled = next((v for v in self.history if same_version(v, self.to_version)), None)
@@ -181,7 +188,7 @@ class Runbook:
         name = "previous-run"
         if not self.lock.held:
             return Finding(name, False, "not checked: this run does not hold the target's lock", checked=False)
-        self.previous = previous = PreviousRun.read(self.record_path)
+        previous = self.previous
         notes = []
         if previous.problem is not None:
             notes.append(f"the record of the last run is unreadable ({previous.problem}): the live state decides")
@@ -304,6 +311,7 @@ class Runbook:
                 outcome.message += "; nothing was changed"
         except Exception as exc:
             error = str(exc) if isinstance(exc, (HarnessError, OSError)) else f"{type(exc).__name__}: {exc}"
+            error = error.rstrip(" :.")  # "exited 1: false: " with no output
             outcome.status = STATUS_FAILED
             outcome.steps = self._step_words()
             outcome.message = f"rollback failed: {error}" + self._failure_report(outcome)

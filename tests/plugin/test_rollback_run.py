@@ -181,7 +181,7 @@ def test_failed_restart_is_a_failed_rollback_with_the_state_reported(
     # The headline says where things stand, read again, and the ways forward and back.
     result.stdout.fnmatch_lines(
         [
-            "demo: rollback failed: restart command exited 1: false: . Steps: done: switch-link; failed: restart; "
+            "demo: rollback failed: restart command exited 1: false. Steps: done: switch-link; failed: restart; "
             "not started: wait-ready. Now: app is on v1.2.9; demo answers v1.3.0. To finish: run "
             "`pytest --rollback-to v1.2.9` again (it resumes from here); to go back to v1.3.0: "
             f"`pytest --rollback-to v1.3.0`, or by hand: `cd {demo.layout.root} && ln -sfn releases/v1.3.0 "
@@ -217,6 +217,69 @@ def test_failed_restart_is_a_failed_rollback_with_the_state_reported(
     evidence = read_evidence(pytester.path / "reports2")
     assert evidence["outcome"]["resumed_from"] == folder.name
     assert evidence["outcome"]["steps"] == {"switch-link": "done earlier", "restart": "done", "wait-ready": "done"}
+
+
+def test_previous_after_a_failed_run_means_the_release_that_run_chose(
+    pytester: pytest.Pytester, demo: Deployment
+) -> None:
+    data = demo.config()
+    restart = data["targets"]["app"]["restart"]
+    data["targets"]["app"]["restart"] = ["false"]
+    demo.write_config(data)
+    assert rollback(pytester, demo, "--rollback-to", "previous", "--rollback-yes").ret == 12
+    assert demo.linked_version() == "v1.2.9"
+    failed = run_dir(pytester.path / "reports")
+    # The failed run's reports are gone (another machine, a cleaned folder): the record still names it.
+    import shutil
+
+    shutil.rmtree(pytester.path / "reports")
+    data["targets"]["app"]["restart"] = restart
+    demo.write_config(data)
+
+    result = rollback(pytester, demo, "--rollback-to", "previous", "--rollback-yes")
+
+    # 'previous' of the moved link would be v1.2.8: it stays what the unfinished run chose.
+    assert result.ret == 0, result.stdout.str()
+    assert demo.linked_version() == "v1.2.9" and demo.live_version() == "v1.2.9" and demo.restarts() == 1
+    evidence = read_evidence(pytester.path / "reports")
+    assert evidence["outcome"]["resumed_from"] == failed.name
+    summaries = {t["nodeid"].rsplit("-", 2)[-1]: t["check"]["summary"] for t in evidence["tests"] if t["check"]}
+    previous = next(t["check"]["summary"] for t in evidence["tests"] if t["nodeid"].endswith("previous-run"))
+    assert f"its journal {failed / 'journal.jsonl'} is gone, so the live state decides" in previous
+    assert "this run does: restart, wait-ready" in previous
+    assert any(f"'previous' as run {failed.name} resolved it" in text for text in summaries.values()), summaries
+
+
+def test_an_unreadable_record_is_said_and_the_live_state_decides(pytester: pytest.Pytester, demo: Deployment) -> None:
+    (demo.layout.root / ".current.rollback.state.json").write_text('{"run_id": "2026')  # cut short by a full disk
+    result = rollback(pytester, demo, "--rollback-to", "v1.2.9", "--rollback-yes")
+    assert result.ret == 0, result.stdout.str()
+    previous = next(
+        t["check"]["summary"]
+        for t in read_evidence(pytester.path / "reports")["tests"]
+        if t["nodeid"].endswith("previous-run")
+    )
+    assert "the record of the last run is unreadable" in previous and "is not valid JSON" in previous
+    assert json.loads((demo.layout.root / ".current.rollback.state.json").read_text())["completed"]
+
+
+def test_an_interrupted_verify_gate_is_not_called_passed(pytester: pytest.Pytester, demo: Deployment) -> None:
+    pytester.makepyfile(
+        test_stop="""
+        import pytest
+
+        @pytest.mark.gate("verify")
+        def test_engineer_presses_ctrl_c():
+            raise KeyboardInterrupt
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        *demo.harness_args(
+            pytester.path / "reports", "--gate", "verify", "--expect-version", "v1.3.0", "-k", "version or ctrl_c"
+        )
+    )
+    assert result.ret == 2
+    result.stdout.fnmatch_lines(["demo: INTERRUPTED: verify gate INTERRUPTED, not passed (1 passed, 1 not finished)"])
 
 
 def test_link_and_service_that_disagree_are_not_already_at_target(pytester: pytest.Pytester, demo: Deployment) -> None:
