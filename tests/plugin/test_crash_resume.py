@@ -101,6 +101,12 @@ def test_killed_at_a_step_boundary_the_next_run_finishes_with_nothing_done_twice
     demo.write_config(data)
     killed_states = states(journal(killed))
     assert killed_states.get(step) in ((status, "done") if status == "started" else ("done",))
+    # The kill landed where it was aimed: a held restart never finished; a restart reported done
+    # without restarting leaves the run waiting for readiness.
+    if hold == "before":
+        assert killed_states.get("restart") in (None, "started"), killed_states
+    if hold == "after":
+        assert killed_states["restart"] == "done" and killed_states.get("wait-ready") in (None, "started")
     record = json.loads((demo.layout.root / ".current.rollback.state.json").read_text())
     assert record["run_id"] == killed.name
 
