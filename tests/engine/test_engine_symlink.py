@@ -520,7 +520,7 @@ def test_wait_ready_needs_consecutive_matching_answers(tmp_path: Path) -> None:
     make_target(tmp_path, flapping, ready_timeout="10s", ready_consecutive=3).wait_ready("v1.2.9", journal)
     assert len(calls) == 5
     done = journal.entries()[-1]
-    assert (done["step"], done["status"], done["answers"]) == ("wait-ready", "done", 5)
+    assert (done["step"], done["status"], done["answers"], done["flaps"]) == ("wait-ready", "done", 5, 1)
     assert journal.entries()[0]["consecutive"] == 3
 
 
