@@ -95,9 +95,9 @@ def bench_rollback(rounds: int, layout: deployment.DemoLayout) -> None:
     config = load_config(layout.config_path)
     session = requests.Session()
 
-    def answered() -> str | None:
+    def answered(timeout: float | None = None) -> str | None:
         try:
-            return session.get(layout.base_url + "/version", timeout=2).text.strip()
+            return session.get(layout.base_url + "/version", timeout=min(2.0, timeout or 2.0)).text.strip()
         except requests.RequestException:
             return None
 

@@ -74,6 +74,8 @@ class EvidenceReporter:
         self.tests: dict[str, dict[str, Any]] = {}
         self.exit_code: int | None = None
         self.collection_errors: list[str] = []
+        # Tests whose call phase reported: a test cut short after its setup did not pass.
+        self.called: set[str] = set()
         # Built once when the session ends; the HTML summary shows the very same facts.
         self.final_evidence: dict[str, Any] | None = None
         # "evidence.json was not written: No space left on device", shown in the summary.
@@ -154,6 +156,8 @@ class EvidenceReporter:
             },
         )
         entry["duration_s"] = round(entry["duration_s"] + report.duration, 3)
+        if report.when == "call":
+            self.called.add(nodeid)
         entry["stop"] = _iso(getattr(report, "stop", None))
         check = _property(report, CHECK_PROPERTY)
         if check is not None:
@@ -307,7 +311,9 @@ class EvidenceReporter:
 
     def _passed(self, gate: str) -> bool:
         """Some check of the gate ran and passed (deselected or skipped checks verify nothing)."""
-        return any(t["gate"] == gate and t["outcome"] == "passed" for t in self.tests.values())
+        return any(
+            t["gate"] == gate and t["outcome"] == "passed" and t["nodeid"] in self.called for t in self.tests.values()
+        )
 
     def _exit_code(self, exitstatus: int) -> int:
         if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
@@ -396,8 +402,13 @@ class EvidenceReporter:
         return success
 
     def _gate_counts(self, gate: str) -> str:
-        outcomes = [t["outcome"] for t in self.tests.values() if t["gate"] == gate]
-        counts = {name: outcomes.count(name) for name in ("passed", "failed", "error", "skipped") if name in outcomes}
+        outcomes = [
+            "not finished" if t["outcome"] == "passed" and t["nodeid"] not in self.called else t["outcome"]
+            for t in self.tests.values()
+            if t["gate"] == gate
+        ]
+        names = ("passed", "failed", "error", "skipped", "not finished")
+        counts = {name: outcomes.count(name) for name in names if name in outcomes}
         return ", ".join(f"{n} {name}" for name, n in counts.items()) or "no checks"
 
     def comparisons(self) -> list[dict[str, Any]]:

@@ -132,6 +132,8 @@ class Runbook:
             self.journal.record("lock-takeover", "recorded", **self.lock.taken_over)
         taken = f"; {self.lock.describe_takeover()}" if self.lock.taken_over else ""
         findings.append(Finding("target-lock", holder is None, holder or f"this run holds {self.lock.path}{taken}"))
+        if holder is None:
+            self.previous = PreviousRun.read(self.record_path)
         try:
             # Read first: a change after this point is a conflict the driver reports before writing.
             self.observed = self.target.observe()
@@ -151,6 +153,11 @@ class Runbook:
             return findings
 
         self.to_version, how = resolve_target(self.requested, self.live, self.history)
+        if self.requested == PREVIOUS and self.previous.unfinished and self.previous.get("to") == self.live:
+            # The link already moved: 'previous' of it would go one release too far. It means what
+            # the unfinished run resolved it to.
+            self.to_version = self.live
+            how = f"'previous' as run {self.previous.run_id} resolved it, rolling back from {self.previous.get('from')}"
         if self.to_version is not None and self.to_version not in self.history:
             # --rollback-to 1.2.9 when the platform names it v1.2.9 (or the other way round).
             spelled = next((v for v in self.history if same_version(v, self.to_version)), None)
@@ -184,7 +191,7 @@ class Runbook:
         name = "previous-run"
         if not self.lock.held:
             return Finding(name, False, "not checked: this run does not hold the target's lock", checked=False)
-        self.previous = previous = PreviousRun.read(self.record_path)
+        previous = self.previous
         notes = []
         if previous.problem is not None:
             notes.append(f"the record of the last run is unreadable ({previous.problem}): the live state decides")
@@ -215,12 +222,7 @@ class Runbook:
     @property
     def resuming(self) -> bool:
         """This run finishes the unfinished rollback of an earlier run to the same version."""
-        return (
-            self.previous.unfinished
-            and self.previous.get("to") == self.to_version
-            and self.live == self.to_version
-            and self.previous.journal_found
-        )
+        return self.previous.unfinished and self.to_version is not None and self.previous.get("to") == self.to_version
 
     def _remaining_steps(self) -> list[str]:
         steps = self.target.steps()
@@ -228,7 +230,7 @@ class Runbook:
         answers_target = same_version(self.service_answer, self.to_version)
         if not on_target:
             return steps
-        if self.resuming:
+        if self.resuming and self.previous.journal_found:
             # Steps run in order: everything from the first one the last run did not finish.
             first = next((i for i, step in enumerate(steps) if not self.previous.done(step)), len(steps))
             if first < len(steps):
@@ -312,6 +314,7 @@ class Runbook:
                 outcome.message += "; nothing was changed"
         except Exception as exc:
             error = str(exc) if isinstance(exc, (HarnessError, OSError)) else f"{type(exc).__name__}: {exc}"
+            error = error.rstrip(" :.")  # "exited 1: false: " with no output
             outcome.status = STATUS_FAILED
             outcome.steps = self._step_words()
             outcome.message = f"rollback failed: {error}" + self._failure_report(outcome)
@@ -329,6 +332,9 @@ class Runbook:
             self.journal.record(
                 "rollback", "skipped", reason=f"run {self.previous.run_id} had done every step", **self._versions()
             )
+            for step in self.target.steps():
+                self.journal.record(step, "skipped", reason=self._skip_reason())
+            outcome.steps = self._step_words()
             outcome.message = (
                 f"already at target {self.to_version}: run {self.previous.run_id} had done every step "
                 f"({self.previous.describe_steps(self.target.steps())}); nothing changed"

@@ -39,7 +39,7 @@ def _bounded_wait(value: float) -> float:
 
 
 def _argument_list(value: list[str] | None) -> list[str] | None:
-    if value is not None and not value[0].strip():
+    if value and not value[0].strip():
         raise ValueError(
             'expected an argument list whose first item names a program, e.g. ["supervisorctl", "restart", "app"]'
         )
@@ -271,16 +271,22 @@ class SymlinkTarget(Target):
             seen: str | None = None
             in_a_row = 0
             answers = 0
+            flaps = 0
             while True:
                 left = deadline - time.monotonic()
                 if left > 0:
                     # One probe never outlasts the deadline: it gets the time that is left.
                     seen = self.context.service_version(timeout=left)
                     answers += 1
-                    in_a_row = in_a_row + 1 if same_version(seen, version) else 0
+                    if same_version(seen, version):
+                        in_a_row += 1
+                    else:
+                        flaps += 1 if in_a_row else 0  # it answered the target, then not: reported
+                        in_a_row = 0
                     if in_a_row >= needed:
                         step.detail["waited_s"] = round(time.monotonic() - started, 3)
                         step.detail["answers"] = answers
+                        step.detail["flaps"] = flaps
                         return
                 now = time.monotonic()
                 if now >= deadline:

@@ -505,3 +505,206 @@ def test_journal_lines_are_json(tmp_path: Path) -> None:
     make_target(tmp_path, restart=["true"]).rollback("v1.2.9", journal)
     for line in (tmp_path / "journal.jsonl").read_text().splitlines():
         assert isinstance(json.loads(line), dict)
+
+
+def test_wait_ready_needs_consecutive_matching_answers(tmp_path: Path) -> None:
+    # A flapping service: the target, the old version, then the target for good.
+    sequence = iter(["v1.2.9", "v1.3.0", "v1.2.9", "v1.2.9", "v1.2.9"])
+    calls: list[float | None] = []
+
+    def flapping(timeout: float | None = None) -> str | None:
+        calls.append(timeout)
+        return next(sequence, "v1.2.9")
+
+    journal = Journal(tmp_path / "journal.jsonl")
+    make_target(tmp_path, flapping, ready_timeout="10s", ready_consecutive=3).wait_ready("v1.2.9", journal)
+    assert len(calls) == 5
+    done = journal.entries()[-1]
+    assert (done["step"], done["status"], done["answers"], done["flaps"]) == ("wait-ready", "done", 5, 1)
+    assert journal.entries()[0]["consecutive"] == 3
+
+
+def test_wait_ready_without_enough_answers_in_a_row_fails_and_says_so(tmp_path: Path) -> None:
+    answers = iter(["v1.2.9", "v1.2.9"])
+
+    def two_then_none(timeout: float | None = None) -> str | None:
+        return next(answers, None)
+
+    with pytest.raises(RollbackFailed) as info:
+        make_target(tmp_path, two_then_none, ready_timeout="300ms", ready_consecutive=3).wait_ready(
+            "v1.2.9", Journal(tmp_path / "journal.jsonl")
+        )
+    assert str(info.value) == "shop did not answer v1.2.9 within 300 ms; last answer: none"
+
+
+def test_wait_ready_gives_each_probe_only_the_time_left(tmp_path: Path) -> None:
+    """A probe against a service that accepts and never answers cannot outlast the ready deadline."""
+    import socket
+
+    from rollback_harness.checks.http import make_session, probe
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)  # accepted by the kernel, never answered
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/version"
+        given: list[float | None] = []
+
+        def stalled(timeout: float | None = None) -> str | None:
+            given.append(timeout)
+            # The configured probe timeout is 30 s; the wait hands it the time that is left.
+            answer = probe(make_session(), url, timeout=min(30.0, timeout or 30.0))
+            return answer.body if answer.error is None else None
+
+        started = time.monotonic()
+        with pytest.raises(RollbackFailed, match=r"did not answer v1\.2\.9 within 1\.0 s"):
+            make_target(tmp_path, stalled, ready_timeout="1s").wait_ready("v1.2.9", Journal(tmp_path / "j.jsonl"))
+        assert time.monotonic() - started < 10  # not 30 s: the probe was cut at the deadline
+        assert given and all(t is not None and 0 < t <= 1.0 for t in given)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("restart_timeout", "0", "targets.app.restart_timeout = 0: expected a duration above 0 and at most 24h"),
+        ("ready_timeout", "1e308", "targets.app.ready_timeout = 1e+308: expected a duration above 0 and at most 24h"),
+        ("ready_timeout", '"25h"', "targets.app.ready_timeout = '25h': expected a duration above 0 and at most 24h"),
+        ("restart", '[""]', "targets.app.restart = ['']: expected an argument list whose first item names a program"),
+        ("restart", '[" ", "x"]', "targets.app.restart = [' ', 'x']: expected an argument list whose first item"),
+        ("ready_consecutive", "0", "targets.app.ready_consecutive = 0: Input should be greater than or equal to 1"),
+    ],
+)
+def test_settings_that_would_fail_after_the_switch_are_config_errors(
+    tmp_path: Path, key: str, value: str, message: str
+) -> None:
+    from rollback_harness.rollback.errors import ConfigError
+
+    config_path = tmp_path / "rollback.toml"
+    config_path.write_text(
+        '[service]\nname = "shop"\nbase_url = "http://127.0.0.1:9"\n\n'
+        f'[targets.app]\nkind = "symlink"\nreleases_dir = "releases"\ncurrent_link = "current"\n{key} = {value}\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(config_path, environ={})
+    assert str(info.value).startswith(f"{config_path}: {message}")
+
+
+# --- preflight checks every command the driver will run -----------------------------------------------
+
+
+def test_restart_command_found_in_path_passes(tmp_path: Path) -> None:
+    lay_out(tmp_path)
+    [finding] = make_target(tmp_path, restart=["true"]).command_findings()
+    assert finding.ok and finding.message.startswith("restart command /") and finding.message.endswith("can be run")
+
+
+def test_restart_command_missing_from_path_is_found_in_preflight(tmp_path: Path) -> None:
+    lay_out(tmp_path)
+    [finding] = make_target(tmp_path, restart=["no-such-restart-tool", "app"]).command_findings()
+    assert not finding.ok
+    assert finding.message == "restart command not found: no-such-restart-tool (looked up in PATH)"
+
+
+def test_relative_restart_command_is_resolved_from_the_config_folder(tmp_path: Path) -> None:
+    lay_out(tmp_path)
+    (tmp_path / "bin").mkdir()
+    script = tmp_path / "bin" / "restart.sh"
+    script.write_text("#!/bin/sh\necho restarted\n")
+    script.chmod(0o644)
+    target = make_target(tmp_path, restart=["bin/restart.sh"])
+    [finding] = target.command_findings()
+    assert not finding.ok
+    assert finding.message == f"restart command is not executable: {script}"
+    script.chmod(0o755)
+    [finding] = target.command_findings()
+    assert finding.ok
+    # ... and the driver runs it from there, as preflight found it.
+    journal = Journal(tmp_path / "journal.jsonl")
+    target.rollback("v1.2.9", journal)
+    assert journal.entries()[-1]["output"] == "restarted"
+
+
+def test_restart_command_that_is_a_folder_or_absent(tmp_path: Path) -> None:
+    lay_out(tmp_path)
+    [finding] = make_target(tmp_path, restart=[str(tmp_path / "releases")]).command_findings()
+    assert finding.message == f"restart command is a folder, not a program: {tmp_path / 'releases'}"
+    [finding] = make_target(tmp_path, restart=["./gone.sh"]).command_findings()
+    assert finding.message == f"restart command not found: ./gone.sh (from {tmp_path})"
+
+
+# --- conflicts: the live state changed after preflight read it ------------------------------------
+
+
+def test_observe_is_the_links_text(tmp_path: Path) -> None:
+    lay_out(tmp_path)
+    target = make_target(tmp_path)
+    assert target.observe() == "releases/v1.3.0"
+    (tmp_path / "current").unlink()
+    assert target.observe() == "(missing)"
+
+
+def test_a_link_moved_after_preflight_is_a_conflict_and_nothing_is_written(tmp_path: Path) -> None:
+    from rollback_harness.rollback.errors import Conflict
+
+    lay_out(tmp_path)
+    restarted = tmp_path / "restarted"
+    target = make_target(tmp_path, restart=["touch", str(restarted)])
+    seen = target.observe()
+    # Another deploy lands between our read and our write.
+    os.symlink("releases/v1.2.8", tmp_path / ".deploy-tmp")
+    os.replace(tmp_path / ".deploy-tmp", tmp_path / "current")
+    journal = Journal(tmp_path / "journal.jsonl")
+    with pytest.raises(Conflict) as info:
+        target.rollback("v1.2.9", journal, seen)
+    assert "it was releases/v1.3.0, it is now releases/v1.2.8" in str(info.value)
+    assert os.readlink(tmp_path / "current") == "releases/v1.2.8"  # the deploy's link stays
+    assert not restarted.exists()
+    assert journal.entries() == []
+
+
+def test_a_link_moved_before_a_resumed_restart_is_a_conflict(tmp_path: Path) -> None:
+    from rollback_harness.rollback.errors import Conflict
+
+    lay_out(tmp_path, live="v1.2.9")
+    restarted = tmp_path / "restarted"
+    target = make_target(tmp_path, restart=["touch", str(restarted)])
+    seen = target.observe()
+    os.symlink("releases/v1.3.0", tmp_path / ".deploy-tmp")
+    os.replace(tmp_path / ".deploy-tmp", tmp_path / "current")
+    with pytest.raises(Conflict):
+        target.rollback("v1.2.9", Journal(tmp_path / "journal.jsonl"), seen, ["restart"])
+    assert not restarted.exists()
+
+
+def test_only_the_steps_asked_for_are_taken(tmp_path: Path) -> None:
+    lay_out(tmp_path, live="v1.2.9")
+    restarted = tmp_path / "restarted"
+    target = make_target(tmp_path, restart=["touch", str(restarted)])
+    journal = Journal(tmp_path / "journal.jsonl")
+    target.rollback("v1.2.9", journal, target.observe(), ["restart"])
+    assert restarted.exists()
+    assert statuses(journal) == [("restart", "started"), ("restart", "done")]
+    assert target.steps() == ["switch-link", "restart", "wait-ready"]
+    assert target.plan("v1.2.9", ["restart", "wait-ready"])[0] == f"restart: touch {restarted}"
+    assert make_target(tmp_path).steps() == ["switch-link", "wait-ready"]
+
+
+# --- leftovers and the way back ----------------------------------------------------------------------
+
+
+def test_temporary_links_of_killed_runs_are_removed_by_the_next_switch(tmp_path: Path) -> None:
+    lay_out(tmp_path)
+    os.symlink("releases/v1.3.0", tmp_path / ".current.rollback-4242")
+    os.symlink("releases/gone", tmp_path / ".current.rollback-999999")
+    (tmp_path / ".current.rollback-notes").write_text("not ours")  # not a leftover link: kept
+    journal = Journal(tmp_path / "journal.jsonl")
+    make_target(tmp_path).rollback("v1.2.9", journal)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".current")) == [".current.rollback-notes"]
+    assert journal.entries()[-1]["removed"] == [".current.rollback-4242", ".current.rollback-999999"]
+
+
+def test_way_back_is_the_exact_command(tmp_path: Path) -> None:
+    lay_out(tmp_path)
+    target = make_target(tmp_path, restart=["supervisorctl", "-c", "my conf", "restart", "app"])
+    assert target.way_back("v1.3.0") == (
+        f"cd {tmp_path} && ln -sfn releases/v1.3.0 {tmp_path / 'current'} && supervisorctl -c 'my conf' restart app"
+    )

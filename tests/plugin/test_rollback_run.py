@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from deployments import Deployment, read_evidence, run_dir
 
+from demo import deployment
 from rollback_harness.rollback.evidence import verify_manifest
 
 pytestmark = pytest.mark.integration
@@ -167,6 +170,7 @@ def test_failed_restart_is_a_failed_rollback_with_the_state_reported(
     pytester: pytest.Pytester, demo: Deployment
 ) -> None:
     data = demo.config()
+    restart = data["targets"]["app"]["restart"]
     data["targets"]["app"]["restart"] = ["false"]
     demo.write_config(data)
 
@@ -174,11 +178,250 @@ def test_failed_restart_is_a_failed_rollback_with_the_state_reported(
 
     assert result.ret == 12
     result.stdout.fnmatch_lines(["*rollback failed: restart command exited 1: false*"])
-    journal = [
-        json.loads(line) for line in (run_dir(pytester.path / "reports") / "journal.jsonl").read_text().splitlines()
-    ]
+    # The headline says where things stand, read again, and the ways forward and back.
+    result.stdout.fnmatch_lines(
+        [
+            "demo: rollback failed: restart command exited 1: false. Steps: done: switch-link; failed: restart; "
+            "not started: wait-ready. Now: app is on v1.2.9; demo answers v1.3.0. To finish: run "
+            "`pytest --rollback-to v1.2.9` again (it resumes from here); to go back to v1.3.0: "
+            f"`pytest --rollback-to v1.3.0`, or by hand: `cd {demo.layout.root} && ln -sfn releases/v1.3.0 "
+            f"{demo.layout.current_link} && false`"
+        ]
+    )
+    folder = run_dir(pytester.path / "reports")
+    journal = [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()]
     states = {e["step"]: e["status"] for e in journal}
     assert states["switch-link"] == "done" and states["restart"] == "failed" and states["rollback"] == "failed"
+    outcome = read_evidence(pytester.path / "reports")["outcome"]
+    assert outcome["now"] == {"platform": "v1.2.9", "service": "v1.3.0"}
+    assert outcome["steps"] == {"switch-link": "done", "restart": "failed", "wait-ready": "not started"}
+
+    # The next run (reports elsewhere) finishes it: restart and wait, the link is not switched again.
+    data["targets"]["app"]["restart"] = restart
+    demo.write_config(data)
+    again = pytester.runpytest(
+        *demo.harness_args(pytester.path / "reports2", "--rollback-to", "v1.2.9", "--rollback-yes")
+    )
+    assert again.ret == 0, again.stdout.str()
+    assert demo.live_version() == "v1.2.9" and demo.restarts() == 1
+    again.stdout.fnmatch_lines(
+        [
+            f"*run {folder.name} left this rollback unfinished: done: switch-link; failed: restart; "
+            "not started: wait-ready",
+            "*1. restart: *",
+            "*2. wait until the service answers v1.2.9 3 times in a row*",
+            f"demo: finished the rollback from v1.3.0 to v1.2.9 that run {folder.name} left unfinished "
+            "(done by it: switch-link; done now: restart, wait-ready); verified (6 passed)",
+        ]
+    )
+    evidence = read_evidence(pytester.path / "reports2")
+    assert evidence["outcome"]["resumed_from"] == folder.name
+    assert evidence["outcome"]["steps"] == {"switch-link": "done earlier", "restart": "done", "wait-ready": "done"}
+
+
+def test_previous_after_a_failed_run_means_the_release_that_run_chose(
+    pytester: pytest.Pytester, demo: Deployment
+) -> None:
+    data = demo.config()
+    restart = data["targets"]["app"]["restart"]
+    data["targets"]["app"]["restart"] = ["false"]
+    demo.write_config(data)
+    assert rollback(pytester, demo, "--rollback-to", "previous", "--rollback-yes").ret == 12
+    assert demo.linked_version() == "v1.2.9"
+    failed = run_dir(pytester.path / "reports")
+    # The failed run's reports are gone (another machine, a cleaned folder): the record still names it.
+    import shutil
+
+    shutil.rmtree(pytester.path / "reports")
+    data["targets"]["app"]["restart"] = restart
+    demo.write_config(data)
+
+    result = rollback(pytester, demo, "--rollback-to", "previous", "--rollback-yes")
+
+    # 'previous' of the moved link would be v1.2.8: it stays what the unfinished run chose.
+    assert result.ret == 0, result.stdout.str()
+    assert demo.linked_version() == "v1.2.9" and demo.live_version() == "v1.2.9" and demo.restarts() == 1
+    evidence = read_evidence(pytester.path / "reports")
+    assert evidence["outcome"]["resumed_from"] == failed.name
+    summaries = {t["nodeid"].rsplit("-", 2)[-1]: t["check"]["summary"] for t in evidence["tests"] if t["check"]}
+    previous = next(t["check"]["summary"] for t in evidence["tests"] if t["nodeid"].endswith("previous-run"))
+    assert f"its journal {failed / 'journal.jsonl'} is gone, so the live state decides" in previous
+    assert "this run does: restart, wait-ready" in previous
+    assert any(f"'previous' as run {failed.name} resolved it" in text for text in summaries.values()), summaries
+
+
+def test_an_unreadable_record_is_said_and_the_live_state_decides(pytester: pytest.Pytester, demo: Deployment) -> None:
+    (demo.layout.root / ".current.rollback.state.json").write_text('{"run_id": "2026')  # cut short by a full disk
+    result = rollback(pytester, demo, "--rollback-to", "v1.2.9", "--rollback-yes")
+    assert result.ret == 0, result.stdout.str()
+    previous = next(
+        t["check"]["summary"]
+        for t in read_evidence(pytester.path / "reports")["tests"]
+        if t["nodeid"].endswith("previous-run")
+    )
+    assert "the record of the last run is unreadable" in previous and "is not valid JSON" in previous
+    assert json.loads((demo.layout.root / ".current.rollback.state.json").read_text())["completed"]
+
+
+def test_an_interrupted_verify_gate_is_not_called_passed(pytester: pytest.Pytester, demo: Deployment) -> None:
+    pytester.makepyfile(
+        test_stop="""
+        import pytest
+
+        @pytest.mark.gate("verify")
+        def test_engineer_presses_ctrl_c():
+            raise KeyboardInterrupt
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        *demo.harness_args(
+            pytester.path / "reports", "--gate", "verify", "--expect-version", "v1.3.0", "-k", "version or ctrl_c"
+        )
+    )
+    assert result.ret == 2
+    result.stdout.fnmatch_lines(["demo: INTERRUPTED: verify gate INTERRUPTED, not passed (1 passed, 1 not finished)"])
+
+
+def test_link_and_service_that_disagree_are_not_already_at_target(pytester: pytest.Pytester, demo: Deployment) -> None:
+    # Someone ran `ln -sfn releases/v1.2.9 current` and no restart: the link says v1.2.9, the app v1.3.0.
+    deployment.switch_release(demo.layout, "v1.2.9")
+    assert demo.live_version() == "v1.3.0"
+
+    result = rollback(pytester, demo, "--rollback-to", "v1.2.9", "--rollback-yes")
+
+    assert result.ret == 0, result.stdout.str()
+    assert demo.live_version() == "v1.2.9" and demo.restarts() == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*1. restart: *",
+            "*2. wait until the service answers v1.2.9*",
+            "demo: app was on v1.2.9 but the service answered v1.3.0: did restart, wait-ready; verified (6 passed)",
+        ]
+    )
+    evidence = read_evidence(pytester.path / "reports")
+    previous = next(t for t in evidence["tests"] if t["nodeid"].endswith("preflight-previous-run"))
+    assert previous["check"]["summary"] == (
+        "no earlier run on record for this target; app is on v1.2.9 but demo answers v1.3.0: they disagree; "
+        "this run does: restart, wait-ready"
+    )
+
+
+def test_missing_restart_command_is_refused_in_preflight(pytester: pytest.Pytester, demo: Deployment) -> None:
+    data = demo.config()
+    data["targets"]["app"]["restart"] = ["/nonexistent/bin/restart-app", "now"]
+    demo.write_config(data)
+
+    result = rollback(pytester, demo, "--rollback-to", "v1.2.9", "--rollback-yes")
+
+    assert result.ret == 10
+    assert demo.linked_version() == "v1.3.0"
+    result.stdout.fnmatch_lines(["*restart command not found: /nonexistent/bin/restart-app*"])
+
+
+def test_any_error_inside_the_rollback_is_a_failed_rollback(pytester: pytest.Pytester, demo: Deployment) -> None:
+    # An argument with a NUL byte: subprocess raises ValueError, not OSError, after the link moved.
+    data = demo.config()
+    data["targets"]["app"]["restart"] = ["true", "a\x00b"]
+    demo.write_config(data)
+
+    result = rollback(pytester, demo, "--rollback-to", "v1.2.9", "--rollback-yes")
+
+    assert result.ret == 12, result.stdout.str()
+    result.stdout.fnmatch_lines(["demo: rollback failed: ValueError: embedded null byte*Steps: done: switch-link*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+MOVE_LINK_GATE = """
+import os, pytest
+
+@pytest.mark.gate("preflight")
+def test_a_deploy_lands_meanwhile():
+    # Runs after the runbook's own preflight read the link: a deploy moves it to v1.2.8.
+    os.symlink("releases/v1.2.8", {tmp!r})
+    os.replace({tmp!r}, {link!r})
+"""
+
+
+def test_a_deploy_between_preflight_and_the_switch_is_a_conflict(pytester: pytest.Pytester, demo: Deployment) -> None:
+    link = str(demo.layout.current_link)
+    pytester.makepyfile(test_deploy=MOVE_LINK_GATE.format(tmp=link + ".deploy", link=link))
+
+    result = rollback(pytester, demo, "--rollback-to", "v1.2.9", "--rollback-yes")
+
+    assert result.ret == 14, result.stdout.str()
+    assert demo.linked_version() == "v1.2.8" and demo.restarts() == 0
+    result.stdout.fnmatch_lines(
+        [
+            f"demo: conflict: {link} changed after this run read it: it was releases/v1.3.0, it is now "
+            "releases/v1.2.8 (another deploy or run moved it); this run stopped before writing; nothing was changed",
+            "exit code 14: conflict*",
+        ]
+    )
+    evidence = read_evidence(pytester.path / "reports")
+    assert evidence["outcome"]["status"] == "conflict"
+    # Nothing was started, so the next run has nothing to finish.
+    assert not (demo.layout.root / ".current.rollback.state.json").exists()
+
+
+def test_a_deploy_while_the_prompt_waits_is_a_conflict(demo: Deployment, tmp_path: Path) -> None:
+    import pexpect
+
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "pytest", *demo.harness_args(tmp_path / "reports", "--rollback-to", "v1.2.9")],
+        cwd=str(tmp_path),
+        encoding="utf-8",
+        timeout=120,
+    )
+    child.expect_exact("Proceed with rollback of demo from v1.3.0 to v1.2.9? (yes/no)")
+    deployment.switch_release(demo.layout, "v1.2.8")  # the deploy lands while the engineer reads
+    child.sendline("yes")
+    child.expect(pexpect.EOF)
+    child.close()
+
+    assert child.exitstatus == 14, child.before
+    assert demo.linked_version() == "v1.2.8" and demo.restarts() == 0
+    assert read_evidence(tmp_path / "reports")["outcome"]["status"] == "conflict"
+
+
+def test_an_empty_version_is_a_usage_error(pytester: pytest.Pytester, demo: Deployment) -> None:
+    result = rollback(pytester, demo, "--rollback-to=", "--rollback-yes")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--rollback-to needs a version*"])
+    assert demo.linked_version() == "v1.3.0"
+
+
+def test_deselecting_every_verify_gate_is_refused(pytester: pytest.Pytester, demo: Deployment) -> None:
+    result = rollback(pytester, demo, "--rollback-to", "v1.2.9", "--rollback-yes", "-k", "not verify")
+
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*deselected every verify gate: a rollback must be verified, nothing was changed*"])
+    assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0
+
+
+def test_with_xdist_a_rollback_nobody_asked_for_is_not_a_success(pytester: pytest.Pytester, demo: Deployment) -> None:
+    result = pytester.runpytest_subprocess(
+        *demo.harness_args(
+            pytester.path / "reports", "-n", "2", "--rollback-to", "v1.2.9", "--rollback-yes", "-k", "not verify"
+        )
+    )
+    assert result.ret == 12
+    result.stdout.fnmatch_lines(["demo: rollback to v1.2.9 was NOT attempted (no selected test needed it)"])
+    assert demo.linked_version() == "v1.3.0"
+
+
+def test_a_rollback_with_no_verify_gate_run_is_not_verified(pytester: pytest.Pytester, demo: Deployment) -> None:
+    pytester.makepyfile(test_user="def test_needs_outcome(rollback_outcome):\n    assert rollback_outcome\n")
+    result = pytester.runpytest_subprocess(
+        *demo.harness_args(
+            pytester.path / "reports", "-n", "2", "--rollback-to", "v1.2.9", "--rollback-yes", "-k", "needs_outcome"
+        )
+    )
+    assert result.ret == 13
+    assert demo.linked_version() == "v1.2.9"
+    result.stdout.fnmatch_lines(
+        ["demo: rolled back from v1.3.0 to v1.2.9; NOT verified: the verify gate was deselected or skipped*"]
+    )
 
 
 def test_verify_failure_after_rollback(pytester: pytest.Pytester, demo: Deployment) -> None:

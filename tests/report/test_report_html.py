@@ -58,7 +58,7 @@ def check_rendered_report(dom: Element, evidence: dict[str, object]) -> dict[str
     assert header[:5] == ["Result", "Gate", "Test", "Measured", "Before (baseline)"]
     gates = [cells[1] for cells in rows.values()]
     assert {"preflight", "baseline", "verify"} <= set(gates)
-    assert gates.count("verify") == 6 and gates.count("baseline") == 6 and gates.count("preflight") == 5
+    assert gates.count("verify") == 6 and gates.count("baseline") == 6 and gates.count("preflight") == 6
 
     def row(name: str) -> list[str]:
         # Under xdist's loadgroup the ids end in "@<group>".
@@ -118,7 +118,7 @@ def test_report_with_xdist(pytester: pytest.Pytester, demo: Deployment, chromium
     assert demo.restarts() == 1
     # The runbook is a sequence: every gate on one worker, or the baseline races the rollback.
     workers = re.findall(r"^\[(gw\d+)\].*rollback\.toml::", result.stdout.str(), re.MULTILINE)
-    assert len(workers) == 17 and len(set(workers)) == 1, workers
+    assert len(workers) == 18 and len(set(workers)) == 1, workers
     page = run_dir(pytester.path / "reports") / "report.html"
     assert page.is_file()
     dom = parse_html(chromium.dump_dom(page))
