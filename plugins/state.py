@@ -23,7 +23,7 @@ MODE_GATE_PREFLIGHT = "gate-preflight"
 MODE_GATE_VERIFY = "gate-verify"
 
 PHASES = ("preflight", "baseline", "verify")
-# Under xdist every gate carries this group, so that --dist loadgroup keeps them on one worker.
+# Once the xdist_group the gates carried; report.py still strips it from node ids.
 XDIST_GROUP = "rollback-runbook"
 # Items sort by phase; tests with no gate run after the gates, in their own order.
 PHASE_ORDER = {"preflight": 0, "baseline": 1, "verify": 2}
@@ -56,6 +56,9 @@ class HarnessRun:
     progress: Callable[[str], None] = lambda message: None
     # Filled on the process that runs the items.
     preflight_failures: list[str] = field(default_factory=list)
+    # Where the verify gate's expected version came from, or why there is none.
+    expect_source: str | None = None
+    expect_problem: str | None = None
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
