@@ -178,7 +178,7 @@ def expect_from_platform(run: HarnessRun) -> None:
     )
     where = f"target {spec.name} ({spec.kind})"
     try:
-        run.expect_version = create_target(spec, context).live_version()
+        run.platform_version = create_target(spec, context).live_version()
     except HarnessError as exc:
         run.expect_problem = f"{where} cannot say which version is deployed: {exc}"
         return

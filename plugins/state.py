@@ -56,7 +56,9 @@ class HarnessRun:
     progress: Callable[[str], None] = lambda message: None
     # Filled on the process that runs the items.
     preflight_failures: list[str] = field(default_factory=list)
-    # Where the verify gate's expected version came from, or why there is none.
+    # A verify gate without --rollback-expect-version: what the platform says is deployed (read
+    # where the gates run), where the expectation came from, or why there is none.
+    platform_version: str | None = None
     expect_source: str | None = None
     expect_problem: str | None = None
     started: float = field(default_factory=time.time)
@@ -75,6 +77,11 @@ class HarnessRun:
         if self.mode == MODE_GATE_VERIFY:
             return ("verify",)
         return PHASES
+
+    @property
+    def verify_expects(self) -> str | None:
+        """The version a verify gate expects: the command line's, else the platform's."""
+        return self.expect_version or self.platform_version
 
     @property
     def rolls_back(self) -> bool:

@@ -50,7 +50,9 @@ def test_verify_gate_expects_what_the_platform_says_is_deployed(pytester: pytest
     result = pytester.runpytest(*demo.harness_args(reports, "--rollback-gate", "verify", "-k", "version"))
 
     assert result.ret == 0, result.stdout.str()
-    check = version_check(read_evidence(reports))
+    evidence = read_evidence(reports)
+    assert evidence["expect_version"] is None  # the command line's intent: none given
+    check = version_check(evidence)
     assert check["measured"]["expected"] == "v1.3.0"  # the `current` link, read by the symlink driver
     assert check["measured"]["expected_from"] == "target app (symlink): the version the platform says is deployed"
 
