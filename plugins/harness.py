@@ -1,7 +1,8 @@
 """The pytest11 entry point: options, markers, collection and phase ordering.
 
-Inert unless ``--rollback-to`` or ``--gate`` is given, so installing the harness changes nothing
-for ordinary test runs. Evidence, the HTML report and exit codes live in plugins/report.py.
+Inert unless ``--rollback-to`` or ``--rollback-gate`` is given, so installing the harness changes
+nothing for ordinary test runs (gate-marked tests are skipped there, saying why). Evidence, the
+HTML report and exit codes live in plugins/report.py.
 """
 
 from __future__ import annotations
@@ -199,6 +200,8 @@ def pytest_configure(config: pytest.Config) -> None:
     mode = _mode(config)
     if mode is None:
         return
+    if getattr(config.option, "dist", "no") == "each":
+        raise pytest.UsageError("--dist each would run the runbook on every worker: use -n N with another --dist mode")
     from rollback_harness.rollback.config import load_config
     from rollback_harness.rollback.errors import ConfigError
 
@@ -251,8 +254,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is None and hasattr(config.option, "xmlpath") and not config.option.xmlpath:
         # JUnit XML for CI systems that read test results, beside the other evidence.
         config.option.xmlpath = str(run_dir / "junit.xml")
-    if getattr(config.option, "dist", "no") == "each":
-        raise pytest.UsageError("--dist each would run the runbook on every worker: use -n N with another --dist mode")
 
     from rollback_harness.plugins.report import EvidenceReporter
 
