@@ -77,3 +77,34 @@ def test_the_users_dist_mode_is_kept_for_other_tests(pytester: pytest.Pytester, 
     for name in ("test_smoke_a.py", "test_smoke_b.py"):
         workers = {t["worker"] for t in tests if t["nodeid"].startswith(name)}
         assert len(workers) == 1, (name, workers)  # --dist loadfile: one file, one worker
+
+
+def test_a_worker_lost_mid_runbook_hands_the_rest_of_the_gates_on(pytester: pytest.Pytester, demo: Deployment) -> None:
+    pytester.makepyfile(
+        test_crash="""
+        import os
+        import pytest
+
+        @pytest.mark.gate("verify")
+        def test_a_crash_after_the_rollback(rollback_outcome):
+            os._exit(3)
+
+        @pytest.mark.gate("verify")
+        def test_still_runs(rollback_outcome):
+            assert rollback_outcome.to_version == "v1.2.9"
+
+        def test_plain():
+            pass
+        """
+    )
+    reports = pytester.path / "reports"
+    result = pytester.runpytest_subprocess(
+        *demo.harness_args(reports, "-n", "2", "--rollback-to", "v1.2.9", "--rollback-yes")
+    )
+
+    assert result.ret == 13, result.stdout.str()  # the crashed gate is a failed verify gate
+    result.stdout.fnmatch_lines(["*crashed while running*test_a_crash_after_the_rollback*"])
+    assert demo.restarts() == 1  # the rollback is journaled: the next worker does not do it again
+    outcomes = {t["nodeid"]: t["outcome"] for t in read_evidence(reports)["tests"]}
+    assert outcomes["test_crash.py::test_still_runs"] == "passed"
+    assert outcomes["test_crash.py::test_plain"] == "passed"
