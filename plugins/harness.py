@@ -216,11 +216,12 @@ def pytest_configure(config: pytest.Config) -> None:
         run_id, run_dir = worker["rollback_run_id"], Path(worker["rollback_run_dir"])
     else:
         run_id = new_run_id()
-        run_dir = _report_base(config) / run_id
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise pytest.UsageError(f"report folder: cannot create {run_dir}: {exc.strerror}") from None
+        base, source = _report_base(config)
+        run_dir = base / run_id
+        try:
+            run_dir.mkdir(parents=True)
+        except OSError as exc:
+            raise pytest.UsageError(f"{source}: cannot create {run_dir}: {exc.strerror}") from None
 
     run = HarnessRun(
         mode=mode,
@@ -269,13 +270,15 @@ def _target_spec(config: pytest.Config, harness_config: HarnessConfig, mode: str
     return harness_config.target(name)
 
 
-def _report_base(config: pytest.Config) -> Path:
-    """--rollback-report-dir, else the ini option, else reports/ in the rootdir."""
+def _report_base(config: pytest.Config) -> tuple[Path, str]:
+    """--rollback-report-dir, else the ini option, else reports/ in the rootdir; and which it was."""
     report_dir = config.option.rollback_report_dir
     if report_dir:
-        return Path(report_dir).expanduser().resolve()
+        return Path(report_dir).expanduser().resolve(), "--rollback-report-dir"
     ini = _ini_path(config, INI_REPORT_DIR)
-    return ini.resolve() if ini is not None else config.rootpath / "reports"
+    if ini is not None:
+        return ini.resolve(), f"{INI_REPORT_DIR} (in {config.inipath})"
+    return config.rootpath / "reports", "the report folder"
 
 
 def _progress_writer(config: pytest.Config, redact: Callable[[str], str]) -> Callable[[str], None]:
