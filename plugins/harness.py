@@ -135,6 +135,10 @@ def _mode(config: pytest.Config) -> str | None:
         )
         return MODE_GATE_PREFLIGHT
     if option.rollback_to:
+        if option.rollback_dry_run and option.rollback_yes:
+            raise pytest.UsageError(
+                "--rollback-yes answers the confirmation prompt, which --rollback-dry-run never asks: drop one of them"
+            )
         if option.rollback_expect_version:
             raise pytest.UsageError(
                 "--rollback-expect-version is for --rollback-gate verify; after --rollback-to the verify gate "

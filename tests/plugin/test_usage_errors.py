@@ -112,6 +112,7 @@ def test_several_targets_need_a_choice(pytester: pytest.Pytester) -> None:
             ["--rollback-gate", "preflight", "--rollback-to", "v1", "--rollback-dry-run"],
             "*--rollback-dry-run does nothing in --rollback-gate preflight*",
         ),
+        (["--rollback-to", "v1", "--rollback-dry-run", "--rollback-yes"], "*--rollback-yes answers the confirmation*"),
         (["--rollback-to", "v1", "-n", "2", "--dist", "each"], "*--dist each would run the runbook on every worker*"),
     ],
     ids=[
@@ -125,6 +126,7 @@ def test_several_targets_need_a_choice(pytester: pytest.Pytester) -> None:
         "unknown-target-in-rollback",
         "yes-in-verify-gate",
         "dry-run-in-preflight-gate",
+        "yes-in-dry-run",
         "dist-each",
     ],
 )
