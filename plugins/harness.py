@@ -323,6 +323,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     relay = ProgressRelay(run.run_dir, run.progress)
     config.stash[RELAY_KEY] = relay
+    config.pluginmanager.register(relay, "rollback-progress-relay")
     relay.start()
 
 

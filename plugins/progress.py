@@ -2,15 +2,20 @@
 
 A worker's terminal goes nowhere, yet the runbook (and so the plan, the rollback's steps and the
 "still running" lines) runs in a worker. Workers append their lines to a file in the run folder;
-the controller follows that file and prints each line as it arrives, on a line of its own.
+the controller follows that file and prints each line as it arrives, on a line of its own. The
+controller's own terminal lines (a test's dot, its node id) are written under the same lock, so the
+two never cut into each other.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 PROGRESS_FILE = ".progress.jsonl"
 FOLLOW_EVERY = 0.2  # seconds between looks at the file
@@ -64,6 +69,23 @@ class ProgressRelay:
                 except ValueError:
                     message = line
                 self.show(str(message))
+
+    # The controller's hooks that write a test's progress to the terminal: one writer at a time.
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> Generator[None, None, None]:
+        with self._lock:
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
+        with self._lock:
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> Generator[None, None, None]:
+        with self._lock:
+            return (yield)
 
     def _follow(self) -> None:
         while not self._stop.wait(FOLLOW_EVERY):
