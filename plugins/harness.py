@@ -22,7 +22,7 @@ from rollback_harness.plugins.fixtures import (  # noqa: F401  (fixtures are fou
     rollback_outcome,
 )
 from rollback_harness.plugins.items import GATE_PROPERTY, RunbookFile, remember_selected
-from rollback_harness.plugins.progress import ProgressRelay
+from rollback_harness.plugins.progress import ProgressRelay, WorkerProgress
 from rollback_harness.plugins.state import (
     MODE_GATE_PREFLIGHT,
     MODE_GATE_VERIFY,
@@ -240,10 +240,10 @@ def pytest_configure(config: pytest.Config) -> None:
         is_worker=worker is not None,
     )
     if worker is not None:
-        from rollback_harness.plugins.progress import to_file
-
         # The controller shows it (plugins/progress.py): a worker's terminal goes nowhere.
-        run.progress = to_file(run_dir)
+        progress = WorkerProgress(run_dir, worker["workerid"])
+        config.pluginmanager.register(progress, "rollback-worker-progress")
+        run.progress = progress.write
     else:
         run.progress = _progress_writer(config, run.redactor.text)
     config.stash[RUN_KEY] = run
