@@ -241,7 +241,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if worker is not None:
         # The controller shows it (plugins/progress.py): a worker's terminal goes nowhere.
-        progress = WorkerProgress(run_dir, worker["workerid"])
+        progress = WorkerProgress(run_dir, worker["workerid"], run.redactor.text)
         config.pluginmanager.register(progress, "rollback-worker-progress")
         run.progress = progress.write
     else:

@@ -28,16 +28,17 @@ QUIET_FOR = 0.5  # seconds without a report before the follower prints on its ow
 class WorkerProgress:
     """A worker's progress writer, registered as a plugin to count the reports it sends."""
 
-    def __init__(self, run_dir: Path, worker: str) -> None:
+    def __init__(self, run_dir: Path, worker: str, redact: Callable[[str], str]) -> None:
         self.path = run_dir / PROGRESS_FILE
         self.worker = worker
+        self.redact = redact  # the file sits among the evidence while the run lasts: no secrets in it
         self.reports_sent = 0
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reports_sent += 1
 
     def write(self, message: str) -> None:
-        line = {"worker": self.worker, "after": self.reports_sent, "message": message}
+        line = {"worker": self.worker, "after": self.reports_sent, "message": self.redact(message)}
         with self.path.open("a", encoding="utf-8") as file:
             file.write(json.dumps(line) + "\n")
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from deployments import Deployment, read_evidence
 
-pytestmark = pytest.mark.integration
+from rollback_harness.plugins.progress import PROGRESS_FILE, WorkerProgress
+from rollback_harness.rollback.evidence import Redactor
 
 USER_TESTS = {
     "test_gates": """
@@ -41,6 +44,7 @@ USER_TESTS = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "n2"])
 def test_same_outcome_with_and_without_xdist(pytester: pytest.Pytester, demo: Deployment, xdist: list[str]) -> None:
     pytester.makepyfile(**USER_TESTS)
@@ -66,6 +70,7 @@ def test_same_outcome_with_and_without_xdist(pytester: pytest.Pytester, demo: De
     assert not [p.name for p in next(reports.iterdir()).iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.integration
 def test_the_users_dist_mode_is_kept_for_other_tests(pytester: pytest.Pytester, demo: Deployment) -> None:
     pytester.makepyfile(**USER_TESTS)
     reports = pytester.path / "reports"
@@ -79,6 +84,7 @@ def test_the_users_dist_mode_is_kept_for_other_tests(pytester: pytest.Pytester, 
         assert len(workers) == 1, (name, workers)  # --dist loadfile: one file, one worker
 
 
+@pytest.mark.integration
 def test_a_worker_lost_mid_runbook_hands_the_rest_of_the_gates_on(pytester: pytest.Pytester, demo: Deployment) -> None:
     pytester.makepyfile(
         test_crash="""
@@ -108,3 +114,12 @@ def test_a_worker_lost_mid_runbook_hands_the_rest_of_the_gates_on(pytester: pyte
     outcomes = {t["nodeid"]: t["outcome"] for t in read_evidence(reports)["tests"]}
     assert outcomes["test_crash.py::test_still_runs"] == "passed"
     assert outcomes["test_crash.py::test_plain"] == "passed"
+
+
+def test_the_workers_progress_file_holds_no_secret(tmp_path: Path) -> None:
+    # It sits in the run folder while the run lasts (and stays there if the controller is killed).
+    progress = WorkerProgress(tmp_path, "gw0", Redactor(["hunter2-token"]).text)
+    progress.write("calling https://deploy.example/hook?token=hunter2-token")
+
+    written = (tmp_path / PROGRESS_FILE).read_text()
+    assert "hunter2-token" not in written and "hook?token=" in written
