@@ -268,9 +268,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def _target_spec(config: pytest.Config, harness_config: HarnessConfig, mode: str) -> TargetSpec | None:
     """The target, picked as a rollback picks it; a verify gate told what to expect may have none."""
     name = config.option.rollback_target or str(config.getini(INI_TARGET) or "").strip() or None
-    if mode == MODE_GATE_VERIFY and name is None and config.option.rollback_expect_version:
-        if len(harness_config.targets) != 1:
+    if mode == MODE_GATE_VERIFY and name is None and len(harness_config.targets) != 1:
+        if config.option.rollback_expect_version:
             return None
+        from rollback_harness.rollback.errors import ConfigError
+
+        raise ConfigError(
+            f"{harness_config.path}: several targets are configured ({', '.join(sorted(harness_config.targets))}); "
+            "the verify gate asks one which version is deployed: choose it with --rollback-target NAME, or pass "
+            "--rollback-expect-version VERSION"
+        )
     return harness_config.target(name)
 
 

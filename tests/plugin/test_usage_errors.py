@@ -93,6 +93,10 @@ def test_several_targets_need_a_choice(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*several targets are configured (api, web); choose one with --rollback-target NAME*"])
     result = run(pytester, "--rollback-to", "v1.2.9", "--rollback-target", "db")
     result.stderr.fnmatch_lines(["*--rollback-target 'db': no such target*known: api, web*"])
+    result = run(pytester, "--rollback-gate", "verify")
+    result.stderr.fnmatch_lines(
+        ["*several targets are configured (api, web); the verify gate asks one which version is deployed*"]
+    )
 
 
 @pytest.mark.parametrize(
