@@ -187,7 +187,8 @@ def expect_from_platform(run: HarnessRun) -> None:
 
 def _with_expectation(run: HarnessRun, result: CheckResult) -> CheckResult:
     """The version check's result, saying what it was compared with and where that came from."""
-    measured = {**result.measured, "expected_from": run.expect_source}
+    source = run.expect_source if run.mode == MODE_GATE_VERIFY else "the rollback's target (--rollback-to)"
+    measured = {**result.measured, "expected_from": source}
     if run.expect_problem is not None and result.passed:
         summary = f"{result.summary}, but there is nothing to compare it with: {run.expect_problem}"
         measured["expected_from"] = None
