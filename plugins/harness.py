@@ -1,7 +1,8 @@
 """The pytest11 entry point: options, markers, collection and phase ordering.
 
-Inert unless ``--rollback-to`` or ``--gate`` is given, so installing the harness changes nothing
-for ordinary test runs. Evidence, the HTML report and exit codes live in plugins/report.py.
+Inert unless ``--rollback-to`` or ``--rollback-gate`` is given, so installing the harness changes
+nothing for ordinary test runs (gate-marked tests are skipped there, saying why). Evidence, the
+HTML report and exit codes live in plugins/report.py.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -24,6 +26,7 @@ from rollback_harness.plugins.fixtures import (  # noqa: F401  (fixtures are fou
     rollback_outcome,
 )
 from rollback_harness.plugins.items import GATE_PROPERTY, RunbookFile, remember_selected
+from rollback_harness.plugins.progress import ProgressRelay, WorkerProgress
 from rollback_harness.plugins.state import (
     MODE_GATE_PREFLIGHT,
     MODE_GATE_VERIFY,
@@ -31,10 +34,18 @@ from rollback_harness.plugins.state import (
     PHASE_ORDER,
     RUN_KEY,
     UNGATED_ORDER,
-    XDIST_GROUP,
     HarnessRun,
     new_run_id,
 )
+
+if TYPE_CHECKING:
+    from rollback_harness.rollback.config import HarnessConfig, TargetSpec
+
+
+# Settings a team writes once go in the ini file; the command line wins over them.
+INI_CONFIG = "rollback_config"
+INI_REPORT_DIR = "rollback_report_dir"
+INI_TARGET = "rollback_target"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,13 +60,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--rollback-config",
         dest="rollback_config",
         metavar="PATH",
-        help="Harness config file (default: rollback.toml in the rootdir, else [tool.rollback] in pyproject.toml)",
+        help="Harness config file (default: ini rollback_config, else rollback.toml or [tool.rollback] in "
+        "pyproject.toml in the current folder or a parent up to the rootdir)",
     )
     group.addoption(
         "--rollback-target",
         dest="rollback_target",
         metavar="NAME",
-        help="Target to act on when the config names several",
+        help="Target to act on when the config names several (default: ini rollback_target)",
     )
     group.addoption(
         "--rollback-dry-run",
@@ -69,24 +81,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="Proceed without the confirmation prompt (needed without a TTY)",
     )
+    # The short spellings came first; they stay as aliases.
     group.addoption(
+        "--rollback-gate",
         "--gate",
         dest="rollback_gate",
         choices=("preflight", "verify"),
         help="Run one gate only, without a rollback: 'preflight' (needs --rollback-to) or 'verify'",
     )
     group.addoption(
+        "--rollback-expect-version",
         "--expect-version",
         dest="rollback_expect_version",
         metavar="VERSION",
-        help="Version the verify gate expects the service to answer",
+        help="Version the verify gate expects (default: the version the target's platform says is live)",
     )
     group.addoption(
+        "--rollback-report-dir",
         "--report-dir",
         dest="rollback_report_dir",
         metavar="DIR",
-        help="Where each run's report folder is written (default: reports/ in the rootdir)",
+        help="Where each run's report folder is written (default: ini rollback_report_dir, else reports/ "
+        "in the rootdir)",
     )
+    parser.addini(INI_CONFIG, "Harness config file, relative to the ini file (--rollback-config wins)")
+    parser.addini(
+        INI_REPORT_DIR, "Where run folders are written, relative to the ini file (--rollback-report-dir wins)"
+    )
+    parser.addini(INI_TARGET, "Target to act on when the config names several (--rollback-target wins)")
 
 
 def _check_version_option(value: str | None) -> None:
@@ -102,32 +124,90 @@ def _check_version_option(value: str | None) -> None:
 
 
 def _mode(config: pytest.Config) -> str | None:
+    """The kind of run the options ask for; a usage error for options that would do nothing."""
     option = config.option
     gate = option.rollback_gate
     _check_version_option(option.rollback_to)
+    given = {
+        "--rollback-dry-run": option.rollback_dry_run,
+        "--rollback-yes": option.rollback_yes,
+        "--rollback-expect-version": option.rollback_expect_version,
+    }
     if gate == "verify":
         if option.rollback_to:
-            raise pytest.UsageError("--gate verify runs no rollback: drop --rollback-to, or drop --gate")
-        if option.rollback_dry_run:
-            raise pytest.UsageError("--rollback-dry-run applies to a rollback; --gate verify changes nothing anyway")
+            raise pytest.UsageError("--rollback-gate verify runs no rollback: drop --rollback-to, or drop the gate")
+        _refuse(
+            given,
+            ("--rollback-dry-run", "--rollback-yes"),
+            "applies to a rollback; --rollback-gate verify changes nothing",
+        )
         return MODE_GATE_VERIFY
     if gate == "preflight":
         if not option.rollback_to:
-            raise pytest.UsageError("--gate preflight needs --rollback-to VERSION: the version to check")
+            raise pytest.UsageError("--rollback-gate preflight needs --rollback-to VERSION: the version to check")
+        _refuse(
+            given,
+            ("--rollback-dry-run", "--rollback-yes", "--rollback-expect-version"),
+            "does nothing in --rollback-gate preflight, which only checks and changes nothing",
+        )
         return MODE_GATE_PREFLIGHT
     if option.rollback_to:
+        if option.rollback_dry_run and option.rollback_yes:
+            raise pytest.UsageError(
+                "--rollback-yes answers the confirmation prompt, which --rollback-dry-run never asks: drop one of them"
+            )
         if option.rollback_expect_version:
             raise pytest.UsageError(
-                "--expect-version is for --gate verify; after --rollback-to the verify gate expects the target"
+                "--rollback-expect-version is for --rollback-gate verify; after --rollback-to the verify gate "
+                "expects the target"
             )
         return MODE_ROLLBACK
-    for flag, value in (
-        ("--rollback-dry-run", option.rollback_dry_run),
-        ("--expect-version", option.rollback_expect_version),
-    ):
+    ini_names = {
+        "--rollback-target": INI_TARGET,
+        "--rollback-config": INI_CONFIG,
+        "--rollback-report-dir": INI_REPORT_DIR,
+    }
+    # The ini options share their names with these options' dests.
+    given.update({flag: getattr(option, name) for flag, name in ini_names.items()})
+    for flag, value in given.items():
         if value:
-            raise pytest.UsageError(f"{flag} needs --rollback-to VERSION or --gate verify")
+            hint = f"; a default kept in the ini file goes in its {ini_names[flag]} option" if flag in ini_names else ""
+            raise pytest.UsageError(f"{flag} needs --rollback-to VERSION or --rollback-gate verify{hint}")
     return None
+
+
+def _refuse(given: dict[str, object], flags: tuple[str, ...], why: str) -> None:
+    for flag in flags:
+        if given[flag]:
+            raise pytest.UsageError(f"{flag} {why}: drop {flag}")
+
+
+def _ini_path(config: pytest.Config, name: str) -> Path | None:
+    """An ini option's path, relative to the ini file's folder."""
+    value = str(config.getini(name) or "").strip()
+    if not value:
+        return None
+    base = config.inipath.parent if config.inipath is not None else config.rootpath
+    return base / Path(value).expanduser()
+
+
+def _config_path(config: pytest.Config) -> Path:
+    """--rollback-config, else the ini option, else the first config found from here up to the rootdir."""
+    from rollback_harness.rollback.config import find_config_path
+    from rollback_harness.rollback.errors import ConfigError
+
+    explicit = config.option.rollback_config
+    if not explicit:
+        ini = _ini_path(config, INI_CONFIG)
+        if ini is not None:
+            if not ini.is_file():
+                raise ConfigError(f"{INI_CONFIG} = {ini} (in {config.inipath}): no such file")
+            return ini.resolve()
+    here, root = config.invocation_params.dir, config.rootpath
+    folders = [here]
+    if here.is_relative_to(root):
+        folders += [parent for parent in here.parents if parent.is_relative_to(root)]
+    return find_config_path(explicit, *folders, root)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -141,45 +221,37 @@ def pytest_configure(config: pytest.Config) -> None:
     mode = _mode(config)
     if mode is None:
         return
-    from rollback_harness.rollback.config import find_config_path, load_config
+    if getattr(config.option, "dist", "no") == "each":
+        raise pytest.UsageError("--dist each would run the runbook on every worker: use -n N with another --dist mode")
+    from rollback_harness.rollback.config import load_config
     from rollback_harness.rollback.errors import ConfigError
 
     try:
-        path = find_config_path(config.option.rollback_config, config.invocation_params.dir, config.rootpath)
-        harness_config = load_config(path)
-        target_spec = None
-        if mode != MODE_GATE_VERIFY:
-            target_spec = harness_config.target(config.option.rollback_target)
+        harness_config = load_config(_config_path(config))
+        target_spec = _target_spec(config, harness_config, mode)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
 
     worker = getattr(config, "workerinput", None)
     if worker is not None:
         run_id, run_dir = worker["rollback_run_id"], Path(worker["rollback_run_dir"])
-        if worker.get("rollback_loadgroup"):
-            # Workers parse the original command line, not the controller's options: this is
-            # how xdist's worker side learns that the controller schedules by group.
-            config.option.loadgroup = True
-            config.pluginmanager.register(XdistGroupNames(), "rollback-xdist-group-names")
     else:
         run_id = new_run_id()
-        report_dir = config.option.rollback_report_dir
-        base = Path(report_dir).expanduser().resolve() if report_dir else config.rootpath / "reports"
+        base, source = _report_base(config)
         run_dir = base / run_id
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise pytest.UsageError(
-            f"--report-dir: cannot create {run_dir}: {_os_reason(exc)}; nothing was changed. "
-            "Pass --report-dir DIR with a folder this user can write"
-        ) from None
-    if worker is None:
+        try:
+            run_dir.mkdir(parents=True)
+        except OSError as exc:
+            raise pytest.UsageError(
+                f"{source}: cannot create {run_dir}: {_os_reason(exc)}; nothing was changed. "
+                "Pass --rollback-report-dir DIR with a folder this user can write"
+            ) from None
         problem = _write_test(run_dir)
         if problem is not None:
             _remove_empty(run_dir)
             raise pytest.UsageError(
-                f"--report-dir: cannot write in {run_dir}: {problem}; nothing was changed. "
-                "Free space there or pass --report-dir DIR"
+                f"{source}: cannot write in {run_dir}: {problem}; nothing was changed. "
+                "Free space there or pass --rollback-report-dir DIR"
             )
 
     run = HarnessRun(
@@ -194,7 +266,13 @@ def pytest_configure(config: pytest.Config) -> None:
         run_dir=run_dir,
         is_worker=worker is not None,
     )
-    run.progress = _progress_writer(config, run.redactor.text)
+    if worker is not None:
+        # The controller shows it (plugins/progress.py): a worker's terminal goes nowhere.
+        progress = WorkerProgress(run_dir, worker["workerid"], run.redactor.text)
+        config.pluginmanager.register(progress, "rollback-worker-progress")
+        run.progress = progress.write
+    else:
+        run.progress = _progress_writer(config, run.redactor.text)
     config.stash[RUN_KEY] = run
     _handle_sigterm(config, run)
 
@@ -209,14 +287,37 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is None and hasattr(config.option, "xmlpath") and not config.option.xmlpath:
         # JUnit XML for CI systems that read test results, beside the other evidence.
         config.option.xmlpath = str(run_dir / "junit.xml")
-    if getattr(config.option, "dist", "no") not in ("no", "loadgroup"):
-        # The runbook is a sequence, and a phase's checks run together: every gate goes to one
-        # worker, in order. Other tests still spread over the workers.
-        config.option.dist = "loadgroup"
 
     from rollback_harness.plugins.report import EvidenceReporter
 
     config.pluginmanager.register(EvidenceReporter(run, config), "rollback-evidence")
+
+
+def _target_spec(config: pytest.Config, harness_config: HarnessConfig, mode: str) -> TargetSpec | None:
+    """The target, picked as a rollback picks it; a verify gate told what to expect may have none."""
+    name = config.option.rollback_target or str(config.getini(INI_TARGET) or "").strip() or None
+    if mode == MODE_GATE_VERIFY and name is None and len(harness_config.targets) != 1:
+        if config.option.rollback_expect_version:
+            return None
+        from rollback_harness.rollback.errors import ConfigError
+
+        raise ConfigError(
+            f"{harness_config.path}: several targets are configured ({', '.join(sorted(harness_config.targets))}); "
+            "the verify gate asks one which version is deployed: choose it with --rollback-target NAME, or pass "
+            "--rollback-expect-version VERSION"
+        )
+    return harness_config.target(name)
+
+
+def _report_base(config: pytest.Config) -> tuple[Path, str]:
+    """--rollback-report-dir, else the ini option, else reports/ in the rootdir; and which it was."""
+    report_dir = config.option.rollback_report_dir
+    if report_dir:
+        return Path(report_dir).expanduser().resolve(), "--rollback-report-dir"
+    ini = _ini_path(config, INI_REPORT_DIR)
+    if ini is not None:
+        return ini.resolve(), f"{INI_REPORT_DIR} (in {config.inipath})"
+    return config.rootpath / "reports", "the report folder"
 
 
 def _progress_writer(config: pytest.Config, redact: Callable[[str], str]) -> Callable[[str], None]:
@@ -230,9 +331,9 @@ def _progress_writer(config: pytest.Config, redact: Callable[[str], str]) -> Cal
         line = f"[rollback] {redact(message)}"
         if capture is not None:
             with capture.global_and_fixture_disabled():
-                reporter.write_line(line)
+                _own_line(config, reporter, line)
         else:
-            reporter.write_line(line)
+            _own_line(config, reporter, line)
 
     return write
 
@@ -295,16 +396,54 @@ def _handle_sigterm(config: pytest.Config, run: HarnessRun) -> None:
     config.add_cleanup(restore)
 
 
+def _own_line(config: pytest.Config, reporter: pytest.TerminalReporter, line: str) -> None:
+    """A line of its own: never glued onto the progress dots of -q, nor cut into a file's dots."""
+    reporter.ensure_newline()
+    writer = config.get_terminal_writer()
+    if writer.width_of_current_line:
+        writer.line()
+    writer.line(line)
+
+
+RELAY_KEY = pytest.StashKey[ProgressRelay]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under xdist the controller shows the progress the runbook's worker writes."""
+    config = session.config
+    run = config.stash.get(RUN_KEY, None)
+    if run is None or run.is_worker or not config.pluginmanager.has_plugin("dsession"):
+        return
+    relay = ProgressRelay(run.run_dir, run.progress)
+    config.stash[RELAY_KEY] = relay
+    config.pluginmanager.register(relay, "rollback-progress-relay")
+    relay.start()
+
+
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
     """The process that ran the runbook lets go of the target's lock, after every writer,
-    whether they succeeded or not."""
+    whether they succeeded or not; the controller stops relaying the workers' progress."""
     try:
         return (yield)
     finally:
         run = session.config.stash.get(RUN_KEY, None)
         if run is not None and run.runbook is not None:
             run.runbook.close()
+        relay = session.config.stash.get(RELAY_KEY, None)
+        if relay is not None:
+            relay.stop()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """xdist: the runbook's gates on one worker, in order; see plugins/scheduling.py."""
+    run = config.stash.get(RUN_KEY, None)
+    if run is None:
+        return None
+    from rollback_harness.plugins.scheduling import RunbookScheduling
+
+    return RunbookScheduling(config, log, run.run_dir)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -314,17 +453,28 @@ def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
     if run is not None:
         node.workerinput["rollback_run_id"] = run.run_id
         node.workerinput["rollback_run_dir"] = str(run.run_dir)
-        node.workerinput["rollback_loadgroup"] = node.config.option.dist == "loadgroup"
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> RunbookFile | None:
+    """The config file named on the command line (``pytest rollback.toml::verify-version``)."""
+    run = parent.config.stash.get(RUN_KEY, None)
+    if run is not None and file_path == run.config.path and parent.session.isinitpath(file_path):
+        runbook: RunbookFile = RunbookFile.from_parent(parent, path=file_path)
+        return runbook
+    return None
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_make_collect_report(
     collector: pytest.Collector,
 ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """The runbook joins every run, first; named on the command line, it is collected from there."""
     report = yield
     if isinstance(collector, pytest.Session) and RUN_KEY in collector.config.stash:
         run = collector.config.stash[RUN_KEY]
         path = run.config.path
+        if collector.isinitpath(path):
+            return report  # pytest_collect_file makes it where the argument points
         # Named by its path from the rootdir; a config outside it by its file name alone.
         nodeid = (
             path.relative_to(collector.config.rootpath).as_posix()
@@ -339,6 +489,7 @@ def pytest_make_collect_report(
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     if RUN_KEY not in config.stash:
+        _skip_gates(items)
         return
     run = config.stash[RUN_KEY]
     deselected = []
@@ -350,10 +501,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             continue
         if phase is not None:
             item.user_properties.append((GATE_PROPERTY, phase))
-            if config.pluginmanager.has_plugin("xdist"):
-                # With --dist loadgroup (set in pytest_configure) every gate goes to one
-                # worker, in this order. (On a worker, config.option.dist already reads "no".)
-                item.add_marker(pytest.mark.xdist_group(XDIST_GROUP))
         kept.append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
@@ -362,19 +509,42 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     items[:] = kept
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if RUN_KEY in session.config.stash:
-        run = session.config.stash[RUN_KEY]
-        remember_selected(session.items, run)
-        # Under xdist the controller has no items and workers cannot refuse: the exit code does it.
-        in_process = not run.is_worker and getattr(session.config.option, "dist", "no") == "no"
-        if run.rolls_back and not run.dry_run and in_process:
-            if not any(_item_phase(item) == "verify" for item in session.items):
-                # Refused before anything changes: a rollback nobody verifies is never a success.
-                raise pytest.UsageError(
-                    "-k/-m deselected every verify gate: a rollback must be verified, nothing was changed; "
-                    "keep at least verify-version selected, or use --rollback-dry-run / --gate preflight"
-                )
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is None:
+        return
+    remember_selected(session.items, run)
+    worker = getattr(session.config, "workerinput", None)
+    if worker is not None:
+        from rollback_harness.plugins.scheduling import write_gate_ids
+
+        # Before xdist sends this worker's collection (tryfirst): the controller's scheduler reads it.
+        gates = [item.nodeid for item in session.items if _item_phase(item) is not None]
+        write_gate_ids(run.run_dir, worker["workerid"], gates)
+    # Under xdist the controller has no items and workers cannot refuse: the exit code does it.
+    in_process = worker is None and getattr(session.config.option, "dist", "no") == "no"
+    if run.rolls_back and not run.dry_run and in_process:
+        if not any(_item_phase(item) == "verify" for item in session.items):
+            # Refused before anything changes: a rollback nobody verifies is never a success.
+            raise pytest.UsageError(
+                "-k/-m deselected every verify gate: a rollback must be verified, nothing was changed; "
+                "keep at least verify-version selected, or use --rollback-dry-run / --rollback-gate preflight"
+            )
+
+
+def _skip_gates(items: list[pytest.Item]) -> None:
+    """An ordinary run (no harness options): a gate has nothing to guard, so it is skipped, saying why.
+
+    A skip mark, not a skip in a fixture: the session fixtures a gate uses would fail first.
+    """
+    for item in items:
+        phase = _item_phase(item)
+        if phase is not None:
+            reason = (
+                f"gate({phase!r}) runs in a harness run only: pytest --rollback-to VERSION, or --rollback-gate verify"
+            )
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def _item_phase(item: pytest.Item) -> str | None:
@@ -385,30 +555,3 @@ def _item_phase(item: pytest.Item) -> str | None:
         return gate_phase(*marker.args, **marker.kwargs)
     except (TypeError, ValueError) as exc:
         raise pytest.UsageError(f"{item.nodeid}: bad @pytest.mark.gate: {exc}") from None
-
-
-class XdistGroupNames:
-    """Makes ``--dist loadgroup`` group the runbook's gates under pytest >= 9.2.
-
-    xdist's worker appends ``@group`` to node ids by assigning ``item._nodeid``; pytest 9.2
-    keeps node ids in ``item._id`` instead, so the suffix silently never appears and the
-    controller spreads the gates over all workers. This runs after xdist's own hook and adds
-    the suffix where it is missing, for any pytest version.
-    """
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        for item in items:
-            marker = item.get_closest_marker("xdist_group")
-            if marker is None:
-                continue
-            suffix = "@" + str(marker.args[0] if marker.args else marker.kwargs.get("name", "default"))
-            if item.nodeid.endswith(suffix):
-                continue  # xdist managed it (pytest < 9.2)
-            renamed = item.nodeid + suffix
-            if hasattr(item, "_id"):
-                from _pytest.nodeid import coerce_node_id
-
-                item._id = coerce_node_id(renamed)
-            else:
-                item._nodeid = renamed  # type: ignore[attr-defined]

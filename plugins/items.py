@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rollback_harness.plugins.state import RUN_KEY, HarnessRun
+from rollback_harness.plugins.state import MODE_GATE_VERIFY, RUN_KEY, HarnessRun
 from rollback_harness.rollback.results import CheckResult
 
 CHECK_PROPERTY = "rollback_check"
@@ -128,7 +128,11 @@ def _run_preflight(request: pytest.FixtureRequest) -> None:
 
 
 def _run_baseline(request: pytest.FixtureRequest) -> None:
-    """Evidence of the live version before the rollback: recorded, never blocking."""
+    """Evidence of the live version before the rollback: recorded, never blocking.
+
+    A failed or inconclusive measurement is an expected failure, not a pass: every report
+    (terminal, JUnit XML, HTML) shows it as such, and the exit code is not touched.
+    """
     from rollback_harness.plugins.fixtures import runbook_for
 
     lock = runbook_for(request.config.stash[RUN_KEY]).preflight()["target-lock"]
@@ -136,12 +140,64 @@ def _run_baseline(request: pytest.FixtureRequest) -> None:
         pytest.skip(f"not measured: {lock.message}")
     result = _phase_result(request, "baseline")
     _record(request, result.to_dict())
+    if not result.passed:
+        pytest.xfail(f"baseline measured: {result.status}: {result.summary}")
 
 
 def _run_verify(request: pytest.FixtureRequest, rollback_outcome: object) -> None:
+    run = request.config.stash[RUN_KEY]
+    if run.mode == MODE_GATE_VERIFY:
+        expect_from_platform(run)
     result = _phase_result(request, "verify")
+    if request.node.stash[SPEC_KEY] == "version":
+        result = _with_expectation(run, result)
     _record(request, result.to_dict())
     if result.status == "inconclusive":
         pytest.fail(f"inconclusive (not passed): {result.summary}", pytrace=False)
     if not result.passed:
         pytest.fail(result.summary, pytrace=False)
+
+
+def expect_from_platform(run: HarnessRun) -> None:
+    """A verify gate without ``--rollback-expect-version`` expects what the platform says is live.
+
+    Read once, in the process that runs the gates, before the phase's checks start.
+    """
+    if run.expect_source is not None or run.expect_problem is not None:
+        return
+    if run.expect_version is not None:
+        run.expect_source = "--rollback-expect-version"
+        return
+    spec = run.target_spec
+    if spec is None:
+        run.expect_problem = "no target chosen to ask (several are configured): pass --rollback-target NAME"
+        return
+    from rollback_harness.plugins import probes
+    from rollback_harness.rollback.errors import HarnessError
+    from rollback_harness.rollback.targets import create_target
+    from rollback_harness.rollback.targets.base import TargetContext
+
+    context = TargetContext(
+        name=run.config.settings.service.name,
+        base_dir=run.config.base_dir,
+        progress=run.progress,
+        service_version=lambda: probes.service_version(run),
+    )
+    where = f"target {spec.name} ({spec.kind})"
+    try:
+        run.platform_version = create_target(spec, context).live_version()
+    except HarnessError as exc:
+        run.expect_problem = f"{where} cannot say which version is deployed: {exc}"
+        return
+    run.expect_source = f"{where}: the version the platform says is deployed"
+
+
+def _with_expectation(run: HarnessRun, result: CheckResult) -> CheckResult:
+    """The version check's result, saying what it was compared with and where that came from."""
+    source = run.expect_source if run.mode == MODE_GATE_VERIFY else "the rollback's target (--rollback-to)"
+    measured = {**result.measured, "expected_from": source}
+    if run.expect_problem is not None and result.passed:
+        summary = f"{result.summary}, but there is nothing to compare it with: {run.expect_problem}"
+        measured["expected_from"] = None
+        return CheckResult(result.name, "inconclusive", summary, measured)
+    return CheckResult(result.name, result.status, result.summary, measured)

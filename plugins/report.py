@@ -166,15 +166,18 @@ class EvidenceReporter:
             entry["outcome"] = "failed" if report.when == "call" else "error"
             entry["message"] = _message(report)
         elif report.skipped and entry["outcome"] == "passed":
-            entry["outcome"] = "skipped"
-            entry["message"] = _message(report)
+            # A baseline check that measured a failure is an expected failure, never a pass.
+            xfailed = hasattr(report, "wasxfail")
+            entry["outcome"] = "xfailed" if xfailed else "skipped"
+            entry["message"] = self.redactor.text(report.wasxfail) if xfailed else _message(report)
 
     # -- the controller ---------------------------------------------------------------------
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         run = self.run
         what = {
-            MODE_GATE_VERIFY: f"verify gate{f', expecting {run.expect_version}' if run.expect_version else ''}",
+            MODE_GATE_VERIFY: "verify gate, expecting "
+            + (run.expect_version or "the version the target's platform says is deployed"),
             MODE_GATE_PREFLIGHT: f"preflight gate for a rollback to {run.requested}",
         }.get(run.mode, f"rollback to {run.requested}{' (dry run)' if run.dry_run else ''}")
         target = f", target {run.target_spec.name} ({run.target_spec.kind})" if run.target_spec else ""
@@ -677,11 +680,17 @@ class EvidenceReporter:
         if self.run.is_worker:
             return
         write = terminalreporter.write_line
+        code = self.exit_code if self.exit_code is not None else exitstatus
+        # As pytest does: -q shortens the section to its verdict and where the evidence is, -qq to one line.
+        verbosity = config.get_verbosity()
+        if verbosity <= -2:
+            write(self.redactor.text(f"rollback: {self.headline()} (exit code {code})"))
+            return
         terminalreporter.write_sep("=", "rollback")
         write(self.redactor.text(self.headline()))
         if self.exit_code == pytest.ExitCode.USAGE_ERROR:
             return
-        comparisons = self.comparisons()
+        comparisons = self.comparisons() if verbosity >= 0 else []
         if comparisons:
             width = max(len(c["check"]) for c in comparisons) + 2
             # Two columns when the terminal is wide enough to show them whole, else stacked.
@@ -700,7 +709,6 @@ class EvidenceReporter:
                     )
         for relaxed in self.relaxed_safety():
             write(self.redactor.text(f"relaxed safety: {relaxed['setting']}: {relaxed['effect']}"))
-        code = self.exit_code if self.exit_code is not None else exitstatus
         write(f"exit code {code}: {exit_codes.MEANINGS.get(code, 'see pytest exit codes')}")
         for failure in self.write_failures:
             write(self.redactor.text(f"not written: {failure}"))

@@ -23,7 +23,7 @@ MODE_GATE_PREFLIGHT = "gate-preflight"
 MODE_GATE_VERIFY = "gate-verify"
 
 PHASES = ("preflight", "baseline", "verify")
-# Under xdist every gate carries this group, so that --dist loadgroup keeps them on one worker.
+# Once the xdist_group the gates carried; report.py still strips it from node ids.
 XDIST_GROUP = "rollback-runbook"
 # Items sort by phase; tests with no gate run after the gates, in their own order.
 PHASE_ORDER = {"preflight": 0, "baseline": 1, "verify": 2}
@@ -56,6 +56,11 @@ class HarnessRun:
     progress: Callable[[str], None] = lambda message: None
     # Filled on the process that runs the items.
     preflight_failures: list[str] = field(default_factory=list)
+    # A verify gate without --rollback-expect-version: what the platform says is deployed (read
+    # where the gates run), where the expectation came from, or why there is none.
+    platform_version: str | None = None
+    expect_source: str | None = None
+    expect_problem: str | None = None
     started: float = field(default_factory=time.time)
     # "SIGTERM" when a signal other than Ctrl-C interrupted the run (plugins/harness.py).
     terminated_by: str | None = None
@@ -74,6 +79,11 @@ class HarnessRun:
         if self.mode == MODE_GATE_VERIFY:
             return ("verify",)
         return PHASES
+
+    @property
+    def verify_expects(self) -> str | None:
+        """The version a verify gate expects: the command line's, else the platform's."""
+        return self.expect_version or self.platform_version
 
     @property
     def rolls_back(self) -> bool:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 GOOD = """
@@ -21,7 +25,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     text = result.stdout.str() + result.stderr.str()
     assert "Traceback" not in text
-    assert not list(pytester.path.glob("reports/*/evidence.json"))
+    assert not list(pytester.path.glob("reports/*"))  # not even an empty run folder
     return result
 
 
@@ -89,19 +93,144 @@ def test_several_targets_need_a_choice(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*several targets are configured (api, web); choose one with --rollback-target NAME*"])
     result = run(pytester, "--rollback-to", "v1.2.9", "--rollback-target", "db")
     result.stderr.fnmatch_lines(["*--rollback-target 'db': no such target*known: api, web*"])
+    result = run(pytester, "--rollback-gate", "verify")
+    result.stderr.fnmatch_lines(
+        ["*several targets are configured (api, web); the verify gate asks one which version is deployed*"]
+    )
 
 
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--gate", "preflight"], "*--gate preflight needs --rollback-to VERSION*"),
-        (["--gate", "verify", "--rollback-to", "v1"], "*--gate verify runs no rollback*"),
+        (["--gate", "preflight"], "*--rollback-gate preflight needs --rollback-to VERSION*"),
+        (["--gate", "verify", "--rollback-to", "v1"], "*--rollback-gate verify runs no rollback*"),
         (["--rollback-dry-run"], "*--rollback-dry-run needs --rollback-to VERSION*"),
+        # Options that would do nothing are errors, not silently ignored.
+        (["--rollback-yes"], "*--rollback-yes needs --rollback-to VERSION or --rollback-gate verify*"),
+        (["--rollback-target", "web"], "*--rollback-target needs --rollback-to VERSION*in its rollback_target option"),
+        (["--rollback-report-dir", "out"], "*--rollback-report-dir needs --rollback-to VERSION*"),
+        (["--rollback-gate", "verify", "--rollback-target", "nope"], "*--rollback-target 'nope': no such target*web*"),
+        (["--rollback-to", "v1", "--rollback-target", "nope"], "*--rollback-target 'nope': no such target*web*"),
+        (["--rollback-gate", "verify", "--rollback-yes"], "*--rollback-yes applies to a rollback*drop --rollback-yes*"),
+        (
+            ["--rollback-gate", "preflight", "--rollback-to", "v1", "--rollback-dry-run"],
+            "*--rollback-dry-run does nothing in --rollback-gate preflight*",
+        ),
+        (["--rollback-to", "v1", "--rollback-dry-run", "--rollback-yes"], "*--rollback-yes answers the confirmation*"),
+        (["--rollback-to", "v1", "-n", "2", "--dist", "each"], "*--dist each would run the runbook on every worker*"),
+    ],
+    ids=[
+        "preflight-without-version",
+        "verify-with-rollback",
+        "dry-run-alone",
+        "yes-alone",
+        "target-alone",
+        "report-dir-alone",
+        "unknown-target-in-verify-gate",
+        "unknown-target-in-rollback",
+        "yes-in-verify-gate",
+        "dry-run-in-preflight-gate",
+        "yes-in-dry-run",
+        "dist-each",
     ],
 )
 def test_conflicting_options(pytester: pytest.Pytester, args: list[str], expected: str) -> None:
     pytester.path.joinpath("rollback.toml").write_text(GOOD)
     run(pytester, *args).stderr.fnmatch_lines([expected])
+
+
+def test_harness_options_have_one_prefix_and_the_old_spellings_still_work(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("-p", "no:cacheprovider", "--help")
+    result.stdout.fnmatch_lines(
+        [
+            "*--rollback-gate={preflight,verify}, --gate={preflight,verify}",
+            "*--rollback-expect-version=VERSION, --expect-version=VERSION",
+            "*--rollback-report-dir=DIR, --report-dir=DIR",
+            "*rollback_config (string):*",
+            "*rollback_report_dir (string):*",
+            "*rollback_target (string):*",
+        ]
+    )
+    pytester.path.joinpath("rollback.toml").write_text(GOOD)
+    for gate in ("--gate", "--rollback-gate"):
+        listed = pytester.runpytest("-p", "no:cacheprovider", gate, "verify", "--expect-version", "v1", "--co", "-q")
+        assert listed.ret == 0
+        listed.stdout.fnmatch_lines(["rollback.toml::verify-version"])
+
+
+def test_ini_options_hold_what_a_team_sets_once(pytester: pytest.Pytester) -> None:
+    pytester.path.joinpath("ops").mkdir()
+    pytester.path.joinpath("ops", "harness.toml").write_text(
+        GOOD + GOOD.split("[targets.web]")[1].join(["[targets.api]", ""])
+    )
+    pytester.makeini("[pytest]\nrollback_config = ops/harness.toml\nrollback_target = web\nrollback_report_dir = out\n")
+    args = ("-p", "no:cacheprovider", "--rollback-gate", "verify", "-k", "version")
+
+    result = pytester.runpytest(*args)
+    assert result.ret == 13  # nothing answers on port 9
+    evidence = read_only_evidence(pytester.path / "out")
+    assert evidence["config"] == str(pytester.path / "ops" / "harness.toml")
+    assert evidence["target"]["name"] == "web"
+
+    # The command line wins over the ini file.
+    result = pytester.runpytest(*args, "--rollback-target", "api", "--rollback-report-dir", "elsewhere")
+    assert result.ret == 13
+    assert read_only_evidence(pytester.path / "elsewhere")["target"]["name"] == "api"
+
+
+def read_only_evidence(folder: Path) -> dict[str, Any]:
+    runs = list(folder.glob("*/evidence.json"))
+    assert len(runs) == 1, runs
+    data: dict[str, Any] = json.loads(runs[0].read_text())
+    return data
+
+
+def test_config_is_found_from_a_subfolder(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makeini("[pytest]\n")  # the rootdir, above the service's own folder
+    service = pytester.path / "services" / "shop"
+    (service / "tests" / "smoke").mkdir(parents=True)
+    service.joinpath("rollback.toml").write_text(GOOD)
+    monkeypatch.chdir(service / "tests" / "smoke")
+
+    result = pytester.runpytest("-p", "no:cacheprovider", "--rollback-gate", "verify", "--co", "-q")
+
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["services/shop/rollback.toml::verify-version"])
+
+
+def test_listed_node_ids_can_be_run(pytester: pytest.Pytester) -> None:
+    pytester.path.joinpath("rollback.toml").write_text(GOOD + '[[endpoints]]\npath = "/api/orders"\n')
+    pytester.makepyfile("def test_plain(): pass\n")
+    args = ("-p", "no:cacheprovider", "--rollback-gate", "verify", "--rollback-expect-version", "v1")
+    listed = pytester.runpytest(*args, "--co", "-q")
+    ids = [line for line in listed.stdout.lines if line.startswith("rollback.toml::")]
+    assert "rollback.toml::verify-version" in ids and "rollback.toml::verify-endpoint[/api/orders]" in ids
+
+    result = pytester.runpytest(*args, "rollback.toml::verify-version", "rollback.toml::verify-endpoint[/api/orders]")
+
+    assert result.ret == 13  # ran, and failed: nothing answers on port 9
+    ran = [r.nodeid for r in result.reprec.getreports("pytest_runtest_logreport") if r.when == "call"]
+    assert ran == ["rollback.toml::verify-version", "rollback.toml::verify-endpoint[/api/orders]"]
+
+
+def test_gate_tests_in_an_ordinary_run_are_skipped_with_the_reason(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.gate("verify")
+        def test_orders(rollback_http, rollback_base_url):
+            pass
+
+        def test_plain():
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+
+    assert result.ret == 0
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED *gate('verify') runs in a harness run only: pytest --rollback-to VERSION*"])
 
 
 def test_bad_gate_marker(pytester: pytest.Pytester) -> None:

@@ -62,7 +62,7 @@ def test_a_full_report_disk_is_refused_before_any_change(
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
     result.stderr.fnmatch_lines(
         [
-            f"ERROR: --report-dir: cannot write in {report_mount}/*: "
+            f"ERROR: --rollback-report-dir: cannot write in {report_mount}/*: "
             "No space left on device (ENOSPC); nothing was changed*"
         ]
     )
@@ -80,7 +80,10 @@ def test_a_read_only_report_disk_is_refused_before_any_change(
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
     result.stderr.fnmatch_lines(
-        [f"ERROR: --report-dir: cannot create {report_mount}/*: Read-only file system (EROFS); nothing was changed*"]
+        [
+            f"ERROR: --rollback-report-dir: cannot create {report_mount}/*: "
+            "Read-only file system (EROFS); nothing was changed*"
+        ]
     )
     assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0
 
