@@ -370,7 +370,6 @@ def test_harness_dry_run_beside_the_project(
             "--rollback-to",
             "v1.2.9",
             "--rollback-dry-run",
-            "--rollback-yes",
         ),
         cwd=root,
     )

@@ -93,7 +93,16 @@ def test_requests_default_to_the_service_timeout(pytester: pytest.Pytester, stal
     )
     started = time.monotonic()
 
-    result = pytester.runpytest("-p", "no:cacheprovider", "--gate", "verify", "--report-dir", str(pytester.path / "r"))
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--rollback-gate",
+        "verify",
+        "--rollback-expect-version",
+        "v1.0.0",
+        "--rollback-report-dir",
+        str(pytester.path / "r"),
+    )
 
     result.assert_outcomes(passed=4)  # the version check and the three user tests
     assert result.ret == 0
