@@ -212,3 +212,16 @@ def test_a_service_that_stays_up_passes_the_settle_probe(tmp_path: Path) -> None
         "summary": "live version v1.3.0 as expected",
     }
     assert version.measured["attempts"] == 2
+
+
+def test_service_version_is_capped_by_the_time_a_readiness_wait_has_left(tmp_path: Path) -> None:
+    with FaultServer() as good:
+        assert probes.service_version(verify_run(tmp_path, good, settle="0s"), timeout=1.0) == "v1.3.0"
+    with FaultServer(mode="trickle-headers") as trickling:
+        run = verify_run(tmp_path, trickling, settle="0s")  # service.timeout is 2 s
+        started = time.monotonic()
+        assert probes.service_version(run, timeout=0.3) is None
+        took = time.monotonic() - started
+        assert probes.service_version(run, timeout=0.0) is None
+        assert trickling.hits["trickle-headers"] == 1  # no time left: nothing sent
+    assert took < 10  # "did not hang": one byte every 0.2 s would never end
