@@ -63,7 +63,7 @@ def with_settle(first: CheckResult, settle: CheckResult, seconds: float) -> Chec
     measured["settle"] = {"after_s": seconds, "status": settle.status, "summary": settle.summary}
     when = f"{seconds:g}s after the other verify checks"
     if not first.passed:
-        return CheckResult(first.name, first.status, f"{first.summary}; {when}: {settle.summary}", measured)
+        return CheckResult(first.name, first.status, first.summary, measured)  # failed already
     if not settle.passed:
         summary = f"{first.summary}, but {when}: {settle.summary}"
         return CheckResult(first.name, "failed", summary, measured)
