@@ -79,13 +79,15 @@ def samples_to_pass(q: float, confidence: float, over: int = 0) -> int:
     """
     alpha = 1 - confidence
     p0 = 1 - q / 100
-    n = max(over + 1, math.ceil(math.log(alpha) / math.log(q / 100)))
-    while binomial_at_most(over, n, p0) > alpha:
-        # Each step at least doubles the distance to go, so this takes a few dozen tail sums.
-        step = max(1, n // 8)
-        n += step
-    # Step back to the smallest n that still passes.
-    low = max(over + 1, n - max(1, n // 8))
-    while low < n and binomial_at_most(over, low, p0) > alpha:
-        low += 1
-    return low
+
+    def passes(n: int) -> bool:
+        return binomial_at_most(over, n, p0) <= alpha
+
+    low = over  # never passes: every sample would be over the bound
+    high = max(over + 1, math.ceil(math.log(alpha) / math.log(q / 100)))
+    while not passes(high):
+        low, high = high, high * 2
+    while high - low > 1:  # passes(high), not passes(low); P(X <= over) falls as n grows
+        middle = (low + high) // 2
+        low, high = (low, middle) if passes(middle) else (middle, high)
+    return high
