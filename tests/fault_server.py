@@ -17,7 +17,8 @@ A fault is chosen for every path by ``FaultServer(mode=...)``, else by the first
     /slow-tail              200 "ok", every ``tail_every``-th request after ``tail_delay`` seconds
     /deep-json              a JSON body nested 100,000 levels deep
 
-With ``tls`` (a server-side SSLContext) it speaks HTTPS. Use it as a context manager; leaving it stops every connection and joins every thread:
+With ``tls`` (a server-side SSLContext) it speaks HTTPS. Use it as a context manager; leaving it
+stops every connection and joins every thread:
 
     with FaultServer() as server:
         probe(session, server.url("/trickle-headers"), timeout=1.0)
