@@ -17,6 +17,7 @@ locals and messages could carry the environment into the artifacts).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ MAX_PARALLEL_PROBES = 16
 PROGRESS_EVERY = 5.0  # seconds between "still running" lines while an item waits
 SETTLED_CHECKS = ("version", "health")
 _MESSAGE_LIMIT = 160
+_ENV_VALUE_MIN = 6  # shorter values ("1", "true", "C") are everywhere; longer ones are telling
 
 
 def is_latency(spec: CheckSpec) -> bool:
@@ -41,13 +43,27 @@ def is_latency(spec: CheckSpec) -> bool:
 
 
 def crashed(name: str, exc: BaseException) -> CheckResult:
-    """A failed result for a check that raised: the exception's type and one short line."""
+    """A failed result for a check that raised: the exception's type and one short line.
+
+    The message is left out when it quotes the value of an environment variable: the report
+    must not become a copy of the environment (tokens live there).
+    """
     text = " ".join(str(exc).split())
     if len(text) > _MESSAGE_LIMIT:
         text = text[: _MESSAGE_LIMIT - 3] + "..."
+    if _quotes_the_environment(text):
+        text = "(message withheld: it quotes the environment)"
     kind = type(exc).__name__
     summary = f"the check failed unexpectedly: {kind}: {text}" if text else f"the check failed unexpectedly: {kind}"
     return CheckResult(name, "failed", summary, {"error": kind})
+
+
+def _quotes_the_environment(text: str) -> bool:
+    try:
+        values = list(os.environ.copy().values())
+    except (KeyError, RuntimeError):  # changed while being read: assume the worst
+        return True
+    return any(len(value) >= _ENV_VALUE_MIN and value in text for value in values)
 
 
 def run_safely(name: str, check: Callable[[], CheckResult]) -> CheckResult:
