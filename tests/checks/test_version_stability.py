@@ -70,3 +70,14 @@ def test_trickled_headers_fail_the_version_check_within_its_deadline(
     assert result.summary.endswith("timed out after 0.5s")
     # Total deadline: 3 x (0.5 + 0.01) + 0.5 s; "did not hang" bound, generous for a busy machine.
     assert time.monotonic() - started < 15
+
+
+def test_the_right_version_between_failures_is_not_enough(session: requests.Session) -> None:
+    # Version answers v1.3.0, /health-like flapping comes from a server that is stopped and gone.
+    with FaultServer() as server:
+        url = server.url("/version")
+        passed = check_version(session, url, timeout=2.0, expected="v1.3.0", consecutive=2, interval=0.01)
+    gone = check_version(session, url, timeout=2.0, expected="v1.3.0", consecutive=2, interval=0.01)
+    assert passed.status == "passed"
+    assert (gone.status, gone.summary) == ("failed", f"GET {url}: connection refused")
+    assert gone.measured["answers"] == {"connection refused": 6}

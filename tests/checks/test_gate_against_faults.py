@@ -1,0 +1,75 @@
+"""The verify gate as users run it, against a service that misbehaves (tests/fault_server.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from fault_server import FaultServer
+
+
+def gate(pytester: pytest.Pytester, server: FaultServer, expect: str, extra: str = "") -> pytest.RunResult:
+    config = pytester.path / "rollback.toml"
+    config.write_text(
+        f"""
+[service]
+name = "shop"
+base_url = "{server.base_url}"
+timeout = "1s"
+settle = "0s"
+{extra}
+
+[targets.app]
+kind = "symlink"
+releases_dir = "releases"
+current_link = "current"
+"""
+    )
+    (pytester.path / "releases").mkdir(exist_ok=True)
+    return pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        f"--rollback-config={config}",
+        f"--report-dir={pytester.path / 'reports'}",
+        "--gate",
+        "verify",
+        "--expect-version",
+        expect,
+        timeout=120,
+    )
+
+
+def evidence_tests(pytester: pytest.Pytester) -> dict[str, dict[str, object]]:
+    (evidence,) = (pytester.path / "reports").glob("*/evidence.json")
+    tests = json.loads(evidence.read_text())["tests"]
+    return {test["check"]["name"]: test["check"] for test in tests if test.get("check")}
+
+
+def test_trickled_headers_fail_the_gate_instead_of_hanging_it(pytester: pytest.Pytester) -> None:
+    with FaultServer(mode="trickle-headers") as server:
+        started = time.monotonic()
+        result = gate(pytester, server, "v1.3.0")
+        took = time.monotonic() - started
+    assert result.ret == 13, result.stdout.str()  # verify failed
+    result.stdout.fnmatch_lines(["GET http://127.0.0.1:*/version: timed out after *s"])
+    assert took < 90  # did not hang (3 answers in a row, each cut at 1 s)
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_a_fleet_answering_two_versions_fails_the_gate(pytester: pytest.Pytester) -> None:
+    with FaultServer(mode="alternating-version") as server:
+        result = gate(pytester, server, "v1.3.0", "[service.version]\ninterval = '10ms'")
+    assert result.ret == 13, result.stdout.str()
+    result.stdout.fnmatch_lines(["version not stable: needed 3 matching answers in a row*"])
+    version = evidence_tests(pytester)["version"]
+    measured = version["measured"]
+    assert isinstance(measured, dict) and measured["flaps"] == 8
+
+
+def test_a_stable_service_passes_the_gate(pytester: pytest.Pytester) -> None:
+    with FaultServer() as server:
+        result = gate(pytester, server, "v1.3.0")
+    assert result.ret == 0, result.stdout.str()
+    assert server.hits["version"] == 3
