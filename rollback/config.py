@@ -142,6 +142,9 @@ class LatencyConfig(Section):
     max_samples: int | None = Field(default=None, ge=1, le=1_000_000)
     max_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     expect_status: StatusList = [200]
+    # Verify's samples must be no slower than baseline's x (1 + tolerance) (Mann-Whitney).
+    compare_to_baseline: bool = False
+    baseline_tolerance: float = Field(default=0.1, ge=0.0, le=10.0)
 
     @field_validator("min_samples")
     @classmethod
