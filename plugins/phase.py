@@ -96,6 +96,7 @@ class PhaseChecks:
         self.phase = phase
         self.specs = list(specs)
         self._futures: dict[str, Future[CheckResult]] = {}
+        self._settled: list[str] = []
         self._started = threading.Lock()
 
     def result(self, key: str) -> CheckResult:
@@ -118,7 +119,8 @@ class PhaseChecks:
                 return future.result(timeout=PROGRESS_EVERY)
             except TimeoutError:
                 waited = time.monotonic() - started
-                self.run.progress(f"{self.phase}: still running {key} ({waited:.0f} s so far)")
+                doing = "waiting for the other checks, then probing" if key in self._settled else "still running"
+                self.run.progress(f"{self.phase}: {doing} {key} ({waited:.0f} s so far)")
 
     def _settle_seconds(self) -> float:
         if self.phase != "verify":
@@ -132,6 +134,7 @@ class PhaseChecks:
         self.run.progress(f"{self.phase}: running {count} against {self.run.config.settings.service.base_url}")
         settle = self._settle_seconds()
         settled = [spec.key for spec in quick if spec.key in SETTLED_CHECKS] if settle > 0 else []
+        self._settled = settled
         # Every item's future exists before any thread runs, so an item never misses its own.
         first: dict[str, Future[CheckResult]] = {spec.key: Future() for spec in self.specs}
         for key, future in first.items():
