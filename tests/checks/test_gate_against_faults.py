@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from fault_server import FaultServer
@@ -72,3 +76,38 @@ def test_a_stable_service_passes_the_gate(pytester: pytest.Pytester) -> None:
         result = gate(pytester, server, "v1.3.0")
     assert result.ret == 0, result.stdout.str()
     assert server.hits["version"] == 3
+
+
+def test_ctrl_c_during_a_stalled_probe_exits_promptly(tmp_path: Path) -> None:
+    with FaultServer(mode="stall-before-headers") as server:
+        config = tmp_path / "rollback.toml"
+        config.write_text(
+            f"""
+[service]
+name = "shop"
+base_url = "{server.base_url}"
+timeout = "10m"
+
+[targets.app]
+kind = "symlink"
+releases_dir = "releases"
+current_link = "current"
+"""
+        )
+        command = [
+            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rollback-config={config}",
+            f"--report-dir={tmp_path / 'reports'}", "--gate", "verify", "--expect-version", "v1.3.0",
+        ]  # fmt: skip
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while server.hits["stall-before-headers"] < 1:
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "the version probe never reached the server"
+                time.sleep(0.05)
+            process.send_signal(signal.SIGINT)
+            output, _ = process.communicate(timeout=30)  # a joined probe thread would wait 10 minutes
+        finally:
+            process.kill()
+    assert process.returncode == 2, output  # pytest's "interrupted"
+    assert "KeyboardInterrupt" in output
