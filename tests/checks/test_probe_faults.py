@@ -139,3 +139,14 @@ def test_a_tls_handshake_that_never_completes_times_out(faults: FaultServer) -> 
         seen = probe(session, faults.url("/ok").replace("http://", "https://"), timeout=0.5)
     assert seen.error == "timed out after 0.5s"
     assert time.monotonic() - started < DID_NOT_HANG
+
+
+def test_many_probes_with_long_timeouts_do_not_pile_up_in_the_watchdog(faults: FaultServer) -> None:
+    from rollback_harness.checks import _deadline
+
+    with make_session() as session:
+        for _ in range(5000):
+            watch = _deadline.start(time.monotonic() + 3600)
+            _deadline.stop(watch)
+        assert probe(session, faults.url("/ok"), timeout=3600).body == "ok"
+    assert len(_deadline._WATCHDOG._heap) <= 2100  # purged at 2048, not 5000 and growing
