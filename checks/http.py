@@ -338,6 +338,9 @@ def _url_reason(chain: list[BaseException], timeout: float) -> str | None:
     for exc in chain:
         if isinstance(exc, invalid):
             return f"invalid URL: {_one_line(exc)}"
+    for exc in chain:
+        if type(exc) is ValueError and "URL" in str(exc):  # urlsplit: "Invalid IPv6 URL"
+            return f"invalid URL: {_one_line(exc)}"
     return None
 
 

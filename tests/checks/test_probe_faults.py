@@ -150,3 +150,9 @@ def test_many_probes_with_long_timeouts_do_not_pile_up_in_the_watchdog(faults: F
             _deadline.stop(watch)
         assert probe(session, faults.url("/ok"), timeout=3600).body == "ok"
     assert len(_deadline._WATCHDOG._heap) <= 2100  # purged at 2048, not 5000 and growing
+
+
+def test_an_unparseable_url_is_a_failure_not_an_exception() -> None:
+    with make_session() as session:
+        seen = probe(session, "http://[::1/version", timeout=1.0)
+    assert seen.error == "invalid URL: Invalid IPv6 URL"
