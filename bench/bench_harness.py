@@ -138,6 +138,8 @@ def bench_phase(rounds: int, workdir: Path) -> None:
     data = tomllib.loads(layout.config_path.read_text())
     data["endpoints"] = [{"path": path} for path in paths]
     data["latency"], data["health"] = [], {"path": "/health", "consecutive": 1}
+    # Like for like with the bare loop: one version answer, no settle wait before re-probing.
+    data["service"].update(settle=0, version={"path": "/version", "consecutive": 1})
     layout.config_path.write_text(tomli_w.dumps(data))
     deployment.start(layout)
     try:

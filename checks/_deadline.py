@@ -27,6 +27,7 @@ class Watch:
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
+        self.finished = False
         self._lock = threading.Lock()
         self._connection: HTTPConnection | None = None
         self._expired = False
@@ -60,6 +61,7 @@ class Watch:
         """The probe is over: the connection may serve the next one, never cut by this watch."""
         with self._lock:
             self._finished = True
+            self.finished = True
             self._connection = None
 
 
@@ -74,6 +76,9 @@ def _cut(connection: HTTPConnection) -> None:
         pass  # already closed or never connected: nothing is blocked on it
 
 
+_PURGE_AT = 1024
+
+
 class _Watchdog:
     """One daemon thread that expires watches when their deadlines pass."""
 
@@ -82,10 +87,17 @@ class _Watchdog:
         self._order = itertools.count()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._purged_size = _PURGE_AT
 
     def watch(self, deadline: float) -> Watch:
         watch = Watch(deadline)
         with self._changed:
+            if len(self._heap) >= _PURGE_AT and len(self._heap) >= self._purged_size * 2:
+                # Finished probes wait in the heap until their deadline; with long timeouts and
+                # many samples that is a lot of them: drop them now and then.
+                self._heap = [entry for entry in self._heap if not entry[2].finished]
+                heapq.heapify(self._heap)
+                self._purged_size = max(len(self._heap), _PURGE_AT)
             heapq.heappush(self._heap, (deadline, next(self._order), watch))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="probe-watchdog", daemon=True)

@@ -67,7 +67,7 @@ def check_health(
     start = time.monotonic()
     tally = _Tally()
     while True:
-        seen = probe(session, url, timeout=timeout)
+        seen = probe(session, url, timeout=timeout, deadline=start + budget)
         tally.record(seen, _problem(seen, expect_status))
         if tally.streak >= consecutive:
             break

@@ -72,8 +72,10 @@ class ProxyEnvironment:
         env = os.environ if environ is None else environ
 
         def variable(name: str) -> str | None:
-            # Lower case first, as curl and urllib do; a value set to "" counts as unset.
-            return env.get(name.lower()) or env.get(name.upper()) or None
+            # Lower case first, as curl and urllib do; a value set to "" counts as unset. Under
+            # CGI, HTTP_PROXY may come from a request's "Proxy:" header (httpoxy): not trusted.
+            upper = None if name == "http_proxy" and env.get("REQUEST_METHOD") else env.get(name.upper())
+            return env.get(name.lower()) or upper or None
 
         proxies = {scheme: value for scheme in _PROXY_SCHEMES if (value := variable(f"{scheme}_proxy"))}
         no_proxy = tuple(entry.strip() for entry in (variable("no_proxy") or "").split(",") if entry.strip())
@@ -335,6 +337,9 @@ def _url_reason(chain: list[BaseException], timeout: float) -> str | None:
     )
     for exc in chain:
         if isinstance(exc, invalid):
+            return f"invalid URL: {_one_line(exc)}"
+    for exc in chain:
+        if type(exc) is ValueError and "URL" in str(exc):  # urlsplit: "Invalid IPv6 URL"
             return f"invalid URL: {_one_line(exc)}"
     return None
 

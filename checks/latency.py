@@ -15,7 +15,7 @@ import requests
 from rollback_harness.checks._common import format_ms, to_ms
 from rollback_harness.checks.http import Probe, ProxyEnvironment, make_session, probe, url_path
 from rollback_harness.rollback.results import CheckResult
-from rollback_harness.rollback.sampling import Verdict, judge_bound, samples_to_pass
+from rollback_harness.rollback.sampling import Verdict, judge_bound, mann_whitney_worse, samples_to_pass
 
 PERCENTILES = (50, 95, 99)
 
@@ -61,6 +61,9 @@ def check_latency(
     expect_status: Sequence[int] = (200,),
     confidence: float = 0.95,
     max_samples: int | None = None,
+    baseline: Sequence[float] | None = None,
+    baseline_tolerance: float = 0.1,
+    samples_out: list[float] | None = None,
     name: str | None = None,
 ) -> CheckResult:
     """Send ``samples`` requests, ``concurrency`` at a time, and judge latency and errors.
@@ -71,6 +74,11 @@ def check_latency(
     enough for every bound to be able to pass); still undecided then, the result is
     inconclusive, never passed. Percentiles cover successful samples only (transport ok and
     status expected); with fewer than ``min_samples`` of those the result is inconclusive.
+
+    With ``baseline`` (the successful latencies of an earlier run, in seconds), the samples must
+    also be no slower than the baseline x (1 + ``baseline_tolerance``): a one-sided Mann-Whitney
+    test at ``confidence``, as Kayenta judges a canary. ``samples_out`` receives the successful
+    latencies, to serve as a later run's baseline.
     """
     _validate(samples, concurrency, min_samples)
     budget = max_samples if max_samples is not None else default_budget(samples, thresholds, confidence)
@@ -85,6 +93,11 @@ def check_latency(
             probes += _sample(session_for_thread, url, method, round_size, concurrency, timeout)
             result = _judge(check_name, url, probes, expect_status, min_samples, thresholds, confidence)
             if result.status != "inconclusive" or result.measured["undecided"] == [] or len(probes) >= budget:
+                good = _good(probes, expect_status)
+                if samples_out is not None:
+                    samples_out.extend(good)
+                if baseline and good and result.status != "inconclusive":
+                    return _compared(result, list(baseline), good, baseline_tolerance, confidence)
                 return result
             round_size = min(budget - len(probes), max(samples, _to_decide(result, thresholds, confidence)))
 
@@ -205,6 +218,35 @@ def _judge(
         summary = "; ".join(part for part in parts if part)
         return CheckResult(name, "inconclusive", summary, measured)
     return CheckResult(name, "passed", _passed_summary(good, len(probes), errors, verdicts, confidence), measured)
+
+
+def _good(probes: list[Probe], expect_status: Sequence[int]) -> list[float]:
+    return [p.elapsed for p in probes if p.ok_transport and p.status in expect_status]
+
+
+def _compared(
+    result: CheckResult, baseline: list[float], good: list[float], tolerance: float, confidence: float
+) -> CheckResult:
+    """``result`` judged also against the baseline's samples (no worse than them, with tolerance)."""
+    comparison = mann_whitney_worse(baseline, good, tolerance=tolerance, confidence=confidence)
+    measured = dict(result.measured)
+    measured["baseline_comparison"] = {
+        "worse": comparison.worse,
+        "p_value": round(comparison.p_value, 6),
+        "tolerance": tolerance,
+        "baseline_samples": comparison.baseline_n,
+        "baseline_p50_ms": to_ms(percentile(baseline, 50)),
+        "samples": comparison.candidate_n,
+    }
+    base = (
+        f"baseline p50 {format_ms(percentile(baseline, 50))} over {len(baseline)} samples, "
+        f"{tolerance:.0%} tolerance, Mann-Whitney p={comparison.p_value:.3g}"
+    )
+    if comparison.worse:
+        finding = f"slower than the baseline at {confidence:.0%} confidence ({base})"
+        summary = finding if result.passed else f"{result.summary}; {finding}"
+        return CheckResult(result.name, "failed", summary, measured)
+    return CheckResult(result.name, result.status, f"{result.summary}; no worse than the baseline ({base})", measured)
 
 
 def _bounds(thresholds: LatencyThresholds) -> list[tuple[str, float]]:

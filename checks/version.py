@@ -62,9 +62,12 @@ class _Answers:
     counts: Counter[str] = field(default_factory=Counter)
     last_answer: str | None = None
     fastest: float | None = None
+    versions: set[str] = field(default_factory=set)
 
     def record(self, version: str | None, problem: str | None, matches: bool, elapsed: float) -> None:
         answer = problem if problem is not None else str(version)
+        if problem is None:
+            self.versions.add(answer)
         self.attempts += 1
         self.counts[answer] += 1
         if self.last_answer is not None and answer != self.last_answer:
@@ -131,20 +134,26 @@ def check_version(
     if answers.streak >= consecutive:
         suffix = " as expected" if expected is not None else ""
         return CheckResult(name, "passed", f"live version {version}{suffix}", measured)
-    if len(answers.counts) > 1:
-        return CheckResult(name, "failed", _unstable_summary(answers, consecutive), measured)
-    if problem is not None:
-        return CheckResult(name, "failed", f"{seen.method} {url}: {problem}", measured)
-    return CheckResult(name, "failed", f"live version {version}, expected {expected}", measured)
+    summary = _failed_summary(answers, consecutive, expected, f"{seen.method} {url}", problem)
+    return CheckResult(name, "failed", summary, measured)
 
 
-def _unstable_summary(answers: _Answers, consecutive: int) -> str:
-    seen = ", ".join(f"{answer} {count}x" for answer, count in answers.counts.items())
-    flaps = f"{answers.flaps} change{'' if answers.flaps == 1 else 's'}"
-    return (
-        f"version not stable: needed {consecutive} matching answers in a row, "
-        f"got {seen} in {answers.attempts} attempts ({flaps})"
-    )
+def _failed_summary(
+    answers: _Answers, consecutive: int, expected: str | None, request: str, last_problem: str | None
+) -> str:
+    versions = [answer for answer in answers.counts if answer in answers.versions]
+    listing = ", ".join(f"{answer} {count}x" for answer, count in answers.counts.items())
+    tally = f"got {listing} in {answers.attempts} attempts"
+    if len(versions) > 1:
+        flaps = f"{answers.flaps} change{'' if answers.flaps == 1 else 's'}"
+        return f"version not stable: needed {consecutive} matching answers in a row, {tally} ({flaps})"
+    if not versions:
+        return f"{request}: {last_problem}"
+    (version,) = versions
+    if expected is not None and not same_version(version, expected):
+        mixed = f" ({tally})" if len(answers.counts) > 1 else ""
+        return f"live version {version}, expected {expected}{mixed}"
+    return f"live version {version}, but not {consecutive} times in a row: {tally}"
 
 
 def _version_or_problem(seen: Probe, json_field: str | None) -> tuple[str | None, str | None]:

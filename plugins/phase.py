@@ -17,6 +17,7 @@ locals and messages could carry the environment into the artifacts).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ MAX_PARALLEL_PROBES = 16
 PROGRESS_EVERY = 5.0  # seconds between "still running" lines while an item waits
 SETTLED_CHECKS = ("version", "health")
 _MESSAGE_LIMIT = 160
+_ENV_VALUE_MIN = 6  # shorter values ("1", "true", "C") are everywhere; longer ones are telling
 
 
 def is_latency(spec: CheckSpec) -> bool:
@@ -41,13 +43,27 @@ def is_latency(spec: CheckSpec) -> bool:
 
 
 def crashed(name: str, exc: BaseException) -> CheckResult:
-    """A failed result for a check that raised: the exception's type and one short line."""
+    """A failed result for a check that raised: the exception's type and one short line.
+
+    The message is left out when it quotes the value of an environment variable: the report
+    must not become a copy of the environment (tokens live there).
+    """
     text = " ".join(str(exc).split())
     if len(text) > _MESSAGE_LIMIT:
         text = text[: _MESSAGE_LIMIT - 3] + "..."
+    if _quotes_the_environment(text):
+        text = "(message withheld: it quotes the environment)"
     kind = type(exc).__name__
     summary = f"the check failed unexpectedly: {kind}: {text}" if text else f"the check failed unexpectedly: {kind}"
     return CheckResult(name, "failed", summary, {"error": kind})
+
+
+def _quotes_the_environment(text: str) -> bool:
+    try:
+        values = list(os.environ.copy().values())
+    except (KeyError, RuntimeError):  # changed while being read: assume the worst
+        return True
+    return any(len(value) >= _ENV_VALUE_MIN and value in text for value in values)
 
 
 def run_safely(name: str, check: Callable[[], CheckResult]) -> CheckResult:
@@ -63,7 +79,7 @@ def with_settle(first: CheckResult, settle: CheckResult, seconds: float) -> Chec
     measured["settle"] = {"after_s": seconds, "status": settle.status, "summary": settle.summary}
     when = f"{seconds:g}s after the other verify checks"
     if not first.passed:
-        return CheckResult(first.name, first.status, f"{first.summary}; {when}: {settle.summary}", measured)
+        return CheckResult(first.name, first.status, first.summary, measured)  # failed already
     if not settle.passed:
         summary = f"{first.summary}, but {when}: {settle.summary}"
         return CheckResult(first.name, "failed", summary, measured)
@@ -80,6 +96,7 @@ class PhaseChecks:
         self.phase = phase
         self.specs = list(specs)
         self._futures: dict[str, Future[CheckResult]] = {}
+        self._settled: list[str] = []
         self._started = threading.Lock()
 
     def result(self, key: str) -> CheckResult:
@@ -102,7 +119,8 @@ class PhaseChecks:
                 return future.result(timeout=PROGRESS_EVERY)
             except TimeoutError:
                 waited = time.monotonic() - started
-                self.run.progress(f"{self.phase}: still running {key} ({waited:.0f} s so far)")
+                doing = "waiting for the other checks, then probing" if key in self._settled else "still running"
+                self.run.progress(f"{self.phase}: {doing} {key} ({waited:.0f} s so far)")
 
     def _settle_seconds(self) -> float:
         if self.phase != "verify":
@@ -116,6 +134,7 @@ class PhaseChecks:
         self.run.progress(f"{self.phase}: running {count} against {self.run.config.settings.service.base_url}")
         settle = self._settle_seconds()
         settled = [spec.key for spec in quick if spec.key in SETTLED_CHECKS] if settle > 0 else []
+        self._settled = settled
         # Every item's future exists before any thread runs, so an item never misses its own.
         first: dict[str, Future[CheckResult]] = {spec.key: Future() for spec in self.specs}
         for key, future in first.items():

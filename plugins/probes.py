@@ -115,7 +115,10 @@ def endpoint(config: EndpointConfig, name: str) -> Probe:
 def latency(config: LatencyConfig, name: str) -> Probe:
     def run_latency(run: HarnessRun, phase: str) -> CheckResult:
         service = run.config.settings.service
-        return check_latency(
+        kept: list[float] = []
+        compare = config.compare_to_baseline and phase == "verify"
+        baseline = run.latency_baselines.get(name) if compare else None
+        result = check_latency(
             url(run, config.path),
             samples=config.samples,
             concurrency=config.concurrency,
@@ -129,8 +132,17 @@ def latency(config: LatencyConfig, name: str) -> Probe:
             expect_status=config.expect_status,
             confidence=config.confidence,
             max_samples=config.sample_budget,
+            baseline=baseline,
+            baseline_tolerance=config.baseline_tolerance,
+            samples_out=kept,
             name=name,
         )
+        if phase == "baseline":
+            run.latency_baselines[name] = kept
+        if compare and not baseline:
+            note = "; not compared with a baseline: the baseline phase took no samples"
+            return CheckResult(result.name, result.status, result.summary + note, result.measured)
+        return result
 
     return run_latency
 

@@ -53,6 +53,8 @@ class HarnessRun:
     # Per phase: the checks that collection selected, and their concurrent runner.
     selected_checks: dict[str, list[str]] = field(default_factory=dict)
     phase_checks: dict[str, Any] = field(default_factory=dict)
+    # Successful latency samples (seconds) of the baseline phase, per check, for verify to compare.
+    latency_baselines: dict[str, list[float]] = field(default_factory=dict)
     progress: Callable[[str], None] = lambda message: None
     # Filled on the process that runs the items.
     preflight_failures: list[str] = field(default_factory=list)

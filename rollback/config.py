@@ -25,8 +25,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from rollback_harness.rollback.durations import parse_duration, parse_pause, parse_timeout
@@ -132,38 +132,45 @@ class LatencyConfig(Section):
     samples: int = Field(default=20, ge=1, le=100_000)
     concurrency: int = Field(default=4, ge=1, le=256)
     min_samples: int | None = Field(default=None, ge=1)
-    # More samples, in rounds, while a percentile bound cannot be decided; default: enough
-    # for every bound set to be able to pass, and at least 4 x samples.
-    max_samples: int | None = Field(default=None, ge=1, le=1_000_000)
     # How sure a percentile verdict must be (exact binomial test; docs/configuration.md).
     confidence: float = Field(default=0.95, ge=0.5, le=0.9999)
     p50: Timeout | None = None
     p95: Timeout | None = None
     p99: Timeout | None = None
+    # More samples, in rounds, while a percentile bound cannot be decided; default: enough
+    # for every bound set to be able to pass, and at least 4 x samples.
+    max_samples: int | None = Field(default=None, ge=1, le=1_000_000)
     max_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     expect_status: StatusList = [200]
+    # Verify's samples must be no slower than baseline's x (1 + tolerance) (Mann-Whitney).
+    compare_to_baseline: bool = False
+    baseline_tolerance: float = Field(default=0.1, ge=0.0, le=10.0)
 
-    @model_validator(mode="after")
-    def _sample_counts(self) -> LatencyConfig:
-        if self.min_samples is not None and self.min_samples > self.samples:
+    @field_validator("min_samples")
+    @classmethod
+    def _min_samples(cls, value: int | None, info: ValidationInfo) -> int | None:
+        samples = info.data.get("samples")
+        if value is not None and samples is not None and value > samples:
+            raise ValueError(f"more than samples ({samples}); min_samples may be at most samples")
+        return value
+
+    @field_validator("max_samples")
+    @classmethod
+    def _max_samples(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None:
+            return value
+        samples = info.data.get("samples")
+        if samples is not None and value < samples:
+            raise ValueError(f"less than samples ({samples}); max_samples must be at least samples")
+        confidence = info.data.get("confidence", 0.95)
+        bounds = [q for q in (50, 95, 99) if info.data.get(f"p{q}") is not None]
+        needed = max((samples_to_pass(q, confidence) for q in bounds), default=1)
+        if needed > value:
             raise ValueError(
-                f"min_samples ({self.min_samples}) is more than samples ({self.samples}); "
-                "min_samples may be at most samples"
+                f"too few for the percentile bounds to ever pass at confidence {confidence}: they need at "
+                f"least {needed} samples; raise max_samples or lower the confidence"
             )
-        if self.max_samples is not None:
-            if self.max_samples < self.samples:
-                raise ValueError(
-                    f"max_samples ({self.max_samples}) is less than samples ({self.samples}); "
-                    "max_samples must be at least samples"
-                )
-            needed = self.samples_to_pass()
-            if needed > self.max_samples:
-                raise ValueError(
-                    f"max_samples ({self.max_samples}) is too few for the percentile bounds to ever pass at "
-                    f"confidence {self.confidence}: they need at least {needed} samples; raise max_samples "
-                    "or lower the confidence"
-                )
-        return self
+        return value
 
     def bounds(self) -> dict[int, float]:
         """The percentile bounds set: {95: 0.2} for ``p95 = "200ms"``."""

@@ -79,13 +79,64 @@ def samples_to_pass(q: float, confidence: float, over: int = 0) -> int:
     """
     alpha = 1 - confidence
     p0 = 1 - q / 100
-    n = max(over + 1, math.ceil(math.log(alpha) / math.log(q / 100)))
-    while binomial_at_most(over, n, p0) > alpha:
-        # Each step at least doubles the distance to go, so this takes a few dozen tail sums.
-        step = max(1, n // 8)
-        n += step
-    # Step back to the smallest n that still passes.
-    low = max(over + 1, n - max(1, n // 8))
-    while low < n and binomial_at_most(over, low, p0) > alpha:
-        low += 1
-    return low
+
+    def passes(n: int) -> bool:
+        return binomial_at_most(over, n, p0) <= alpha
+
+    low = over  # never passes: every sample would be over the bound
+    high = max(over + 1, math.ceil(math.log(alpha) / math.log(q / 100)))
+    while not passes(high):
+        low, high = high, high * 2
+    while high - low > 1:  # passes(high), not passes(low); P(X <= over) falls as n grows
+        middle = (low + high) // 2
+        low, high = (low, middle) if passes(middle) else (middle, high)
+    return high
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Whether one set of latencies is worse than another (one-sided Mann-Whitney U test)."""
+
+    worse: bool
+    p_value: float  # small: the candidate is slower than the scaled baseline
+    u: float
+    baseline_n: int
+    candidate_n: int
+
+
+def mann_whitney_worse(
+    baseline: list[float], candidate: list[float], *, tolerance: float, confidence: float
+) -> Comparison:
+    """Is ``candidate`` stochastically slower than ``baseline`` x (1 + ``tolerance``)?
+
+    The model is Kayenta's canary judge: a Mann-Whitney U test, which needs no assumption about
+    the shape of the distributions, with ties given average ranks and the normal approximation
+    with tie and continuity corrections (fine from about 8 samples a side).
+    """
+    scaled = [value * (1 + tolerance) for value in baseline]
+    n_b, n_c = len(scaled), len(candidate)
+    if n_b == 0 or n_c == 0:
+        raise ValueError("both sides need samples")
+    combined = sorted([(value, 0) for value in scaled] + [(value, 1) for value in candidate])
+    rank_sum = 0.0
+    ties = 0.0
+    i = 0
+    while i < len(combined):
+        j = i
+        while j + 1 < len(combined) and combined[j + 1][0] == combined[i][0]:
+            j += 1
+        average_rank = (i + j) / 2 + 1
+        rank_sum += average_rank * sum(1 for k in range(i, j + 1) if combined[k][1] == 1)
+        size = j - i + 1
+        ties += size**3 - size
+        i = j + 1
+    n = n_b + n_c
+    u = rank_sum - n_c * (n_c + 1) / 2
+    mean = n_b * n_c / 2
+    variance = n_b * n_c / 12 * ((n + 1) - ties / (n * (n - 1))) if n > 1 else 0.0
+    if variance <= 0:
+        p_value = 1.0 if u <= mean else 0.0
+    else:
+        z = (u - mean - 0.5) / math.sqrt(variance)
+        p_value = 0.5 * math.erfc(z / math.sqrt(2))
+    return Comparison(p_value <= 1 - confidence, p_value, u, n_b, n_c)

@@ -17,7 +17,8 @@ A fault is chosen for every path by ``FaultServer(mode=...)``, else by the first
     /slow-tail              200 "ok", every ``tail_every``-th request after ``tail_delay`` seconds
     /deep-json              a JSON body nested 100,000 levels deep
 
-Use it as a context manager; leaving it stops every connection and joins every thread:
+With ``tls`` (a server-side SSLContext) it speaks HTTPS. Use it as a context manager; leaving it
+stops every connection and joins every thread:
 
     with FaultServer() as server:
         probe(session, server.url("/trickle-headers"), timeout=1.0)
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import socket
+import ssl
 import struct
 import threading
 from collections import Counter
@@ -64,6 +66,7 @@ class FaultServer:
         trickle_interval: float = TRICKLE_INTERVAL,
         tail_every: int = 10,
         tail_delay: float = 0.3,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if mode is not None and mode not in MODES:
             raise ValueError(f"unknown fault mode {mode!r}; known: {', '.join(MODES)}")
@@ -73,6 +76,7 @@ class FaultServer:
         self.trickle_interval = trickle_interval
         self.tail_every = tail_every
         self.tail_delay = tail_delay
+        self.tls = tls
         self.hits: Counter[str] = Counter()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -85,7 +89,7 @@ class FaultServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def url(self, path: str = "/") -> str:
         return self.base_url + path
@@ -139,6 +143,9 @@ class FaultServer:
 
     def _serve(self, client: socket.socket) -> None:
         try:
+            if self.tls is not None:
+                client.settimeout(10)
+                client = self.tls.wrap_socket(client, server_side=True)
             path = _read_request(client)
             if path is not None:
                 self._respond(client, path)

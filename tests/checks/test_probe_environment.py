@@ -104,3 +104,8 @@ def test_probes_survive_another_thread_changing_the_environment(faults: FaultSer
     assert result.measured["errors"] == {}, result.summary
     assert result.status == "passed", result.summary
     assert all(seen.error is None for seen in single)
+
+
+def test_upper_case_http_proxy_is_ignored_under_cgi() -> None:
+    environment = ProxyEnvironment.read({"HTTP_PROXY": "http://from-a-header:1", "REQUEST_METHOD": "GET"})
+    assert environment.proxies == {}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from _checks_server import self_signed_certificate
 from fault_server import FaultServer
 
 from rollback_harness.checks.http import make_session, probe
@@ -107,3 +110,49 @@ def test_the_fault_server_stops_with_connections_still_open() -> None:
     started = time.monotonic()
     server.stop()  # raises if any thread is still alive
     assert time.monotonic() - started < DID_NOT_HANG
+
+
+@pytest.fixture
+def tls_context(tmp_path: Path) -> ssl.SSLContext:
+    made = self_signed_certificate(tmp_path)
+    if made is None:
+        pytest.skip("the openssl command line tool is needed to make a test certificate")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*made)
+    return context
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_trickled_headers_over_tls_are_cut_too(tls_context: ssl.SSLContext) -> None:
+    with FaultServer(tls=tls_context) as server, make_session(verify_tls=False) as session:
+        assert probe(session, server.url("/version"), timeout=5.0).body == "v1.3.0\n"
+        started = time.monotonic()
+        seen = probe(session, server.url("/trickle-headers"), timeout=1.0)
+    assert seen.error == "timed out after 1s"
+    assert time.monotonic() - started < DID_NOT_HANG
+
+
+def test_a_tls_handshake_that_never_completes_times_out(faults: FaultServer) -> None:
+    # An https URL to a plain-HTTP server: it waits for a request line that never comes.
+    with make_session() as session:
+        started = time.monotonic()
+        seen = probe(session, faults.url("/ok").replace("http://", "https://"), timeout=0.5)
+    assert seen.error == "timed out after 0.5s"
+    assert time.monotonic() - started < DID_NOT_HANG
+
+
+def test_many_probes_with_long_timeouts_do_not_pile_up_in_the_watchdog(faults: FaultServer) -> None:
+    from rollback_harness.checks import _deadline
+
+    with make_session() as session:
+        for _ in range(5000):
+            watch = _deadline.start(time.monotonic() + 3600)
+            _deadline.stop(watch)
+        assert probe(session, faults.url("/ok"), timeout=3600).body == "ok"
+    assert len(_deadline._WATCHDOG._heap) <= 2100  # purged at 2048, not 5000 and growing
+
+
+def test_an_unparseable_url_is_a_failure_not_an_exception() -> None:
+    with make_session() as session:
+        seen = probe(session, "http://[::1/version", timeout=1.0)
+    assert seen.error == "invalid URL: Invalid IPv6 URL"

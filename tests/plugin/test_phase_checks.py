@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -57,15 +58,20 @@ def test_quick_checks_overlap_and_latency_runs_alone_after_them() -> None:
     assert sorted(calls) == ["a", "b", "latency[/]"]  # each check ran exactly once
 
 
-def test_a_check_that_raises_is_a_failed_result_of_one_short_line() -> None:
+def test_a_check_that_raises_is_a_failed_result_of_one_short_line(monkeypatch: pytest.MonkeyPatch) -> None:
     # Was: the exception reached the item, and its traceback (locals, os.environ) the artifacts.
+    monkeypatch.setenv("ROLLBACK_TEST_TOKEN", "tok-5f3a9c1e")
+
     def broken(run: object, phase: str) -> CheckResult:
         raise KeyError("PYTEST_CURRENT_TEST")
 
     def chatty(run: object, phase: str) -> CheckResult:
-        raise RuntimeError("environ({'HOME': '/root',\n 'SECRET_TOKEN': 'hunter2', " + "'X': 'y', " * 100 + "})")
+        raise RuntimeError("failed:\n" + "'X': 'y', " * 100)
 
-    specs = [CheckSpec("latency[/]", broken), CheckSpec("health", chatty)]
+    def leaky(run: object, phase: str) -> CheckResult:
+        raise RuntimeError(f"environ({{'ROLLBACK_TEST_TOKEN': '{os.environ['ROLLBACK_TEST_TOKEN']}'}})")
+
+    specs = [CheckSpec("latency[/]", broken), CheckSpec("health", chatty), CheckSpec("version", leaky)]
     phase = PhaseChecks(run=fake_run(), phase="verify", specs=specs)
     result = phase.result("latency[/]")
     assert (result.name, result.status) == ("latency[/]", "failed")
@@ -74,6 +80,10 @@ def test_a_check_that_raises_is_a_failed_result_of_one_short_line() -> None:
     long = phase.result("health")
     assert long.status == "failed" and "\n" not in long.summary
     assert len(long.summary) < 250 and long.summary.endswith("...")
+    leaked = phase.result("version")
+    assert leaked.summary == (
+        "the check failed unexpectedly: RuntimeError: (message withheld: it quotes the environment)"
+    )
 
 
 def test_a_long_check_says_it_is_still_running(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,3 +222,16 @@ def test_a_service_that_stays_up_passes_the_settle_probe(tmp_path: Path) -> None
         "summary": "live version v1.3.0 as expected",
     }
     assert version.measured["attempts"] == 2
+
+
+def test_service_version_is_capped_by_the_time_a_readiness_wait_has_left(tmp_path: Path) -> None:
+    with FaultServer() as good:
+        assert probes.service_version(verify_run(tmp_path, good, settle="0s"), timeout=1.0) == "v1.3.0"
+    with FaultServer(mode="trickle-headers") as trickling:
+        run = verify_run(tmp_path, trickling, settle="0s")  # service.timeout is 2 s
+        started = time.monotonic()
+        assert probes.service_version(run, timeout=0.3) is None
+        took = time.monotonic() - started
+        assert probes.service_version(run, timeout=0.0) is None
+        assert trickling.hits["trickle-headers"] == 1  # no time left: nothing sent
+    assert took < 10  # "did not hang": one byte every 0.2 s would never end

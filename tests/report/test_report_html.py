@@ -68,7 +68,9 @@ def check_rendered_report(dom: Element, evidence: dict[str, object]) -> dict[str
     assert orders[0] == "Passed" and orders[3].startswith("passed: GET /api/orders answered 200")
     assert orders[4] == "failed: GET /api/orders answered 500, expected 200"
     latency = row("verify-latency[/]")
-    assert latency[3].startswith("passed: ") and re.fullmatch(r"failed: p95 \d+ ms > 250 ms", latency[4])
+    assert latency[3].startswith("passed: ") and re.fullmatch(
+        r"failed: p95 \d+ ms > 250 ms: \d+ of \d+ samples over 250 ms, more than 5% at 95% confidence", latency[4]
+    )
     assert row("baseline-endpoint[/api/orders]")[3].startswith("failed: GET /api/orders answered 500")
 
     comparison = {r[0]: r for r in table_rows(dom.by_id("rollback-comparison"))}
