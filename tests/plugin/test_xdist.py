@@ -55,7 +55,7 @@ def test_same_outcome_with_and_without_xdist(pytester: pytest.Pytester, demo: De
 
     assert result.ret == 0, result.stdout.str()
     # 5 preflight findings + 1 user preflight, 6 baseline (2 measured failures), 6 + 3 verify, 8 others.
-    result.assert_outcomes(passed=27, xfailed=2)
+    result.assert_outcomes(passed=28, xfailed=2)
     assert demo.restarts() == 1
     # The plan and the rollback's progress reach the terminal, also when a worker runs the runbook.
     result.stdout.fnmatch_lines(["*rollback plan for demo: v1.3.0 -> v1.2.9*", "*verify: running 6 checks*"])

@@ -172,11 +172,8 @@ def test_long_restart_output_is_redacted_before_it_is_cut(
 
     assert result.ret == 0, result.stdout.str()
     folder = run_dir(pytester.path / "reports")
-    [restart] = [
-        json.loads(line)
-        for line in (folder / "journal.jsonl").read_text().splitlines()
-        if '"restart"' in line and '"done"' in line
-    ]
+    entries = [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()]
+    [restart] = [e for e in entries if e["step"] == "restart" and e["status"] == "done"]
     assert restart["output"].endswith("x***" + "y" * 1992), restart["output"][:100]
     texts = run_texts(result, folder)
     for piece in (DEPLOY_TOKEN[i:] for i in range(len(DEPLOY_TOKEN) - 5)):
