@@ -302,6 +302,8 @@ class SymlinkTarget(Target):
                         f"last answer {seen or 'none'}"
                     )
                     next_report = now + 2.0
+                if in_a_row:
+                    continue  # a streak has begun: ask again at once (a round-robin shows itself just as well)
                 # Nothing to subscribe to: the service's answer is the event. A probe costs
                 # milliseconds, so polling often finds the new version as soon as it serves.
                 time.sleep(min(POLL_INTERVAL, max(0.0, deadline - now)))
