@@ -91,6 +91,9 @@ class EvidenceReporter:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
+        if getattr(report, "wasxfail", None) and _property(report, GATE_PROPERTY) == "baseline":
+            # A baseline measurement, not a broken test: its words, not the harness's own source.
+            report.longrepr = str(getattr(report, "wasxfail"))  # noqa: B009
         self._redact_report(report)
         check = _property(report, CHECK_PROPERTY)
         if report.when == "call" and check is not None:

@@ -112,6 +112,8 @@ def test_failed_baseline_checks_are_expected_failures_everywhere(pytester: pytes
     blob = json.loads(html.split('data-jsonblob="')[1].split('"></div>')[0].replace("&#34;", '"').replace("&amp;", "&"))
     rows = [row for key, rows in blob["tests"].items() if key.endswith("baseline-version") for row in rows]
     assert [row["result"] for row in rows] == ["XFailed"]
+    # The row says what was measured, not the harness's own source code.
+    assert "baseline measured: failed" in rows[0]["log"] and "_run_baseline" not in html
 
     entry = next(t for t in evidence_in(pytester.path / "reports")["tests"] if t["nodeid"].endswith("baseline-version"))
     assert entry["outcome"] == "xfailed" and entry["message"].startswith("baseline measured: failed: ")
