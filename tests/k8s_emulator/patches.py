@@ -81,18 +81,22 @@ def _step(node: Any, token: str, pointer: str) -> Any:
     raise PatchError(f"path {pointer!r}: cannot descend into a scalar")
 
 
-def _get(doc: Any, pointer: str) -> Any:
+def _walk(doc: Any, tokens: list[str], pointer: str) -> Any:
     node = doc
-    for token in _tokens(pointer):
+    for token in tokens:
         node = _step(node, token, pointer)
     return node
+
+
+def _get(doc: Any, pointer: str) -> Any:
+    return _walk(doc, _tokens(pointer), pointer)
 
 
 def _add(doc: Any, pointer: str, value: Any) -> Any:
     tokens = _tokens(pointer)
     if not tokens:
         return value
-    parent = _get(doc, "/" + "/".join(t.replace("~", "~0").replace("/", "~1") for t in tokens[:-1]))
+    parent = _walk(doc, tokens[:-1], pointer)
     last = tokens[-1]
     if isinstance(parent, dict):
         parent[last] = value
@@ -116,7 +120,7 @@ def _remove(doc: Any, pointer: str) -> tuple[Any, Any]:
     tokens = _tokens(pointer)
     if not tokens:
         return None, doc
-    parent = _get(doc, "/" + "/".join(t.replace("~", "~0").replace("/", "~1") for t in tokens[:-1]))
+    parent = _walk(doc, tokens[:-1], pointer)
     last = tokens[-1]
     value = _step(parent, last, pointer)
     if isinstance(parent, dict):
