@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from k8s_emulator import Emulator
-from k8s_support import KUBECTL, Kubectl, deployment_manifest, wait_rolled_out
+from k8s_support import KUBECTL, Kubectl, deployment_manifest, wait_rolled_out, write_kubeconfig
 
 
 @pytest.fixture
@@ -22,25 +22,7 @@ def kubectl(emulator: Emulator, tmp_path: Path) -> Kubectl:
     if KUBECTL is None:
         pytest.skip("the real kubectl is not installed on this machine (the machine image has it)")
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters:
-- name: emulator
-  cluster:
-    server: {emulator.url}
-users:
-- name: tester
-  user: {{}}
-contexts:
-- name: emulator
-  context:
-    cluster: emulator
-    user: tester
-    namespace: default
-current-context: emulator
-"""
-    )
+    write_kubeconfig(kubeconfig, emulator.url)
     return Kubectl(kubeconfig, tmp_path / "kube-cache")
 
 

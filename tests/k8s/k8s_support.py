@@ -93,3 +93,27 @@ def revisions(emulator: Emulator, name: str = "web") -> dict[int, dict[str, Any]
 def image_of(obj: dict[str, Any]) -> str:
     image: str = obj["spec"]["template"]["spec"]["containers"][0]["image"]
     return image
+
+
+def write_kubeconfig(path: Path, server: str, namespace: str = "default") -> Path:
+    """A kubeconfig whose current context talks to ``server`` without credentials."""
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters:
+- name: emulator
+  cluster:
+    server: {server}
+users:
+- name: tester
+  user: {{}}
+contexts:
+- name: emulator
+  context:
+    cluster: emulator
+    user: tester
+    namespace: {namespace}
+current-context: emulator
+"""
+    )
+    return path

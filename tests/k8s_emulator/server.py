@@ -175,6 +175,7 @@ class Emulator:
         self.controller = Controller(self.store)
         self.tick = tick
         self.requests: list[tuple[str, str, str]] = []  # (method, path with query, content type)
+        self.patches: list[tuple[str, str, Any]] = []  # (path with query, content type, decoded body)
         self.controller_stopped = threading.Event()
         self._stop = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -376,6 +377,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         store = self.emulator.store
         body = self.read_body()
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if method == "PATCH":
+            self.emulator.patches.append((self.path, content_type, body))
         with store.cond:
             current = store.get(resource, ns, name)
             base = self.scale_of(current) if sub == "scale" else current

@@ -1,0 +1,256 @@
+"""The kubernetes driver against the emulator: kubectl's undo semantics, preconditions, refusals, waits.
+
+The driver talks through the official ``kubernetes`` client to the emulator on loopback; where kubectl
+is the reference, the same starting state is built on two emulators and both end states compared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from k8s_emulator import Emulator
+from k8s_support import Kubectl, deployment_manifest, image_of, revisions, wait_rolled_out, write_kubeconfig
+
+from rollback_harness.rollback import targets
+from rollback_harness.rollback.errors import ConfigError, Conflict, RollbackFailed
+from rollback_harness.rollback.journal import Journal
+from rollback_harness.rollback.targets.base import TargetContext
+from rollback_harness.rollback.targets.kubernetes import KubernetesSettings, KubernetesTarget, pruned
+
+DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
+CHANGE_CAUSE = "kubernetes.io/change-cause"
+REVISION = "deployment.kubernetes.io/revision"
+
+
+def release(emulator: Emulator, version: str, cause: str) -> None:
+    """What a deploy pipeline does: set the image (strategic merge patch), then the change-cause."""
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": f"demo:{version}"}]}}}}
+    requests.patch(
+        f"{emulator.url}{DEPLOY}/web",
+        data=json.dumps(patch),
+        headers={"Content-Type": "application/strategic-merge-patch+json"},
+        timeout=10,
+    ).raise_for_status()
+    wait_rolled_out(emulator, "web")
+    requests.patch(
+        f"{emulator.url}{DEPLOY}/web",
+        data=json.dumps({"metadata": {"annotations": {CHANGE_CAUSE: cause}}}),
+        headers={"Content-Type": "application/merge-patch+json"},
+        timeout=10,
+    ).raise_for_status()
+    emulator.wait_for(lambda: any(cause == causes(rs) for rs in emulator.store.objects["replicasets"].values()))
+
+
+def causes(rs: dict[str, Any]) -> str | None:
+    return (rs["metadata"].get("annotations") or {}).get(CHANGE_CAUSE)
+
+
+def three_releases(emulator: Emulator) -> None:
+    """Revisions 1 (v1.2.9), 2 (v1.3.0), 3 (v1.4.0); v1.4.0 live."""
+    emulator.create("deployments", deployment_manifest())
+    wait_rolled_out(emulator, "web")
+    release(emulator, "v1.3.0", "release v1.3.0")
+    release(emulator, "v1.4.0", "release v1.4.0")
+
+
+def make_target(
+    emulator: Emulator, tmp_path: Path, progress: list[str] | None = None, **settings: Any
+) -> KubernetesTarget:
+    kubeconfig = write_kubeconfig(tmp_path / f"kubeconfig-{emulator.url.rsplit(':', 1)[1]}", emulator.url)
+    context = TargetContext(
+        name="web",
+        base_dir=tmp_path,
+        progress=(progress.append if progress is not None else lambda line: None),
+        service_version=lambda **kwargs: None,
+    )
+    model = KubernetesSettings(deployment="web", kubeconfig=kubeconfig, request_timeout=5.0, **settings)
+    return KubernetesTarget(model, context)
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "journal.jsonl")
+
+
+@pytest.fixture
+def second_emulator() -> Iterator[Emulator]:
+    with Emulator() as api:
+        yield api
+
+
+def end_state(emulator: Emulator) -> dict[str, Any]:
+    """What a rollback leaves that must not depend on who did it (no uids, times or versions)."""
+    deployment = emulator.get("deployments", "web")
+    return {
+        "template": pruned(deployment["spec"]["template"]),
+        "annotations": deployment["metadata"].get("annotations"),
+        "generation": deployment["metadata"]["generation"],
+        "revisions": {
+            revision: (rs["metadata"]["name"], image_of(rs), rs["metadata"]["annotations"])
+            for revision, rs in revisions(emulator).items()
+        },
+    }
+
+
+def test_harness_and_kubectl_reach_the_same_state(
+    emulator: Emulator, second_emulator: Emulator, kubectl: Kubectl, tmp_path: Path, journal: Journal
+) -> None:
+    three_releases(emulator)
+    three_releases(second_emulator)
+    assert end_state(emulator) == end_state(second_emulator)
+
+    kubectl("rollout", "undo", "deployment/web", "--to-revision=2")
+    wait_rolled_out(emulator, "web")
+    target = make_target(second_emulator, tmp_path)
+    target.rollback("v1.3.0", journal, expected_state=target.observe())
+    wait_rolled_out(second_emulator, "web")
+
+    state = end_state(second_emulator)
+    assert state == end_state(emulator)
+    assert state["annotations"] == {REVISION: "4", CHANGE_CAUSE: "release v1.3.0"}
+    assert sorted(state["revisions"]) == [1, 3, 4]
+    assert state["revisions"][4][2]["deployment.kubernetes.io/revision-history"] == "2"
+    # The same JSON patch as kubectl's, led by the resourceVersion precondition kubectl does not send.
+    ((_, kubectl_type, kubectl_ops),) = [p for p in emulator.patches if "json-patch" in p[1]]
+    ((_, harness_type, harness_ops),) = [p for p in second_emulator.patches if "json-patch" in p[1]]
+    assert kubectl_type == harness_type == "application/json-patch+json"
+    assert harness_ops[0]["path"] == "/metadata/resourceVersion"
+    assert pruned(harness_ops[1:]) == pruned(kubectl_ops)
+
+
+def test_history_live_version_and_previous(emulator: Emulator, tmp_path: Path, journal: Journal) -> None:
+    three_releases(emulator)
+    target = make_target(emulator, tmp_path)
+    assert target.live_version() == "v1.4.0"
+    assert target.history() == ["v1.2.9", "v1.3.0", "v1.4.0"]
+    findings = target.deployable("v1.2.9")
+    assert all(f.ok for f in findings), findings
+    assert "revision 1" in findings[0].message
+    target.rollback("v1.2.9", journal)
+    target.wait_ready("v1.2.9", journal)
+    assert target.live_version() == "v1.2.9"
+    # The history after a rollback: v1.2.9 moved to the newest revision.
+    assert target.history() == ["v1.3.0", "v1.4.0", "v1.2.9"]
+    states = journal.step_states()
+    assert states == {"patch-deployment": "done", "wait-ready": "done"}
+
+
+def test_rollback_to_a_revision_number(emulator: Emulator, tmp_path: Path, journal: Journal) -> None:
+    three_releases(emulator)
+    target = make_target(emulator, tmp_path)
+    target.rollback("revision:2", journal)
+    wait_rolled_out(emulator, "web")
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
+    with pytest.raises(RollbackFailed, match="unable to find specified revision 9 in history"):
+        target.rollback("revision:9", journal)
+
+
+def test_unknown_version_names_the_revisions(emulator: Emulator, tmp_path: Path) -> None:
+    three_releases(emulator)
+    findings = make_target(emulator, tmp_path).deployable("v0.9.0")
+    assert [(f.ok, f.message) for f in findings] == [
+        (False, "deployment default/web: no revision runs v0.9.0; revisions: 1=v1.2.9, 2=v1.3.0, 3=v1.4.0")
+    ]
+
+
+def test_rollback_to_the_live_template_is_skipped(emulator: Emulator, tmp_path: Path, journal: Journal) -> None:
+    three_releases(emulator)
+    before = emulator.get("deployments", "web")["metadata"]["resourceVersion"]
+    make_target(emulator, tmp_path).rollback("v1.4.0", journal)
+    assert emulator.get("deployments", "web")["metadata"]["resourceVersion"] == before
+    done = [e for e in journal.entries() if e["status"] == "done"]
+    assert done[0]["note"] == "skipped rollback (current template already matches revision 3)"
+    assert not [p for p in emulator.patches if "json-patch" in p[1]]
+
+
+def test_paused_deployment_is_refused_before_any_change(
+    emulator: Emulator, kubectl: Kubectl, tmp_path: Path, journal: Journal
+) -> None:
+    three_releases(emulator)
+    kubectl("rollout", "pause", "deployment/web")
+    target = make_target(emulator, tmp_path)
+    refused = [f for f in target.deployable("v1.2.9") if not f.ok]
+    assert len(refused) == 1
+    assert "deployment default/web is paused" in refused[0].message
+    assert "kubectl rollout resume deployment/web -n default" in refused[0].message
+    before = emulator.get("deployments", "web")["metadata"]["resourceVersion"]
+    with pytest.raises(RollbackFailed, match="is paused"):
+        target.rollback("v1.2.9", journal)
+    assert emulator.get("deployments", "web")["metadata"]["resourceVersion"] == before
+    assert journal.entries() == []
+
+
+def test_a_deploy_after_preflight_is_a_conflict(
+    emulator: Emulator, kubectl: Kubectl, tmp_path: Path, journal: Journal
+) -> None:
+    three_releases(emulator)
+    target = make_target(emulator, tmp_path)
+    observed = target.observe()
+    kubectl("set", "image", "deployment/web", "app=demo:v1.5.0")  # someone deploys during the run
+    with pytest.raises(Conflict, match="changed after this run read it"):
+        target.rollback("v1.2.9", journal, expected_state=observed)
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.5.0"
+
+
+def test_a_change_between_read_and_write_is_a_409_conflict(
+    emulator: Emulator, kubectl: Kubectl, tmp_path: Path, journal: Journal
+) -> None:
+    three_releases(emulator)
+    target = make_target(emulator, tmp_path)
+    stale = target.read_deployment()
+    kubectl("set", "image", "deployment/web", "app=demo:v1.5.0")
+    target.read_deployment = lambda timeout=None: stale  # type: ignore[method-assign]
+    with pytest.raises(Conflict, match="changed between this run's read"):
+        target.rollback("v1.2.9", journal)
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.5.0"
+    assert journal.step_states() == {"patch-deployment": "failed"}
+
+
+def test_dry_run_plan_asks_the_server_and_changes_nothing(emulator: Emulator, tmp_path: Path) -> None:
+    three_releases(emulator)
+    before = emulator.get("deployments", "web")["metadata"]["resourceVersion"]
+    plan = make_target(emulator, tmp_path).plan("v1.2.9")
+    assert plan[0].startswith("JSON-patch deployment default/web: template and annotations of revision 1 (v1.2.9)")
+    assert plan[1] == "server dry run (dryRun=All): accepted, the template would run v1.2.9"
+    assert any("dryRun=All" in path for path, _, _ in emulator.patches)
+    assert emulator.get("deployments", "web")["metadata"]["resourceVersion"] == before
+
+
+def test_a_stalled_rollout_fails_at_its_progress_deadline_with_the_pods_reasons(
+    emulator: Emulator, tmp_path: Path, journal: Journal
+) -> None:
+    emulator.create("deployments", deployment_manifest("demo:v1.0.0", progressDeadlineSeconds=1))
+    wait_rolled_out(emulator, "web")
+    release(emulator, "v1.2.9", "release v1.2.9")
+    emulator.controller.unpullable.add("demo:v1.0.0")  # the old image is gone from the registry
+    target = make_target(emulator, tmp_path, ready_timeout=30.0)
+    target.rollback("v1.0.0", journal)
+    with pytest.raises(RollbackFailed) as failure:
+        target.wait_ready("v1.0.0", journal)
+    message = str(failure.value)
+    assert 'deployment "web" exceeded its progress deadline' in message
+    assert "ImagePullBackOff" in message
+    assert journal.step_states()["wait-ready"] == "failed"
+
+
+def test_wait_ready_is_bounded_and_reports_progress(emulator: Emulator, tmp_path: Path, journal: Journal) -> None:
+    three_releases(emulator)
+    emulator.controller.unpullable.add("demo:v1.2.9")
+    progress: list[str] = []
+    target = make_target(emulator, tmp_path, progress=progress, ready_timeout=2.5)
+    target.rollback("v1.2.9", journal)
+    with pytest.raises(RollbackFailed, match=r"did not roll out within 2\.5 ?s"):
+        target.wait_ready("v1.2.9", journal)
+    assert any(line.endswith("1/3 updated, 3 old pods terminating") for line in progress), progress
+
+
+def test_config_names_the_driver_and_its_settings() -> None:
+    assert targets.driver_class("kubernetes", "targets.web.kind") is KubernetesTarget
+    with pytest.raises(Exception, match="deployment"):
+        KubernetesSettings.model_validate({"namespace": "prod"})
+    assert isinstance(ConfigError("x"), Exception)
