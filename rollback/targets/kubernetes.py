@@ -29,6 +29,7 @@ from rollback_harness.rollback.durations import format_duration
 from rollback_harness.rollback.errors import Conflict, RollbackFailed
 from rollback_harness.rollback.journal import Journal
 from rollback_harness.rollback.targets.base import Finding, Target
+from rollback_harness.rollback.versions import same_version, version_problem
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
@@ -77,6 +78,9 @@ class KubernetesSettings(Section):
     version_from: Literal["image-tag", "label"] = "image-tag"
     version_label: str = "app.kubernetes.io/version"
     ready_timeout: BoundedDuration = 300.0
+    # After the rollout, the service must answer the target this many times in a row (pods of the
+    # old version stop answering only when they are gone).
+    ready_consecutive: int = Field(default=3, ge=1, le=100)
     request_timeout: BoundedDuration = 10.0
 
 
@@ -315,7 +319,11 @@ class KubernetesTarget(Target):
 
     def history(self) -> list[str]:
         """Versions in revision order, oldest first; a version in several revisions at its newest."""
-        versions = [row["version"] for row in self.revision_table(self.read_deployment())]
+        versions = [
+            row["version"]
+            for row in self.revision_table(self.read_deployment())
+            if version_problem(row["version"]) is None
+        ]
         newest_first: list[str] = []
         for version in reversed(versions):
             if version not in newest_first:
@@ -481,6 +489,8 @@ class KubernetesTarget(Target):
                 progressing = conditions.get("Progressing") or {}
                 problem = self.rollout_problem(deployment)
                 if problem is None:
+                    step.detail["rolled_out_s"] = round(time.monotonic() - started, 3)
+                    self._wait_for_answers(version, deadline, step.detail)
                     step.detail["waited_s"] = round(time.monotonic() - started, 3)
                     return
                 if progressing.get("reason") == "ProgressDeadlineExceeded":
@@ -500,6 +510,25 @@ class KubernetesTarget(Target):
                     self.context.progress(f"{self.where}: {self.progress_line(deployment)}")
                     next_report = now + PROGRESS_EVERY
                 time.sleep(min(POLL_INTERVAL, max(0.0, deadline - now)))
+
+    def _wait_for_answers(self, version: str, deadline: float, detail: Obj) -> None:
+        """Until the service answers ``version`` ``ready_consecutive`` times in a row, or the deadline."""
+        needed = self.settings.ready_consecutive
+        in_a_row = answers = 0
+        seen: str | None = None
+        while in_a_row < needed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RollbackFailed(
+                    f"{self.where} rolled out, but the service did not answer {version} within "
+                    f"{format_duration(self.settings.ready_timeout)}; last answer: {seen or 'none'}"
+                )
+            seen = self.context.service_version(timeout=left)
+            answers += 1
+            in_a_row = in_a_row + 1 if same_version(seen, version) else 0
+            if in_a_row < needed:
+                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        detail["answers"] = answers
 
     @staticmethod
     def progress_line(deployment: Obj) -> str:

@@ -210,3 +210,17 @@ def test_json_patch_operations() -> None:
 )
 def test_label_selectors(selector: str, matches: bool) -> None:
     assert label_selector_matches(selector, {"app": "web"}) is matches
+
+
+def test_service_answers_as_the_ready_pods(emulator: Emulator, web: dict[str, Any]) -> None:
+    service = emulator.service({"app": "web"})
+    assert {requests.get(f"{service}/version", timeout=10).text for _ in range(6)} == {"v1.2.9"}
+    assert requests.get(f"{service}/health", timeout=10).text == "ok"
+    requests.patch(
+        f"{emulator.url}{DEPLOY}/web",
+        data=json.dumps({"spec": {"replicas": 0}}),
+        headers={"Content-Type": "application/merge-patch+json"},
+        timeout=10,
+    ).raise_for_status()
+    emulator.wait_for(lambda: not emulator.store.objects["pods"])
+    assert requests.get(f"{service}/version", timeout=10).status_code == 503

@@ -62,11 +62,20 @@ def make_target(
     emulator: Emulator, tmp_path: Path, progress: list[str] | None = None, **settings: Any
 ) -> KubernetesTarget:
     kubeconfig = write_kubeconfig(tmp_path / f"kubeconfig-{emulator.url.rsplit(':', 1)[1]}", emulator.url)
+    service = emulator.service({"app": "web"})
+
+    def service_version(timeout: float) -> str | None:
+        try:
+            answer = requests.get(f"{service}/version", timeout=min(timeout, 5.0))
+        except requests.RequestException:
+            return None
+        return answer.text.strip() if answer.ok else None
+
     context = TargetContext(
         name="web",
         base_dir=tmp_path,
         progress=(progress.append if progress is not None else lambda line: None),
-        service_version=lambda **kwargs: None,
+        service_version=service_version,
     )
     model = KubernetesSettings(deployment="web", kubeconfig=kubeconfig, request_timeout=5.0, **settings)
     return KubernetesTarget(model, context)

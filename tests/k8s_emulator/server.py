@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import patches
 from .controller import Controller
+from .service import Service
 from .store import KINDS, ApiError, Obj, Store, field_selector_matches, label_selector_matches
 from .tables import table
 
@@ -180,6 +181,7 @@ class Emulator:
         self._stop = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
+        self._services: list[Service] = []
 
     @property
     def url(self) -> str:
@@ -203,7 +205,15 @@ class Emulator:
             thread.start()
         return self
 
+    def service(self, selector: dict[str, str], namespace: str = "default") -> str:
+        """The URL of a Service over the ready pods with these labels (stopped with the emulator)."""
+        service = Service(self.store, selector, namespace).start()
+        self._services.append(service)
+        return service.url
+
     def stop(self) -> None:
+        for service in self._services:
+            service.stop()
         self._stop.set()
         with self.store.cond:
             self.store.closed = True
