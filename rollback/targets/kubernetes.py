@@ -374,9 +374,9 @@ class KubernetesTarget(Target):
             else:
                 lines.append(
                     f"JSON-patch {self.where}: template and annotations of revision {revision} ({version}), "
-                    f"precondition resourceVersion {deployment['metadata']['resourceVersion']}"
+                    f"precondition resourceVersion {deployment['metadata']['resourceVersion']}; "
+                    f"server dry run (dryRun=All): {self.server_dry_run(deployment, rs)}"
                 )
-                lines.append(f"server dry run (dryRun=All): {self.server_dry_run(deployment, rs)}")
         if STEP_WAIT in steps:
             lines.append(
                 f"wait until {self.where} has rolled out (as kubectl rollout status, "

@@ -32,3 +32,8 @@ def web(emulator: Emulator) -> dict[str, Any]:
     emulator.create("deployments", deployment_manifest())
     wait_rolled_out(emulator, "web")
     return emulator.get("deployments", "web")
+
+
+# Imported before any in-process pytester run, so pytester's sys.modules snapshot keeps one copy
+# of the kubernetes client (its urllib3 pool and models) across runs.
+import rollback_harness.rollback.targets.kubernetes  # noqa: E402, F401
