@@ -354,9 +354,27 @@ class KubernetesTarget(Target):
                 )
             )
         in_progress = self.rollout_problem(deployment)
-        if in_progress is not None:
+        conditions = {c.get("type"): c for c in (deployment.get("status") or {}).get("conditions") or []}
+        stalled = (conditions.get("Progressing") or {}).get("reason") == "ProgressDeadlineExceeded"
+        if in_progress is not None and stalled:
+            # The classic reason to roll back: the new revision never became available.
             findings.append(
-                Finding("target-deployable", False, f"{self.where}: a rollout is in progress ({in_progress})")
+                Finding(
+                    "target-deployable",
+                    True,
+                    f"{self.where}: the current rollout is stalled (ProgressDeadlineExceeded, {in_progress}); "
+                    "rolling back replaces it",
+                )
+            )
+        elif in_progress is not None:
+            findings.append(
+                Finding(
+                    "target-deployable",
+                    False,
+                    f"{self.where}: a rollout is in progress ({in_progress}); wait until it finishes or stalls "
+                    f"(kubectl rollout status deployment/{self.settings.deployment} -n {self.settings.namespace}), "
+                    "then run again",
+                )
             )
         return findings
 
@@ -493,7 +511,11 @@ class KubernetesTarget(Target):
                     self._wait_for_answers(version, deadline, step.detail)
                     step.detail["waited_s"] = round(time.monotonic() - started, 3)
                     return
-                if progressing.get("reason") == "ProgressDeadlineExceeded":
+                observed = (deployment.get("status") or {}).get("observedGeneration", 0)
+                current = observed >= deployment["metadata"].get("generation", 0)
+                # As kubectl: a condition counts only once the controller has seen the newest spec
+                # (right after our patch it still describes the rollout we are replacing).
+                if current and progressing.get("reason") == "ProgressDeadlineExceeded":
                     step.detail["conditions"] = list(conditions.values())
                     raise RollbackFailed(
                         f'deployment "{self.settings.deployment}" exceeded its progress deadline ({problem}); '

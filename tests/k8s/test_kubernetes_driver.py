@@ -23,6 +23,7 @@ from rollback_harness.rollback.targets.base import TargetContext
 from rollback_harness.rollback.targets.kubernetes import KubernetesSettings, KubernetesTarget, pruned
 
 DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
+JSON_PATCH = "application/json-patch+json"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 REVISION = "deployment.kubernetes.io/revision"
 
@@ -264,3 +265,76 @@ def test_config_names_the_driver_and_its_settings() -> None:
     with pytest.raises(Exception, match="deployment"):
         KubernetesSettings.model_validate({"namespace": "prod"})
     assert isinstance(ConfigError("x"), Exception)
+
+
+def test_a_rollout_in_progress_is_refused(emulator: Emulator, tmp_path: Path) -> None:
+    three_releases(emulator)
+    emulator.controller.ready_delay = 60.0  # new pods take a minute: the rollout stays in progress
+    release_patch = [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "demo:v1.5.0"}]
+    requests.patch(
+        f"{emulator.url}{DEPLOY}/web",
+        data=json.dumps(release_patch),
+        headers={"Content-Type": "application/json-patch+json"},
+        timeout=10,
+    ).raise_for_status()
+    emulator.wait_for(lambda: len(emulator.store.objects["replicasets"]) == 4)
+    refused = [f for f in make_target(emulator, tmp_path).deployable("v1.2.9") if not f.ok]
+    assert len(refused) == 1
+    assert "a rollout is in progress" in refused[0].message
+    assert "kubectl rollout status deployment/web -n default" in refused[0].message
+
+
+def test_a_stalled_rollout_can_be_rolled_back(emulator: Emulator, tmp_path: Path, journal: Journal) -> None:
+    emulator.create("deployments", deployment_manifest(progressDeadlineSeconds=1))
+    wait_rolled_out(emulator, "web")
+    emulator.controller.unpullable.add("demo:v1.3.0")  # the bad release never pulls
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "demo:v1.3.0"}]}}}}
+    requests.patch(
+        f"{emulator.url}{DEPLOY}/web",
+        data=json.dumps(patch),
+        headers={"Content-Type": "application/strategic-merge-patch+json"},
+        timeout=10,
+    ).raise_for_status()
+
+    def stalled() -> bool:
+        conditions = emulator.store.objects["deployments"][("default", "web")]["status"].get("conditions", [])
+        return any(c["reason"] == "ProgressDeadlineExceeded" for c in conditions)
+
+    emulator.wait_for(stalled)
+    target = make_target(emulator, tmp_path)
+    findings = target.deployable("v1.2.9")
+    assert all(f.ok for f in findings), findings
+    assert any("stalled (ProgressDeadlineExceeded" in f.message for f in findings)
+    target.rollback("v1.2.9", journal)
+    target.wait_ready("v1.2.9", journal)
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.2.9"
+    assert {p["spec"]["containers"][0]["image"] for p in emulator.list("pods")} == {"demo:v1.2.9"}
+
+
+def test_wait_ignores_a_deadline_condition_the_controller_has_not_renewed(
+    emulator: Emulator, tmp_path: Path, journal: Journal
+) -> None:
+    emulator.create("deployments", deployment_manifest(progressDeadlineSeconds=1))
+    wait_rolled_out(emulator, "web")
+    emulator.controller.unpullable.add("demo:v1.3.0")
+    patch = [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "demo:v1.3.0"}]
+    requests.patch(
+        f"{emulator.url}{DEPLOY}/web", data=json.dumps(patch), headers={"Content-Type": JSON_PATCH}, timeout=10
+    ).raise_for_status()
+    emulator.wait_for(
+        lambda: any(
+            c["reason"] == "ProgressDeadlineExceeded"
+            for c in emulator.store.objects["deployments"][("default", "web")]["status"].get("conditions", [])
+        )
+    )
+    with emulator.store.cond:
+        emulator.controller.stopped = True  # the status keeps describing the stalled rollout
+    target = make_target(emulator, tmp_path, ready_timeout=1.0)
+    target.rollback("v1.2.9", journal)
+    with pytest.raises(RollbackFailed) as failure:
+        target.wait_ready("v1.2.9", journal)
+    assert "waiting for the deployment spec update to be observed" in str(failure.value)
+    assert "exceeded its progress deadline" not in str(failure.value)
+    with emulator.store.cond:
+        emulator.controller.stopped = False
+    make_target(emulator, tmp_path, ready_timeout=20.0).wait_ready("v1.2.9", journal)

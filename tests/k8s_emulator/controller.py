@@ -138,10 +138,13 @@ class Controller:
         self.store = store
         self.ready_delay = 0.0  # seconds from a pod's creation until it is Running and ready
         self.unpullable: set[str] = set()  # images whose pods stay in ImagePullBackOff
+        self.stopped = False  # True: the controllers do nothing (a controller-manager that is down)
         self.pod_born: dict[str, float] = {}  # pod uid -> time.monotonic() at creation
 
     def tick(self) -> None:
         with self.store.cond:
+            if self.stopped:
+                return
             for deployment in self.store.list("deployments"):
                 self.sync_deployment(deployment)
             for rs in self.store.list("replicasets"):

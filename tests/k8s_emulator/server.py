@@ -168,7 +168,7 @@ class Emulator:
 
     Use as a context manager, or ``start()`` / ``stop()``. ``url`` is what a kubeconfig's server is.
     Fault knobs: ``controller.ready_delay``, ``controller.unpullable`` (images that never pull),
-    ``paused_controller`` (a Event: set, the controllers stop reconciling).
+    ``controller.stopped`` (set with the store locked: no reconcile runs after it).
     """
 
     def __init__(self, tick: float = 0.05) -> None:
@@ -177,7 +177,6 @@ class Emulator:
         self.tick = tick
         self.requests: list[tuple[str, str, str]] = []  # (method, path with query, content type)
         self.patches: list[tuple[str, str, Any]] = []  # (path with query, content type, decoded body)
-        self.controller_stopped = threading.Event()
         self._stop = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
@@ -233,8 +232,7 @@ class Emulator:
     def _run_controller(self) -> None:
         seen = -1
         while not self._stop.is_set():
-            if not self.controller_stopped.is_set():
-                self.controller.tick()
+            self.controller.tick()
             with self.store.cond:
                 if self.store.rv == seen:
                     self.store.cond.wait(self.tick)
