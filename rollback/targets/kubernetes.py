@@ -178,9 +178,16 @@ class KubernetesTarget(Target):
         if self._api_client is None:
             path = self.settings.kubeconfig
             config_file = str(self.context.base_dir / path) if path is not None else None
+            configuration = k8s_client.Configuration()
+            # No hidden retries in urllib3's pool: reads are retried here (bounded, with backoff) and
+            # writes never, so one timeout costs request_timeout and not four of it.
+            configuration.retries = False
             try:
                 self._api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-                    config_file=config_file, context=self.settings.context, persist_config=False
+                    config_file=config_file,
+                    context=self.settings.context,
+                    persist_config=False,
+                    client_configuration=configuration,
                 )
             except (k8s_config.ConfigException, OSError, ValueError) as exc:
                 raise RollbackFailed(f"cannot load the kubeconfig {config_file or '(default lookup)'}: {exc}") from None

@@ -7,6 +7,7 @@ is the reference, the same starting state is built on two emulators and both end
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ def make_target(
         progress=(progress.append if progress is not None else lambda line: None),
         service_version=service_version,
     )
-    model = KubernetesSettings(deployment="web", kubeconfig=kubeconfig, request_timeout=5.0, **settings)
+    model = KubernetesSettings(deployment="web", kubeconfig=kubeconfig, **{"request_timeout": 5.0, **settings})
     return KubernetesTarget(model, context)
 
 
@@ -338,3 +339,45 @@ def test_wait_ignores_a_deadline_condition_the_controller_has_not_renewed(
     with emulator.store.cond:
         emulator.controller.stopped = False
     make_target(emulator, tmp_path, ready_timeout=20.0).wait_ready("v1.2.9", journal)
+
+
+def test_reads_are_retried_on_server_errors(emulator: Emulator, tmp_path: Path) -> None:
+    three_releases(emulator)
+    target = make_target(emulator, tmp_path)
+    emulator.inject("GET", "/deployments/web", status=500, times=2)
+    assert target.live_version() == "v1.4.0"
+    emulator.inject("GET", "/deployments/web", status=500, times=3)
+    with pytest.raises(RollbackFailed, match=r"cannot read deployment default/web: 500 InternalError: Internal error"):
+        target.live_version()
+
+
+def test_a_slow_api_server_fails_the_read_in_bounded_time(emulator: Emulator, tmp_path: Path) -> None:
+    three_releases(emulator)
+    target = make_target(emulator, tmp_path, request_timeout=0.3)
+    emulator.inject("GET", "/deployments/web", kind="delay", delay=2.0, times=3)
+    started = time.monotonic()
+    with pytest.raises(RollbackFailed, match="cannot read deployment default/web: the API server did not answer"):
+        target.live_version()
+    assert time.monotonic() - started < 15.0  # did not hang: 3 attempts of 0.3 s and 0.7 s of backoff
+
+
+def test_a_write_whose_answer_is_lost_is_reread_not_resent(
+    emulator: Emulator, tmp_path: Path, journal: Journal
+) -> None:
+    three_releases(emulator)
+    emulator.inject("PATCH", "/deployments/web", kind="lost-answer")
+    make_target(emulator, tmp_path).rollback("v1.2.9", journal)
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.2.9"
+    sent = [p for p in emulator.patches if "json-patch" in p[1] and "dryRun" not in p[0]]
+    assert len(sent) == 1
+    assert journal.step_states() == {"patch-deployment": "done"}
+
+
+def test_a_failed_write_is_not_resent(emulator: Emulator, tmp_path: Path, journal: Journal) -> None:
+    three_releases(emulator)
+    emulator.inject("PATCH", "/deployments/web", status=500)
+    with pytest.raises(RollbackFailed, match=r"got no clear answer .* it was not sent again"):
+        make_target(emulator, tmp_path).rollback("v1.2.9", journal)
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.4.0"
+    assert len([p for p in emulator.patches if "json-patch" in p[1]]) == 0  # the fault answered before reading
+    assert journal.step_states() == {"patch-deployment": "failed"}

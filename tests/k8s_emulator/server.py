@@ -11,8 +11,9 @@ import json
 import re
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from . import patches
@@ -104,6 +105,23 @@ DISCOVERY: dict[str, Obj] = {
 }
 
 
+@dataclass
+class Fault:
+    """A misbehaviour for the next ``times`` requests whose method and path match.
+
+    ``kind``: "status" answers ``status`` (a metav1.Status) without doing anything; "delay" waits
+    ``delay`` seconds, then answers normally; "lost-answer" does the write, then answers 504 as if
+    the answer had been lost (the client cannot know whether it happened).
+    """
+
+    method: str
+    path_contains: str
+    kind: Literal["status", "delay", "lost-answer"] = "status"
+    status: int = 500
+    delay: float = 0.0
+    times: int = 1
+
+
 def default_pod_spec(spec: Obj) -> None:
     """The API server's defaulting of a pod spec (what makes server templates differ from manifests)."""
     spec.setdefault("restartPolicy", "Always")
@@ -181,6 +199,7 @@ class Emulator:
         self._httpd: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self._services: list[Service] = []
+        self.faults: list[Fault] = []
 
     @property
     def url(self) -> str:
@@ -203,6 +222,21 @@ class Emulator:
         for thread in self._threads:
             thread.start()
         return self
+
+    def inject(self, method: str, path_contains: str, **fault: Any) -> Fault:
+        """Adds a Fault (see there) for requests with this method whose path holds ``path_contains``."""
+        added = Fault(method, path_contains, **fault)
+        with self.store.cond:
+            self.faults.append(added)
+        return added
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        with self.store.cond:
+            for fault in self.faults:
+                if fault.times > 0 and fault.method == method and fault.path_contains in path:
+                    fault.times -= 1
+                    return fault
+        return None
 
     def service(self, selector: dict[str, str], namespace: str = "default") -> str:
         """The URL of a Service over the ready pods with these labels (stopped with the emulator)."""
@@ -270,6 +304,7 @@ class Emulator:
 class RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     emulator: Emulator
+    fault: Fault | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -287,6 +322,11 @@ class RequestHandler(BaseHTTPRequestHandler):
     def send_error_status(self, error: ApiError) -> None:
         self.send_json(error.code, error.status())
 
+    def read_body_if_any(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+
     def read_body(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -301,7 +341,17 @@ class RequestHandler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         self.emulator.requests.append((method, self.path, self.headers.get("Content-Type", "")))
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        self.fault = self.emulator.take_fault(method, split.path)
         try:
+            if self.fault is not None and self.fault.kind == "delay":
+                time.sleep(self.fault.delay)
+            elif self.fault is not None and self.fault.kind == "status":
+                self.read_body_if_any()
+                raise ApiError(
+                    self.fault.status,
+                    "InternalError" if self.fault.status == 500 else "ServiceUnavailable",
+                    "Internal error occurred: injected fault",
+                )
             if method == "GET" and split.path == "/version":
                 self.send_json(200, SERVER_VERSION)
                 return
@@ -433,7 +483,10 @@ class RequestHandler(BaseHTTPRequestHandler):
                 merged["status"] = current.get("status") or {}
                 default_object(resource, merged)
                 validate(resource, merged)
-            self.send_json(200, store.update(resource, merged, dry_run=dry_run))
+            updated = store.update(resource, merged, dry_run=dry_run)
+        if self.fault is not None and self.fault.kind == "lost-answer":
+            raise ApiError(504, "Timeout", "Timeout: request did not complete within the allotted timeout")
+        self.send_json(200, updated)
 
     def list_objects(self, resource: str, ns: str | None, query: dict[str, str]) -> None:
         store = self.emulator.store
