@@ -45,6 +45,13 @@ ANNOTATIONS_TO_SKIP = (
     "deprecated.deployment.rollback.to",
 )
 JSON_PATCH = "application/json-patch+json"
+# (verb, API group, resource) a rollback uses: read and patch the deployment, list its ReplicaSets and pods.
+PERMISSIONS = (
+    ("get", "apps", "deployments"),
+    ("patch", "apps", "deployments"),
+    ("list", "apps", "replicasets"),
+    ("list", "", "pods"),
+)
 REVISION_PREFIX = "revision:"
 STEP_PATCH, STEP_WAIT = "patch-deployment", "wait-ready"
 READ_ATTEMPTS = 3
@@ -343,9 +350,58 @@ class KubernetesTarget(Target):
         annotations = deployment["metadata"].get("annotations") or {}
         return f"generation {deployment['metadata'].get('generation')}, revision {annotations.get(REVISION, '?')}"
 
+    def permission_findings(self) -> list[Finding]:
+        """SelfSubjectAccessReview for every call a rollback makes: a missing one is named before any change."""
+        missing, unknown = [], []
+        for verb, group, resource in PERMISSIONS:
+            body: Any = {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {
+                    "resourceAttributes": {
+                        "namespace": self.settings.namespace,
+                        "verb": verb,
+                        "group": group,
+                        "resource": resource,
+                    }
+                },
+            }
+            name = f"{verb} {resource}{'.' + group if group else ''}"
+            try:
+                answer = self._json(
+                    k8s_client.AuthorizationV1Api(self.api_client()).create_self_subject_access_review(
+                        body, _preload_content=False, _request_timeout=self.settings.request_timeout
+                    )
+                )
+            except (ApiException, Urllib3Error) as exc:
+                reason = api_message(exc) if isinstance(exc, ApiException) else str(exc)
+                unknown.append(f"{name} ({reason})")
+                continue
+            if not (answer.get("status") or {}).get("allowed"):
+                missing.append(name)
+        if missing:
+            return [
+                Finding(
+                    "target-permissions",
+                    False,
+                    f"the current user may not {', '.join(missing)} in namespace {self.settings.namespace} "
+                    "(SelfSubjectAccessReview); a rollback needs them: ask for a Role that grants them",
+                )
+            ]
+        if unknown:
+            return [
+                Finding(
+                    "target-permissions",
+                    False,
+                    f"could not check the permissions {', '.join(unknown)} (SelfSubjectAccessReview)",
+                )
+            ]
+        granted = ", ".join(f"{verb} {resource}" for verb, _, resource in PERMISSIONS)
+        return [Finding("target-permissions", True, f"allowed in namespace {self.settings.namespace}: {granted}")]
+
     def deployable(self, version: str) -> list[Finding]:
         deployment = self.read_deployment()
-        findings = []
+        findings = self.permission_findings()
         try:
             revision, _ = self.target_revision(version, deployment)
         except RollbackFailed as exc:

@@ -141,7 +141,7 @@ def test_history_live_version_and_previous(emulator: Emulator, tmp_path: Path, j
     assert target.history() == ["v1.2.9", "v1.3.0", "v1.4.0"]
     findings = target.deployable("v1.2.9")
     assert all(f.ok for f in findings), findings
-    assert "revision 1" in findings[0].message
+    assert {f.name: f.message for f in findings}["target-revision"] == "v1.2.9 is revision 1 of deployment default/web"
     target.rollback("v1.2.9", journal)
     target.wait_ready("v1.2.9", journal)
     assert target.live_version() == "v1.2.9"
@@ -381,3 +381,20 @@ def test_a_failed_write_is_not_resent(emulator: Emulator, tmp_path: Path, journa
     assert image_of(emulator.get("deployments", "web")) == "demo:v1.4.0"
     assert len([p for p in emulator.patches if "json-patch" in p[1]]) == 0  # the fault answered before reading
     assert journal.step_states() == {"patch-deployment": "failed"}
+
+
+def test_a_missing_permission_is_named_before_any_change(emulator: Emulator, tmp_path: Path) -> None:
+    three_releases(emulator)
+    emulator.denied.update({("patch", "apps", "deployments"), ("list", "", "pods")})
+    findings = make_target(emulator, tmp_path).deployable("v1.2.9")
+    refused = [f for f in findings if not f.ok]
+    assert [(f.name, f.message) for f in refused] == [
+        (
+            "target-permissions",
+            "the current user may not patch deployments.apps, list pods in namespace default "
+            "(SelfSubjectAccessReview); a rollback needs them: ask for a Role that grants them",
+        )
+    ]
+    reviews = [r for r in emulator.requests if r[1].endswith("/selfsubjectaccessreviews")]
+    assert len(reviews) == 4
+    assert not [p for p in emulator.patches if "json-patch" in p[1]]

@@ -132,3 +132,14 @@ def test_a_deploy_during_the_run_is_a_conflict(pytester: pytest.Pytester, emulat
     assert result.ret == 14, result.stdout.str()
     result.stdout.fnmatch_lines(["*deployment default/web changed after this run read it*"])
     assert image_of(emulator.get("deployments", "web")) == "demo:v1.5.0"
+
+
+def test_a_missing_permission_is_refused_in_preflight(
+    pytester: pytest.Pytester, emulator: Emulator, cluster: Path
+) -> None:
+    emulator.denied.add(("patch", "apps", "deployments"))
+    result = run(pytester, cluster, "--rollback-to", "v1.2.9", "--rollback-yes")
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(["*the current user may not patch deployments.apps in namespace default*"])
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
+    assert not [p for p in emulator.patches if "json-patch" in p[1]]

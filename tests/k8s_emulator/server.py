@@ -81,13 +81,32 @@ DISCOVERY: dict[str, Obj] = {
                 "name": "apps",
                 "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
                 "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"},
-            }
+            },
+            {
+                "name": "authorization.k8s.io",
+                "versions": [{"groupVersion": "authorization.k8s.io/v1", "version": "v1"}],
+                "preferredVersion": {"groupVersion": "authorization.k8s.io/v1", "version": "v1"},
+            },
         ],
     },
     "/api/v1": {
         "kind": "APIResourceList",
         "groupVersion": "v1",
         "resources": [_resource("pods", "Pod", "po"), _subresource("pods/status", "Pod")],
+    },
+    "/apis/authorization.k8s.io/v1": {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "authorization.k8s.io/v1",
+        "resources": [
+            {
+                "name": "selfsubjectaccessreviews",
+                "singularName": "selfsubjectaccessreview",
+                "namespaced": False,
+                "kind": "SelfSubjectAccessReview",
+                "verbs": ["create"],
+            }
+        ],
     },
     "/apis/apps/v1": {
         "kind": "APIResourceList",
@@ -200,6 +219,8 @@ class Emulator:
         self._threads: list[threading.Thread] = []
         self._services: list[Service] = []
         self.faults: list[Fault] = []
+        # (verb, group, resource) the current user may not do; "" is the core group.
+        self.denied: set[tuple[str, str, str]] = set()
 
     @property
     def url(self) -> str:
@@ -328,6 +349,14 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.rfile.read(length)
 
     def read_body(self) -> Any:
+        content_type = self.headers.get("Content-Type") or ""
+        if "protobuf" in content_type:
+            self.read_body_if_any()
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                'the body of the request was in an unknown format - accepted media types include: "application/json"',
+            )
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         if not raw:
@@ -357,6 +386,9 @@ class RequestHandler(BaseHTTPRequestHandler):
                 return
             if method == "GET" and split.path.rstrip("/") in DISCOVERY:
                 self.send_json(200, DISCOVERY[split.path.rstrip("/")])
+                return
+            if method == "POST" and split.path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
+                self.access_review()
                 return
             match = PATH.match(split.path)
             if match is None or (match["resource"] == "pods") != split.path.startswith("/api/v1"):
@@ -487,6 +519,18 @@ class RequestHandler(BaseHTTPRequestHandler):
         if self.fault is not None and self.fault.kind == "lost-answer":
             raise ApiError(504, "Timeout", "Timeout: request did not complete within the allotted timeout")
         self.send_json(200, updated)
+
+    def access_review(self) -> None:
+        """SelfSubjectAccessReview: allowed unless (verb, group, resource) is in ``emulator.denied``."""
+        review = self.read_body()
+        attributes = (review.get("spec") or {}).get("resourceAttributes") or {}
+        key = (attributes.get("verb", ""), attributes.get("group", ""), attributes.get("resource", ""))
+        allowed = key not in self.emulator.denied
+        review["status"] = {"allowed": allowed}
+        if not allowed:
+            review["status"]["reason"] = "no RBAC policy matched"
+        review.update(apiVersion="authorization.k8s.io/v1", kind="SelfSubjectAccessReview")
+        self.send_json(201, review)
 
     def list_objects(self, resource: str, ns: str | None, query: dict[str, str]) -> None:
         store = self.emulator.store
