@@ -508,6 +508,7 @@ class KubernetesTarget(Target):
             )
         with journal.step(STEP_PATCH, deployment=self.where, revision=revision, version=version) as step:
             step.detail["from_revision"] = (deployment["metadata"].get("annotations") or {}).get(REVISION)
+            step.detail["before"] = self.snapshot(deployment)
             if same_template(rs["spec"]["template"], deployment["spec"]["template"]):
                 step.detail["note"] = f"skipped rollback (current template already matches revision {revision})"
                 return
@@ -570,6 +571,7 @@ class KubernetesTarget(Target):
                 progressing = conditions.get("Progressing") or {}
                 problem = self.rollout_problem(deployment)
                 if problem is None:
+                    step.detail["after"] = self.snapshot(deployment)
                     step.detail["rolled_out_s"] = round(time.monotonic() - started, 3)
                     self._wait_for_answers(version, deadline, step.detail)
                     step.detail["waited_s"] = round(time.monotonic() - started, 3)
@@ -580,6 +582,7 @@ class KubernetesTarget(Target):
                 # (right after our patch it still describes the rollout we are replacing).
                 if current and progressing.get("reason") == "ProgressDeadlineExceeded":
                     step.detail["conditions"] = list(conditions.values())
+                    step.detail["after"] = self.snapshot(deployment)
                     raise RollbackFailed(
                         f'deployment "{self.settings.deployment}" exceeded its progress deadline ({problem}); '
                         f"{self.pod_reasons(deployment)}"
@@ -587,6 +590,7 @@ class KubernetesTarget(Target):
                 now = time.monotonic()
                 if now >= deadline:
                     step.detail["conditions"] = list(conditions.values())
+                    step.detail["after"] = self.snapshot(deployment)
                     raise RollbackFailed(
                         f"{self.where} did not roll out within {format_duration(timeout)} ({problem}); "
                         f"{self.pod_reasons(deployment)}"
@@ -627,24 +631,49 @@ class KubernetesTarget(Target):
             line += f", {old} old pod{'s' if old != 1 else ''} terminating"
         return line
 
-    def pod_reasons(self, deployment: Obj) -> str:
-        """Why the deployment's pods are not ready (ImagePullBackOff, CrashLoopBackOff), one entry per pod."""
+    def pods(self, deployment: Obj) -> list[Obj]:
+        """The deployment's pods for the evidence: name, image, ready, restarts, node, waiting reason."""
         s = self.settings
         selector = selector_string(deployment["spec"].get("selector") or {})
-        try:
-            pods = self._json(
+        listing = self._read(
+            f"the pods of {self.where}",
+            lambda: self._json(
                 k8s_client.CoreV1Api(self.api_client()).list_namespaced_pod(
                     s.namespace, label_selector=selector, _preload_content=False, _request_timeout=s.request_timeout
                 )
+            ),
+        )
+        rows = []
+        for pod in listing.get("items") or []:
+            statuses = (pod.get("status") or {}).get("containerStatuses") or []
+            reasons = [((st.get("state") or {}).get("waiting") or {}).get("reason") for st in statuses]
+            waiting = [str(reason) for reason in reasons if reason]
+            rows.append(
+                {
+                    "name": pod["metadata"]["name"],
+                    "images": [c.get("image", "") for c in (pod.get("spec") or {}).get("containers") or []],
+                    "ready": bool(statuses) and all(st.get("ready") for st in statuses),
+                    "restarts": sum(st.get("restartCount", 0) for st in statuses),
+                    "node": (pod.get("spec") or {}).get("nodeName"),
+                    "waiting": ", ".join(waiting) or None,
+                }
             )
-        except (ApiException, Urllib3Error) as exc:
-            return f"the pods could not be read ({exc})"
-        waiting = []
-        for pod in pods.get("items") or []:
-            for status in (pod.get("status") or {}).get("containerStatuses") or []:
-                state = (status.get("state") or {}).get("waiting")
-                if state and state.get("reason"):
-                    waiting.append(f"{pod['metadata']['name']}: {state['reason']}")
+        return rows
+
+    def snapshot(self, deployment: Obj) -> Obj:
+        """Revisions and pods as they are now, for the journal (a failed read is noted, not raised)."""
+        try:
+            return {"revisions": self.revision_table(deployment), "pods": self.pods(deployment)}
+        except RollbackFailed as exc:
+            return {"unreadable": str(exc)}
+
+    def pod_reasons(self, deployment: Obj) -> str:
+        """Why the deployment's pods are not ready (ImagePullBackOff, CrashLoopBackOff), one entry per pod."""
+        try:
+            pods = self.pods(deployment)
+        except RollbackFailed as exc:
+            return str(exc)
+        waiting = [f"{pod['name']}: {pod['waiting']}" for pod in pods if pod["waiting"]]
         return "pods waiting: " + ", ".join(waiting) if waiting else "no pod reports a waiting reason"
 
     def way_back(self, version: str) -> str | None:

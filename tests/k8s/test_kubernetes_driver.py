@@ -149,6 +149,15 @@ def test_history_live_version_and_previous(emulator: Emulator, tmp_path: Path, j
     assert target.history() == ["v1.3.0", "v1.4.0", "v1.2.9"]
     states = journal.step_states()
     assert states == {"patch-deployment": "done", "wait-ready": "done"}
+    done = {e["step"]: e for e in journal.entries() if e["status"] == "done"}
+    before, after = done["patch-deployment"]["before"], done["wait-ready"]["after"]
+    assert [(r["revision"], r["version"]) for r in before["revisions"]] == [(1, "v1.2.9"), (2, "v1.3.0"), (3, "v1.4.0")]
+    assert [(r["revision"], r["version"]) for r in after["revisions"]] == [(2, "v1.3.0"), (3, "v1.4.0"), (4, "v1.2.9")]
+    assert {tuple(p["images"]) for p in before["pods"]} == {("demo:v1.4.0",)}
+    assert {tuple(p["images"]) for p in after["pods"]} == {("demo:v1.2.9",)}
+    assert all(p["ready"] and p["node"] == "emulator-node" and p["restarts"] == 0 for p in after["pods"])
+    assert len(after["pods"]) == 3
+    assert done["patch-deployment"]["patch"][1]["path"] == "/spec/template"
 
 
 def test_rollback_to_a_revision_number(emulator: Emulator, tmp_path: Path, journal: Journal) -> None:

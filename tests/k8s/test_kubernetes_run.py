@@ -81,6 +81,12 @@ def test_rolls_a_deployment_back(pytester: pytest.Pytester, emulator: Emulator, 
     steps = [e["what"] for e in evidence["timeline"] if e["status"] == "done"]
     assert steps == ["rollback", "patch-deployment", "wait-ready"]
     assert any("revision 1 (v1.2.9)" in line for line in evidence["plan"])
+    details = {e["what"]: e["detail"] for e in evidence["timeline"] if e["status"] == "done"}
+    before, after = details["patch-deployment"]["before"], details["wait-ready"]["after"]
+    assert [r["version"] for r in before["revisions"]] == ["v1.2.9", "v1.3.0"]
+    assert [r["version"] for r in after["revisions"]] == ["v1.3.0", "v1.2.9"]
+    assert {p["images"][0] for p in before["pods"]} == {"demo:v1.3.0"}
+    assert {p["images"][0] for p in after["pods"]} == {"demo:v1.2.9"}
 
 
 def test_paused_deployment_is_refused_in_preflight(
