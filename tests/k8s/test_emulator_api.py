@@ -136,6 +136,7 @@ def test_watch_streams_the_changes_after_a_list(emulator: Emulator, web: dict[st
 
 def test_old_replicasets_beyond_the_history_limit_are_deleted(emulator: Emulator) -> None:
     emulator.create("deployments", deployment_manifest(revisionHistoryLimit=2))
+    wait_rolled_out(emulator, "web")  # else the controller may first see v1.3.0: no v1.2.9 revision at all
     for version in ("v1.3.0", "v1.4.0", "v1.5.0"):
         patch = [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": f"demo:{version}"}]
         requests.patch(
