@@ -252,3 +252,23 @@ def test_rollout_status_reports_an_exceeded_progress_deadline(
         "False",
         "ProgressDeadlineExceeded",
     )
+
+
+def test_get_pods_shows_a_crash_loop(kubectl: Kubectl, emulator: Emulator, web: dict[str, Any]) -> None:
+    emulator.controller.crashing.add("demo:v1.3.0")
+    kubectl("set", "image", "deployment/web", "app=demo:v1.3.0")
+
+    def restarted() -> bool:
+        return any(
+            s.get("restartCount", 0) >= 1
+            for p in emulator.store.objects["pods"].values()
+            for s in (p.get("status") or {}).get("containerStatuses", [])
+        )
+
+    emulator.wait_for(restarted)
+    rows = [line.split() for line in kubectl("get", "pods").stdout.splitlines()[1:]]
+    crashing = [row for row in rows if row[2] == "CrashLoopBackOff"]
+    assert len(crashing) == 1  # max surge 1, max unavailable 0: one new pod, the old three serve
+    assert crashing[0][1] == "0/1"
+    assert int(crashing[0][3]) >= 1
+    assert sum(1 for row in rows if row[2] == "Running") == 3

@@ -356,7 +356,7 @@ def test_reads_are_retried_on_server_errors(emulator: Emulator, tmp_path: Path) 
     emulator.inject("GET", "/deployments/web", status=500, times=2)
     assert target.live_version() == "v1.4.0"
     emulator.inject("GET", "/deployments/web", status=500, times=3)
-    with pytest.raises(RollbackFailed, match=r"cannot read deployment default/web: 500 InternalError: Internal error"):
+    with pytest.raises(RollbackFailed, match=r"cannot read deployment default/web: 500 InternalError: injected fault"):
         target.live_version()
 
 
@@ -407,3 +407,20 @@ def test_a_missing_permission_is_named_before_any_change(emulator: Emulator, tmp
     reviews = [r for r in emulator.requests if r[1].endswith("/selfsubjectaccessreviews")]
     assert len(reviews) == 4
     assert not [p for p in emulator.patches if "json-patch" in p[1]]
+
+
+def test_a_crash_looping_target_fails_with_the_pods_reason(
+    emulator: Emulator, tmp_path: Path, journal: Journal
+) -> None:
+    emulator.create("deployments", deployment_manifest("demo:v1.0.0", progressDeadlineSeconds=1))
+    wait_rolled_out(emulator, "web")
+    release(emulator, "v1.2.9", "release v1.2.9")
+    emulator.controller.crashing.add("demo:v1.0.0")  # the old version no longer starts (a secret it needs is gone)
+    target = make_target(emulator, tmp_path, ready_timeout=30.0)
+    target.rollback("v1.0.0", journal)
+    with pytest.raises(RollbackFailed, match=r"exceeded its progress deadline .*CrashLoopBackOff"):
+        target.wait_ready("v1.0.0", journal)
+    failed = next(e for e in journal.entries() if e["status"] == "failed")
+    waiting = [p for p in failed["after"]["pods"] if p["waiting"]]
+    assert [p["waiting"] for p in waiting] == ["CrashLoopBackOff"]
+    assert {p["images"][0] for p in failed["after"]["pods"] if p["ready"]} == {"demo:v1.2.9"}

@@ -6,7 +6,8 @@ max + 1 and the old number goes to ``revision-history``), rolling update with ma
 or Recreate, old ReplicaSets beyond ``revisionHistoryLimit`` deleted, status and the Available /
 Progressing conditions (``ProgressDeadlineExceeded`` after ``progressDeadlineSeconds`` without progress).
 ReplicaSet: creates and deletes pods to match ``spec.replicas``. Pods are records here: Running and ready
-after ``ready_delay`` seconds, or stuck in ``ImagePullBackOff`` when their image is ``unpullable``.
+after ``ready_delay`` seconds, stuck in ``ImagePullBackOff`` when their image is ``unpullable``, or in
+``CrashLoopBackOff`` (restart count rising) when it is ``crashing``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ SKIP_COPY = {
 }
 HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 NODE_NAME = "emulator-node"
+CRASH_EVERY = 0.5  # seconds between the restarts of a crash-looping container
 
 
 def parse_time(text: str) -> float:
@@ -138,6 +140,7 @@ class Controller:
         self.store = store
         self.ready_delay = 0.0  # seconds from a pod's creation until it is Running and ready
         self.unpullable: set[str] = set()  # images whose pods stay in ImagePullBackOff
+        self.crashing: set[str] = set()  # images whose containers exit at once: CrashLoopBackOff
         self.stopped = False  # True: the controllers do nothing (a controller-manager that is down)
         self.pod_born: dict[str, float] = {}  # pod uid -> time.monotonic() at creation
 
@@ -458,6 +461,23 @@ class Controller:
                             "message": f'Back-off pulling image "{c.get("image", "")}"',
                         }
                     },
+                )
+            elif c.get("image") in self.crashing:
+                old = next((s for s in status.get("containerStatuses", []) if s["name"] == c["name"]), None)
+                restarts = (old or {}).get("restartCount", 0)
+                if time.monotonic() - born >= CRASH_EVERY * (restarts + 1):
+                    restarts += 1  # it started, exited 1, and the kubelet backs off before the next start
+                entry.update(
+                    ready=False,
+                    started=False,
+                    restartCount=restarts,
+                    state={
+                        "waiting": {
+                            "reason": "CrashLoopBackOff",
+                            "message": f"back-off restarting failed container {c['name']}",
+                        }
+                    },
+                    lastState={"terminated": {"exitCode": 1, "reason": "Error"}},
                 )
             elif time.monotonic() - born >= self.ready_delay:
                 old = next((s for s in status.get("containerStatuses", []) if s["name"] == c["name"]), None)

@@ -43,6 +43,7 @@ PATH = re.compile(
     r"^/(?:api/v1|apis/apps/v1)(?:/namespaces/(?P<ns>[^/]+))?/(?P<resource>deployments|replicasets|pods)"
     r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>status|scale))?/?$"
 )
+FAULT_REASONS = {409: "Conflict", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
 API_PREFIX = {"deployments": "/apis/apps/v1", "replicasets": "/apis/apps/v1", "pods": "/api/v1"}
 
 
@@ -378,8 +379,8 @@ class RequestHandler(BaseHTTPRequestHandler):
                 self.read_body_if_any()
                 raise ApiError(
                     self.fault.status,
-                    "InternalError" if self.fault.status == 500 else "ServiceUnavailable",
-                    "Internal error occurred: injected fault",
+                    FAULT_REASONS.get(self.fault.status, "InternalError"),
+                    "injected fault: the emulator was told to answer this request with an error",
                 )
             if method == "GET" and split.path == "/version":
                 self.send_json(200, SERVER_VERSION)
