@@ -424,3 +424,27 @@ def test_a_crash_looping_target_fails_with_the_pods_reason(
     waiting = [p for p in failed["after"]["pods"] if p["waiting"]]
     assert [p["waiting"] for p in waiting] == ["CrashLoopBackOff"]
     assert {p["images"][0] for p in failed["after"]["pods"] if p["ready"]} == {"demo:v1.2.9"}
+
+
+def test_a_missing_deployment_is_named(emulator: Emulator, tmp_path: Path) -> None:
+    with pytest.raises(
+        RollbackFailed, match=r'cannot read deployment default/web: 404 NotFound: deployments.apps "web"'
+    ):
+        make_target(emulator, tmp_path).live_version()
+
+
+def test_a_missing_kubeconfig_is_named(emulator: Emulator, tmp_path: Path) -> None:
+    context = TargetContext("web", tmp_path, lambda line: None, lambda **kwargs: None)
+    target = KubernetesTarget(KubernetesSettings(deployment="web", kubeconfig=Path("nope/kubeconfig")), context)
+    with pytest.raises(RollbackFailed, match=r"cannot load the kubeconfig .*nope/kubeconfig"):
+        target.live_version()
+
+
+def test_an_api_server_that_is_down_fails_in_bounded_time(tmp_path: Path) -> None:
+    emulator = Emulator().start()
+    target = make_target(emulator, tmp_path, request_timeout=1.0)
+    emulator.stop()  # nothing listens on its port any more
+    started = time.monotonic()
+    with pytest.raises(RollbackFailed, match="cannot read deployment default/web: the API server did not answer"):
+        target.live_version()
+    assert time.monotonic() - started < 15.0
