@@ -1,0 +1,151 @@
+"""``pytest --rollback-to`` with ``kind = "kubernetes"``: the whole runbook against the emulator.
+
+The service the checks probe is the emulator's Service stand-in over the deployment's ready pods.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from deployments import read_evidence
+from k8s_emulator import Emulator
+from k8s_support import deployment_manifest, image_of, revisions, wait_rolled_out, write_kubeconfig
+
+DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
+
+
+def set_image(emulator: Emulator, version: str) -> None:
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": f"demo:{version}"}]}}}}
+    requests.patch(
+        f"{emulator.url}{DEPLOY}/web",
+        data=json.dumps(patch),
+        headers={"Content-Type": "application/strategic-merge-patch+json"},
+        timeout=10,
+    ).raise_for_status()
+    wait_rolled_out(emulator, "web")
+
+
+@pytest.fixture
+def cluster(emulator: Emulator, pytester: pytest.Pytester) -> Path:
+    """web: v1.2.9 (revision 1), then v1.3.0 live (revision 2); a config for the harness."""
+    emulator.create("deployments", deployment_manifest())
+    wait_rolled_out(emulator, "web")
+    set_image(emulator, "v1.3.0")
+    kubeconfig = write_kubeconfig(pytester.path / "kubeconfig", emulator.url)
+    config = pytester.path / "rollback.toml"
+    config.write_text(
+        f"""
+[service]
+name = "web"
+base_url = "{emulator.service({"app": "web"})}"
+timeout = "2s"
+
+[service.version]
+path = "/version"
+
+[health]
+path = "/health"
+
+[targets.web]
+kind = "kubernetes"
+kubeconfig = "{kubeconfig.name}"
+deployment = "web"
+ready_timeout = "20s"
+"""
+    )
+    return config
+
+
+def run(pytester: pytest.Pytester, config: Path, *args: str) -> pytest.RunResult:
+    return pytester.runpytest(
+        "-p", "no:cacheprovider", f"--rollback-config={config}", f"--report-dir={pytester.path / 'reports'}", *args
+    )
+
+
+@pytest.mark.parametrize("requested", ["v1.2.9", "previous"])
+def test_rolls_a_deployment_back(pytester: pytest.Pytester, emulator: Emulator, cluster: Path, requested: str) -> None:
+    result = run(pytester, cluster, "--rollback-to", requested, "--rollback-yes")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*web: rolled back from v1.3.0 to v1.2.9; verified*", "exit code 0: success"])
+    deployment = emulator.get("deployments", "web")
+    assert image_of(deployment) == "demo:v1.2.9"
+    assert deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    assert sorted(revisions(emulator)) == [2, 3]
+    evidence: dict[str, Any] = read_evidence(pytester.path / "reports")
+    assert evidence["outcome"]["status"] == "rolled-back"
+    assert (evidence["from_version"], evidence["to_version"]) == ("v1.3.0", "v1.2.9")
+    steps = [e["what"] for e in evidence["timeline"] if e["status"] == "done"]
+    assert steps == ["rollback", "patch-deployment", "wait-ready"]
+    assert any("revision 1 (v1.2.9)" in line for line in evidence["plan"])
+    details = {e["what"]: e["detail"] for e in evidence["timeline"] if e["status"] == "done"}
+    before, after = details["patch-deployment"]["before"], details["wait-ready"]["after"]
+    assert [r["version"] for r in before["revisions"]] == ["v1.2.9", "v1.3.0"]
+    assert [r["version"] for r in after["revisions"]] == ["v1.3.0", "v1.2.9"]
+    assert {p["images"][0] for p in before["pods"]} == {"demo:v1.3.0"}
+    assert {p["images"][0] for p in after["pods"]} == {"demo:v1.2.9"}
+
+
+def test_paused_deployment_is_refused_in_preflight(
+    pytester: pytest.Pytester, emulator: Emulator, cluster: Path
+) -> None:
+    requests.patch(
+        f"{emulator.url}{DEPLOY}/web",
+        data=json.dumps({"spec": {"paused": True}}),
+        headers={"Content-Type": "application/merge-patch+json"},
+        timeout=10,
+    ).raise_for_status()
+    before = emulator.get("deployments", "web")["metadata"]["resourceVersion"]
+    result = run(pytester, cluster, "--rollback-to", "v1.2.9", "--rollback-yes")
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(["*deployment default/web is paused*"])
+    assert emulator.get("deployments", "web")["metadata"]["resourceVersion"] == before
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
+
+
+def test_dry_run_shows_the_servers_answer_and_changes_nothing(
+    pytester: pytest.Pytester, emulator: Emulator, cluster: Path
+) -> None:
+    before = emulator.get("deployments", "web")["metadata"]["resourceVersion"]
+    result = run(pytester, cluster, "--rollback-to", "v1.2.9", "--rollback-dry-run")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*server dry run (dryRun=All): accepted, the template would run v1.2.9*"])
+    assert emulator.get("deployments", "web")["metadata"]["resourceVersion"] == before
+
+
+def test_a_deploy_during_the_run_is_a_conflict(pytester: pytest.Pytester, emulator: Emulator, cluster: Path) -> None:
+    # Someone runs `kubectl set image` while the harness is in its baseline phase.
+    pytester.makepyfile(
+        test_someone_deploys=f"""
+        import json, requests, pytest
+
+        @pytest.mark.gate("preflight")
+        def test_someone_deploys():
+            container = {{"name": "app", "image": "demo:v1.5.0"}}
+            patch = {{"spec": {{"template": {{"spec": {{"containers": [container]}}}}}}}}
+            requests.patch(
+                "{emulator.url}{DEPLOY}/web",
+                data=json.dumps(patch),
+                headers={{"Content-Type": "application/strategic-merge-patch+json"}},
+                timeout=10,
+            ).raise_for_status()
+        """
+    )
+    result = run(pytester, cluster, "--rollback-to", "v1.2.9", "--rollback-yes", "-v")
+    assert result.ret == 14, result.stdout.str()
+    result.stdout.fnmatch_lines(["*deployment default/web changed after this run read it*"])
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.5.0"
+
+
+def test_a_missing_permission_is_refused_in_preflight(
+    pytester: pytest.Pytester, emulator: Emulator, cluster: Path
+) -> None:
+    emulator.denied.add(("patch", "apps", "deployments"))
+    result = run(pytester, cluster, "--rollback-to", "v1.2.9", "--rollback-yes")
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(["*the current user may not patch deployments.apps in namespace default*"])
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
+    assert not [p for p in emulator.patches if "json-patch" in p[1]]
