@@ -22,6 +22,7 @@ PACKAGE = "pytest-rollback-harness"
 
 DRIVERS: dict[str, str] = {
     "symlink": "rollback_harness.rollback.targets.symlink:SymlinkTarget",
+    "swarm": "rollback_harness.rollback.targets.swarm:SwarmTarget",
 }
 
 # The package extra that installs a driver's client library (pyproject.toml's optional-dependencies).

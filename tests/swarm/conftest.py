@@ -1,0 +1,96 @@
+"""Fixtures of the swarm tests: the engine, this session's images, 3-replica services (swarm_helpers.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from swarm_helpers import BROKEN, BUSYBOX, FAIL, GOOD, SERVE, START_HINT, Images, Service, docker, free_port, wait_for
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    """A Docker Engine that answers and is a swarm manager; the tests fail (not skip) without one."""
+    try:
+        result = subprocess.run(
+            ["docker", "info", "--format", "{{json .Swarm}}"], capture_output=True, timeout=20, check=False
+        )
+    except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+        pytest.fail(f"no Docker Engine for the swarm tests ({exc}); {START_HINT}", pytrace=False)
+    if result.returncode != 0:
+        pytest.fail(
+            f"no Docker Engine answers for the swarm tests: {result.stderr.decode().strip()}; {START_HINT}",
+            pytrace=False,
+        )
+    swarm = json.loads(result.stdout)
+    if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+        pytest.fail(f"the Docker Engine is not a swarm manager ({swarm.get('LocalNodeState')}); {START_HINT}")
+    if not BUSYBOX.is_file():
+        pytest.fail(f"{BUSYBOX} is missing (Debian's busybox-static); {START_HINT}", pytrace=False)
+
+
+def image_tar(version: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(BUSYBOX, arcname="bin/busybox")
+        for name, text in (("www/version", version + "\n"), ("www/health", "ok\n"), ("www/index.html", "ok\n")):
+            info = tarfile.TarInfo(name)
+            data = text.encode()
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def images(engine: None) -> Iterator[Images]:
+    """One local image per version, in a repository named after this session."""
+    made = Images(repo=f"harness-test-{uuid.uuid4().hex[:8]}/web")
+    try:
+        for version in (*GOOD, BROKEN):
+            script = FAIL if version == BROKEN else SERVE
+            command = json.dumps(["/bin/busybox", "sh", "-c", script])
+            docker("import", "-c", f"CMD {command}", "-", made.name(version), data=image_tar(version))
+            made.made.append(made.name(version))
+        yield made
+    finally:
+        # The services are removed (make_service); wait for their containers, then the images go.
+        wait_for(
+            lambda: made.repo + ":" not in docker("ps", "-a", "--format", "{{.Image}}"),
+            60,
+            f"the containers of {made.repo} to go",
+        )
+        for image in made.made:
+            docker("image", "rm", "--force", image, check=False)
+
+
+@pytest.fixture
+def make_service(images: Images) -> Iterator[Callable[..., Service]]:
+    """Creates services (3 replicas by default) running a version; removes them at teardown."""
+    services: list[Service] = []
+
+    def make(version: str = "v1.2.9", *, replicas: int = 3, history: tuple[str, ...] = ()) -> Service:
+        service = Service(name=f"harness-{uuid.uuid4().hex[:10]}", port=free_port(), images=images, replicas=replicas)
+        services.append(service)
+        docker(
+            "service", "create", "--detach", "--name", service.name,
+            "--network", "host", "--env", f"PORT={service.port}",
+            "--replicas", str(replicas), "--init", "--stop-grace-period", "1s",
+            "--restart-delay", "0s",
+            "--update-parallelism", "0", "--update-monitor", "1s", "--update-failure-action", "pause",
+            "--rollback-parallelism", "0", "--rollback-monitor", "1s", "--rollback-failure-action", "pause",
+            images.name(version),
+        )  # fmt: skip
+        service.wait_converged(version)
+        for later in history:  # deploy these in turn: the last is live, the one before it PreviousSpec
+            service.update(later)
+            service.wait_converged(later)
+        return service
+
+    yield make
+    for service in services:
+        docker("service", "rm", service.name, check=False)
