@@ -290,7 +290,11 @@ class SwarmTarget(Target):
         return f" ({', '.join(options)})" if options else ""
 
     def way_back(self, version: str) -> str:
-        return f"docker service update --image <repo>:{version} {self.settings.service}"
+        try:
+            image = f"{self._repo(self._service())}:{version}"
+        except RollbackFailed:
+            image = f"<repo>:{version}"
+        return f"docker service update --image {image} {self.settings.service}"
 
     def rollback(
         self,
@@ -358,12 +362,13 @@ class SwarmTarget(Target):
         rows = []
         for task in self._tasks(service_id):
             status = task.get("Status") or {}
+            image = self._image({"TaskTemplate": task.get("Spec") or {}})
             rows.append(
                 {
                     "id": task.get("ID", "")[:12],
                     "slot": task.get("Slot") or task.get("NodeID", "")[:12],
-                    "image": split_image(self._image({"TaskTemplate": task.get("Spec") or {}}))[1]
-                    or self._image({"TaskTemplate": task.get("Spec") or {}}),
+                    "version": split_image(image)[1],
+                    "image": image.split("@", 1)[0],
                     "desired": task.get("DesiredState"),
                     "state": status.get("State"),
                     "error": status.get("Err", ""),
@@ -471,5 +476,5 @@ def _task_errors(table: list[dict[str, Any]], version: str) -> str:
     errors = []
     for row in sorted(table, key=lambda r: str(r["since"]), reverse=True):
         if row["error"] or row["state"] in ("failed", "rejected"):
-            errors.append(f"task {row['id']} (slot {row['slot']}, {row['image']}): {row['state']}: {row['error']}")
+            errors.append(f"task {row['id']} (slot {row['slot']}, {row['version']}): {row['state']}: {row['error']}")
     return "; ".join(errors[:5]) or "none reported"

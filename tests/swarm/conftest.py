@@ -73,13 +73,18 @@ def make_service(images: Images) -> Iterator[Callable[..., Service]]:
     """Creates services (3 replicas by default) running a version; removes them at teardown."""
     services: list[Service] = []
 
-    def make(version: str = "v1.2.9", *, replicas: int = 3, history: tuple[str, ...] = ()) -> Service:
-        service = Service(name=f"harness-{uuid.uuid4().hex[:10]}", port=free_port(), images=images, replicas=replicas)
+    def make(
+        version: str = "v1.2.9", *, replicas: int = 3, global_mode: bool = False, history: tuple[str, ...] = ()
+    ) -> Service:
+        """``global_mode``: one task per node (this engine is the only node: one task)."""
+        count = 1 if global_mode else replicas
+        service = Service(name=f"harness-{uuid.uuid4().hex[:10]}", port=free_port(), images=images, replicas=count)
+        mode = ["--mode", "global"] if global_mode else ["--replicas", str(replicas)]
         services.append(service)
         docker(
             "service", "create", "--detach", "--name", service.name,
             "--network", "host", "--env", f"PORT={service.port}",
-            "--replicas", str(replicas), "--init", "--stop-grace-period", "1s",
+            *mode, "--init", "--stop-grace-period", "1s",
             "--restart-delay", "0s",
             "--update-parallelism", "0", "--update-monitor", "1s", "--update-failure-action", "pause",
             "--rollback-parallelism", "0", "--rollback-monitor", "1s", "--rollback-failure-action", "pause",

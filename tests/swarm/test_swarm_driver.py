@@ -60,9 +60,11 @@ def test_rollback_to_previous_uses_swarms_server_side_rollback(make_service: Mak
     done = {e["step"]: e for e in entries(journal) if e["status"] == "done"}
     started = {e["step"]: e for e in entries(journal) if e["status"] == "started"}
     assert started["update-service"]["how"] == "server-side rollback"
-    assert {row["image"] for row in done["update-service"]["tasks_before"] if row["desired"] == "running"} == {"v1.3.0"}
+    assert {row["version"] for row in done["update-service"]["tasks_before"] if row["desired"] == "running"} == {
+        "v1.3.0"
+    }
     after = [row for row in done["wait-ready"]["tasks_after"] if row["desired"] == "running"]
-    assert [(row["image"], row["state"]) for row in after] == [("v1.2.9", "running")] * 3
+    assert [(row["version"], row["state"]) for row in after] == [("v1.2.9", "running")] * 3
 
 
 def test_rollback_to_a_named_version_updates_the_image(make_service: MakeService, tmp_path: Path) -> None:
@@ -152,3 +154,28 @@ def test_an_engine_that_does_not_answer_is_a_clear_error(tmp_path: Path) -> None
 
     with pytest.raises(RollbackFailed, match="cannot reach the Docker Engine at unix://"):
         target.live_version()
+
+
+def test_the_managers_own_precondition_is_a_conflict_too(make_service: MakeService) -> None:
+    """A deploy landing between the driver's last read and its write: Swarm refuses the stale index."""
+    service = make_service("v1.2.9", replicas=1, history=("v1.3.0",))
+    target = make_target(service)
+    stale = target._service()
+    docker("service", "update", "--detach", "--env-add", "DEPLOYED_BY=someone-else", service.name)
+
+    with pytest.raises(Conflict, match="changed after this run read it"):
+        target._post_update(stale["ID"], stale["Spec"], {"version": stale["Version"]["Index"]}, "stale")
+
+    assert service.image_version() == "v1.3.0"
+
+
+def test_a_global_service_rolls_back(make_service: MakeService, tmp_path: Path) -> None:
+    service = make_service("v1.2.9", global_mode=True, history=("v1.3.0",))
+    target = make_target(service)
+    journal = Journal(tmp_path / "journal.jsonl")
+
+    target.rollback("v1.2.8", journal, expected_state=target.observe())
+    target.wait_ready("v1.2.8", journal)
+
+    assert service.running_versions() == ["v1.2.8"]
+    assert service.answer() == "v1.2.8"

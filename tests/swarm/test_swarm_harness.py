@@ -1,0 +1,77 @@
+"""`pytest --rollback-to` end to end against a 3-replica swarm service on a real engine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import tomli_w
+from swarm_helpers import BROKEN, Service
+
+pytestmark = pytest.mark.integration
+
+
+def write_config(path: Path, service: Service) -> Path:
+    config = {
+        "service": {"name": "web", "base_url": service.base_url, "timeout": "2s", "version": {"path": "/version"}},
+        "health": {"path": "/health", "consecutive": 2},
+        "endpoints": [{"path": "/"}],
+        "targets": {"web": {"kind": "swarm", "service": service.name, "ready_timeout": "60s"}},
+    }
+    path.write_text(tomli_w.dumps(config))
+    return path
+
+
+def read_evidence(report_dir: Path) -> dict[str, object]:
+    (found,) = report_dir.glob("*/evidence.json")
+    result: dict[str, object] = json.loads(found.read_text())
+    return result
+
+
+def test_harness_rolls_a_swarm_service_back_to_previous(
+    pytester: pytest.Pytester, make_service: Callable[..., Service]
+) -> None:
+    service = make_service("v1.2.9", history=("v1.3.0",))
+    config = write_config(pytester.path / "rollback.toml", service)
+
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        f"--rollback-config={config}",
+        f"--report-dir={pytester.path / 'reports'}",
+        "--rollback-to",
+        "previous",
+        "--rollback-yes",
+    )
+
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*web: rolled back from v1.3.0 to v1.2.9; verified*", "exit code 0: success"])
+    assert service.running_versions() == ["v1.2.9"] * 3
+    assert service.update_state() == "rollback_completed"
+    evidence = read_evidence(pytester.path / "reports")
+    steps = [e["what"] for e in evidence["timeline"] if e["status"] == "done"]  # type: ignore[attr-defined]
+    assert steps == ["rollback", "update-service", "wait-ready"]
+
+
+def test_harness_reports_a_rollback_whose_tasks_fail(
+    pytester: pytest.Pytester, make_service: Callable[..., Service]
+) -> None:
+    service = make_service("v1.2.9", replicas=2)
+    config = write_config(pytester.path / "rollback.toml", service)
+
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        f"--rollback-config={config}",
+        f"--report-dir={pytester.path / 'reports'}",
+        "--rollback-to",
+        BROKEN,
+        "--rollback-yes",
+    )
+
+    assert result.ret == 12, result.stdout.str()
+    result.stdout.fnmatch_lines(["*Swarm paused the rollback*non-zero exit (1)*"])
+    evidence = read_evidence(pytester.path / "reports")
+    assert evidence["outcome"]["status"] != "rolled-back"  # type: ignore[index]
