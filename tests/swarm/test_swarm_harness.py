@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from swarm_helpers import BROKEN, Service
+from swarm_helpers import BROKEN, Service, docker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +75,35 @@ def test_harness_reports_a_rollback_whose_tasks_fail(
     result.stdout.fnmatch_lines(["*Swarm paused the rollback*non-zero exit (1)*"])
     evidence = read_evidence(pytester.path / "reports")
     assert evidence["outcome"]["status"] != "rolled-back"  # type: ignore[index]
+
+
+def test_harness_refuses_a_version_whose_image_is_not_on_the_node(
+    pytester: pytest.Pytester, make_service: Callable[..., Service]
+) -> None:
+    # v1.2.7 is PreviousSpec's image, then its tag is removed from the node: in history, not deployable.
+    service = make_service("v1.2.9", replicas=1)
+    gone = service.images.name("v1.2.7")
+    docker("tag", service.images.name("v1.2.9"), gone)
+    service.update("v1.2.7")
+    wait_for(lambda: service.running_versions() == ["v1.2.7"], 60, "v1.2.7 to run")  # it answers v1.2.9
+    service.update("v1.3.0")
+    service.wait_converged("v1.3.0")
+    docker("image", "rm", gone)
+    service_image = service.inspect()["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    index = service.inspect()["Version"]["Index"]
+    config = write_config(pytester.path / "rollback.toml", service)
+
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        f"--rollback-config={config}",
+        f"--report-dir={pytester.path / 'reports'}",
+        "--rollback-to",
+        "v1.2.7",
+        "--rollback-yes",
+    )
+
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines([f"*image {gone} is not on this node*"])
+    assert service.inspect()["Version"]["Index"] == index  # nothing changed
+    assert service.inspect()["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == service_image
