@@ -322,9 +322,11 @@ class SwarmTarget(Target):
         ) as step:
             step.detail["from"] = self._image(service["Spec"])
             step.detail["tasks_before"] = self.task_table(service["ID"])
-            state = (service.get("UpdateStatus") or {}).get("State")
-            if split_image(self._image(service["Spec"]))[1] == version and state not in PAUSED:
-                step.detail["note"] = f"service already specifies {image}"
+            if split_image(self._image(service["Spec"]))[1] == version:
+                # Never again: a second server-side rollback would swap back to the bad spec. A
+                # paused update to it is reported by wait_ready, with the tasks' errors.
+                state = (service.get("UpdateStatus") or {}).get("State")
+                step.detail["note"] = f"service already specifies {image} (update state {state or 'none'})"
                 return
             spec = service["Spec"]
             params: dict[str, Any] = {"version": index}

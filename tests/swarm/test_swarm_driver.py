@@ -65,6 +65,10 @@ def test_rollback_to_previous_uses_swarms_server_side_rollback(make_service: Mak
     }
     after = [row for row in done["wait-ready"]["tasks_after"] if row["desired"] == "running"]
     assert [(row["version"], row["state"]) for row in after] == [("v1.2.9", "running")] * 3
+    # A resumed run does not roll back twice (Swarm would swap back to v1.3.0): nothing happens.
+    index = target.observe()
+    target.rollback("v1.2.9", Journal(tmp_path / "again.jsonl"))
+    assert target.observe() == index and service.image_version() == "v1.2.9"
 
 
 def test_rollback_to_a_named_version_updates_the_image(make_service: MakeService, tmp_path: Path) -> None:
