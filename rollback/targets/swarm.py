@@ -37,6 +37,11 @@ IN_PROGRESS = ("updating", "rollback_started")
 PAUSED = ("paused", "rollback_paused")
 DONE = ("completed", "rollback_completed")
 NANOS = 1_000_000_000
+FAST_MONITOR = 1.0  # --rollback-fast: seconds Swarm watches the new tasks for failure
+FAST_TRADE = (
+    "emergency mode (--rollback-fast): every task replaced at once (parallelism 0, stop-first: "
+    "the service answers nothing for a moment), failures watched for 1s only"
+)
 
 
 def _bounded_wait(value: float) -> float:
@@ -257,7 +262,8 @@ class SwarmTarget(Target):
         return [STEP_UPDATE, STEP_WAIT]
 
     def _server_side(self, service: dict[str, Any], version: str) -> bool:
-        return self._previous_version(service) == version
+        """Swarm's own rollback: to PreviousSpec's version, unless fast (its pace is PreviousSpec's)."""
+        return self._previous_version(service) == version and not self.context.fast
 
     def plan(self, version: str, steps: Sequence[str] | None = None) -> list[str]:
         steps = self.steps() if steps is None else steps
@@ -272,6 +278,8 @@ class SwarmTarget(Target):
                 server_side, image = False, f"<repo>:{version}"
             if server_side:
                 lines.append(f"roll service {name} back to its PreviousSpec ({image}): docker service rollback")
+            elif self.context.fast:
+                lines.append(f"update service {name} to image {image}: {FAST_TRADE}")
             else:
                 lines.append(f"update service {name} to image {image}{self._update_options()}")
         if STEP_WAIT in steps:
@@ -317,7 +325,9 @@ class SwarmTarget(Target):
             STEP_UPDATE,
             service=self.settings.service,
             image=image,
-            how="server-side rollback" if server_side else "image update",
+            how="server-side rollback"
+            if server_side
+            else ("fast image update" if self.context.fast else "image update"),
             index=index,
         ) as step:
             step.detail["from"] = self._image(service["Spec"])
@@ -332,6 +342,13 @@ class SwarmTarget(Target):
             params: dict[str, Any] = {"version": index}
             if server_side:
                 params["rollback"] = "previous"
+            elif self.context.fast:
+                step.detail["traded"] = FAST_TRADE
+                if self._previous_version(service) == version:
+                    # All of PreviousSpec, under the current name and labels, as Swarm's rollback does.
+                    spec = {**service["PreviousSpec"], "Name": spec["Name"], "Labels": spec.get("Labels") or {}}
+                spec = _with_image(spec, image, 0, FAST_MONITOR)
+                spec["UpdateConfig"].update({"Order": "stop-first", "Delay": 0, "FailureAction": "pause"})
             else:
                 spec = _with_image(spec, image, self.settings.parallelism, self.settings.monitor)
             self._post_update(service["ID"], spec, params, expected_state or str(index))
@@ -440,7 +457,8 @@ class SwarmTarget(Target):
                         f"{format_duration(now - started)} of {format_duration(timeout)}"
                     )
                     next_report = now + REPORT_EVERY
-                time.sleep(min(POLL_INTERVAL, max(0.0, deadline - now)))
+                pause = POLL_INTERVAL / 2.5 if self.context.fast else POLL_INTERVAL
+                time.sleep(min(pause, max(0.0, deadline - now)))
 
     def describe(self) -> dict[str, Any]:
         facts: dict[str, Any] = {

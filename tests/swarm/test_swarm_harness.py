@@ -107,3 +107,30 @@ def test_harness_refuses_a_version_whose_image_is_not_on_the_node(
     result.stdout.fnmatch_lines([f"*image {gone} is not on this node*"])
     assert service.inspect()["Version"]["Index"] == index  # nothing changed
     assert service.inspect()["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == service_image
+
+
+def test_rollback_fast_replaces_every_task_at_once_and_says_what_it_traded(
+    pytester: pytest.Pytester, make_service: Callable[..., Service]
+) -> None:
+    service = make_service("v1.2.9", history=("v1.3.0",))
+    config = write_config(pytester.path / "rollback.toml", service)
+
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        f"--rollback-config={config}",
+        f"--report-dir={pytester.path / 'reports'}",
+        "--rollback-to",
+        "previous",
+        "--rollback-yes",
+        "--rollback-fast",
+    )
+
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*web: rolled back from v1.3.0 to v1.2.9; verified*", "*--rollback-fast*"])
+    assert service.running_versions() == ["v1.2.9"] * 3
+    update = service.inspect()["Spec"]["UpdateConfig"]
+    assert (update["Parallelism"], update["Monitor"], update["Order"]) == (0, 1_000_000_000, "stop-first")
+    evidence = read_evidence(pytester.path / "reports")
+    assert any(r["setting"] == "--rollback-fast" for r in evidence["relaxed_safety"])  # type: ignore[attr-defined]
+    assert any("every task replaced at once" in line for line in evidence["plan"])  # type: ignore[attr-defined]
