@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
-import tarfile
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from swarm_helpers import BROKEN, BUSYBOX, FAIL, GOOD, SERVE, START_HINT, Images, Service, docker, free_port, wait_for
+from swarm_helpers import (
+    BUSYBOX,
+    START_HINT,
+    Images,
+    Service,
+    build_images,
+    create_service,
+    docker,
+    free_port,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="session")
@@ -34,28 +42,12 @@ def engine() -> None:
         pytest.fail(f"{BUSYBOX} is missing (Debian's busybox-static); {START_HINT}", pytrace=False)
 
 
-def image_tar(version: str) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(BUSYBOX, arcname="bin/busybox")
-        for name, text in (("www/version", version + "\n"), ("www/health", "ok\n"), ("www/index.html", "ok\n")):
-            info = tarfile.TarInfo(name)
-            data = text.encode()
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="session")
 def images(engine: None) -> Iterator[Images]:
     """One local image per version, in a repository named after this session."""
     made = Images(repo=f"harness-test-{uuid.uuid4().hex[:8]}/web")
     try:
-        for version in (*GOOD, BROKEN):
-            script = FAIL if version == BROKEN else SERVE
-            command = json.dumps(["/bin/busybox", "sh", "-c", script])
-            docker("import", "-c", f"CMD {command}", "-", made.name(version), data=image_tar(version))
-            made.made.append(made.name(version))
+        build_images(made)
         yield made
     finally:
         # The services are removed (make_service); wait for their containers, then the images go.
@@ -81,20 +73,7 @@ def make_service(images: Images) -> Iterator[Callable[..., Service]]:
         service = Service(name=f"harness-{uuid.uuid4().hex[:10]}", port=free_port(), images=images, replicas=count)
         mode = ["--mode", "global"] if global_mode else ["--replicas", str(replicas)]
         services.append(service)
-        docker(
-            "service", "create", "--detach", "--name", service.name,
-            "--network", "host", "--env", f"PORT={service.port}",
-            *mode, "--init", "--stop-grace-period", "1s",
-            "--restart-delay", "0s",
-            "--update-parallelism", "0", "--update-monitor", "1s", "--update-failure-action", "pause",
-            "--rollback-parallelism", "0", "--rollback-monitor", "1s", "--rollback-failure-action", "pause",
-            images.name(version),
-        )  # fmt: skip
-        service.wait_converged(version)
-        for later in history:  # deploy these in turn: the last is live, the one before it PreviousSpec
-            service.update(later)
-            service.wait_converged(later)
-        return service
+        return create_service(service, version, mode, history)
 
     yield make
     for service in services:

@@ -10,9 +10,11 @@ is named after this session and removed at teardown.
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import subprocess
+import tarfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -122,3 +124,43 @@ class Service:
             timeout,
             f"{self.name}: {self.replicas} tasks running {version} and answering it",
         )
+
+
+def image_tar(version: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(BUSYBOX, arcname="bin/busybox")
+        for name, text in (("www/version", version + "\n"), ("www/health", "ok\n"), ("www/index.html", "ok\n")):
+            info = tarfile.TarInfo(name)
+            data = text.encode()
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def build_images(made: Images) -> None:
+    """One image per version of GOOD and BROKEN, made here (nothing is pulled)."""
+    for version in (*GOOD, BROKEN):
+        script = FAIL if version == BROKEN else SERVE
+        command = json.dumps(["/bin/busybox", "sh", "-c", script])
+        docker("import", "-c", f"CMD {command}", "-", made.name(version), data=image_tar(version))
+        made.made.append(made.name(version))
+
+
+def create_service(service: Service, version: str, mode: list[str], history: tuple[str, ...] = ()) -> Service:
+    """Create ``service`` running ``version`` (fast stop; updates and rollbacks of every task at once,
+    1 s monitor, pause on failure), then deploy each of ``history`` in turn."""
+    docker(
+        "service", "create", "--detach", "--name", service.name,
+        "--network", "host", "--env", f"PORT={service.port}",
+        *mode, "--init", "--stop-grace-period", "1s",
+        "--restart-delay", "0s",
+        "--update-parallelism", "0", "--update-monitor", "1s", "--update-failure-action", "pause",
+        "--rollback-parallelism", "0", "--rollback-monitor", "1s", "--rollback-failure-action", "pause",
+        service.images.name(version),
+    )  # fmt: skip
+    service.wait_converged(version)
+    for later in history:  # deploy these in turn: the last is live, the one before it PreviousSpec
+        service.update(later)
+        service.wait_converged(later)
+    return service
