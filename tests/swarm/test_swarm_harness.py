@@ -84,6 +84,7 @@ def test_harness_refuses_a_version_whose_image_is_not_on_the_node(
     service = make_service("v1.2.9", replicas=1)
     gone = service.images.name("v1.2.7")
     docker("tag", service.images.name("v1.2.9"), gone)
+    service.images.made.append(gone)  # removed at teardown even if this test stops half way
     service.update("v1.2.7")
     wait_for(lambda: service.running_versions() == ["v1.2.7"], 60, "v1.2.7 to run")  # it answers v1.2.9
     service.update("v1.3.0")
