@@ -170,7 +170,21 @@ def run_demo() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     parser.add_argument("--stop", action="store_true", help="stop the running demo")
+    parser.add_argument(
+        "--platform",
+        choices=("symlink", "swarm"),
+        default="symlink",
+        help="symlink: releases under supervisord (default); swarm: a 3-replica Docker Swarm service",
+    )
     args = parser.parse_args(argv)
+    if args.platform == "swarm":
+        from demo import swarm
+
+        if args.stop:
+            swarm.stop()
+            print(f"swarm service {swarm.SERVICE} and its images removed")
+            return 0
+        return swarm.run(demo_dir().with_name(".demo-swarm"), demo_port(), report_dir())
     if args.stop:
         root = demo_dir()
         print(f"demo in {root} stopped" if stop_existing(root) else f"no demo running in {root}")

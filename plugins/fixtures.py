@@ -41,6 +41,7 @@ def runbook_for(run: HarnessRun) -> Runbook:
             progress=run.progress,
             service_version=lambda timeout=None: probes.service_version(run, timeout=timeout),
             run_id=run.run_id,
+            fast=run.fast,
         )
     return run.runbook
 

@@ -81,6 +81,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="Proceed without the confirmation prompt (needed without a TTY)",
     )
+    group.addoption(
+        "--rollback-fast",
+        dest="rollback_fast",
+        action="store_true",
+        help="Emergency mode: the driver trades its rollout safety for speed (swarm: every task at once, "
+        "a 1 s failure watch); the report says what was traded",
+    )
     # The short spellings came first; they stay as aliases.
     group.addoption(
         "--rollback-gate",
@@ -131,6 +138,7 @@ def _mode(config: pytest.Config) -> str | None:
     given = {
         "--rollback-dry-run": option.rollback_dry_run,
         "--rollback-yes": option.rollback_yes,
+        "--rollback-fast": option.rollback_fast,
         "--rollback-expect-version": option.rollback_expect_version,
     }
     if gate == "verify":
@@ -138,7 +146,7 @@ def _mode(config: pytest.Config) -> str | None:
             raise pytest.UsageError("--rollback-gate verify runs no rollback: drop --rollback-to, or drop the gate")
         _refuse(
             given,
-            ("--rollback-dry-run", "--rollback-yes"),
+            ("--rollback-dry-run", "--rollback-yes", "--rollback-fast"),
             "applies to a rollback; --rollback-gate verify changes nothing",
         )
         return MODE_GATE_VERIFY
@@ -262,6 +270,7 @@ def pytest_configure(config: pytest.Config) -> None:
         expect_version=config.option.rollback_expect_version,
         dry_run=config.option.rollback_dry_run,
         assume_yes=config.option.rollback_yes,
+        fast=config.option.rollback_fast,
         run_id=run_id,
         run_dir=run_dir,
         is_worker=worker is not None,

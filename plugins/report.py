@@ -536,6 +536,14 @@ class EvidenceReporter:
             relaxed.append(
                 {"setting": "--rollback-yes", "effect": "the rollback proceeded without a confirmation prompt"}
             )
+        if run.rolls_back and run.fast and not run.dry_run:
+            relaxed.append(
+                {
+                    "setting": "--rollback-fast",
+                    "effect": "emergency mode: the driver traded its rollout safety for speed "
+                    "(swarm: every task replaced at once, a 1 s failure watch, stop-first); the plan says how",
+                }
+            )
         skipped = self._gates_not_run()
         if skipped:
             selection = " ".join(

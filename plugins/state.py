@@ -46,6 +46,8 @@ class HarnessRun:
     run_id: str
     run_dir: Path
     is_worker: bool
+    # --rollback-fast: the driver's emergency mode (TargetContext.fast).
+    fast: bool = False
     journal: Journal = field(init=False)
     # Everything the run writes or prints passes through it: secrets never leave the process.
     redactor: Redactor = field(init=False)

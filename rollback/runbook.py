@@ -76,6 +76,7 @@ class Runbook:
         progress: Callable[[str], None],
         service_version: Callable[..., str | None],
         run_id: str,
+        fast: bool = False,
     ) -> None:
         self.config = config
         self.spec = spec
@@ -89,6 +90,7 @@ class Runbook:
                 base_dir=config.base_dir,
                 progress=progress,
                 service_version=service_version,
+                fast=fast,
             ),
         )
         self.lock = TargetLock(self.target.lock_path() or config.base_dir / f".rollback-{spec.name}.lock", run_id)

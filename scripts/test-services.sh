@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `make test` needs besides Python, set up before the tests run:
 #   - PostgreSQL with the test role and database (tests/integration/test_database_postgres.py);
-#   - Debian's Chromium at /usr/bin/chromium (tests/report renders the HTML report).
+#   - Debian's Chromium at /usr/bin/chromium (tests/report renders the HTML report);
+#   - a Docker Engine in swarm mode and Debian's static busybox (tests/swarm; scripts/start-docker.sh).
 # As root it installs and starts them. Otherwise it says, in one line each, what it could not do
 # and how to do it; the tests that need them then fail with the same advice. Never fails itself.
 set -uo pipefail
@@ -23,6 +24,17 @@ elif $root; then
 elif ! postgres_answers; then
     say "PostgreSQL is not running on 127.0.0.1:5432 and starting it needs root:" \
         "run 'sudo bash scripts/start-postgres.sh' (or set HARNESS_TEST_PG_URL); the PostgreSQL tests will fail"
+fi
+
+docker_ready() {
+    [ -x /bin/busybox ] && timeout 10 docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null | grep -q true
+}
+
+if $root; then
+    bash scripts/start-docker.sh || say "could not start a Docker Engine in swarm mode (see above); the swarm tests will fail"
+elif ! docker_ready; then
+    say "no Docker Engine in swarm mode (or no /bin/busybox) and starting one needs root:" \
+        "run 'sudo bash scripts/start-docker.sh'; the swarm tests will fail"
 fi
 
 if [ ! -x /usr/bin/chromium ]; then

@@ -23,6 +23,7 @@ PACKAGE = "pytest-rollback-harness"
 DRIVERS: dict[str, str] = {
     "kubernetes": "rollback_harness.rollback.targets.kubernetes:KubernetesTarget",
     "symlink": "rollback_harness.rollback.targets.symlink:SymlinkTarget",
+    "swarm": "rollback_harness.rollback.targets.swarm:SwarmTarget",
 }
 
 # The package extra that installs a driver's client library (pyproject.toml's optional-dependencies).

@@ -34,6 +34,8 @@ class TargetContext:
     # Reads the version the service itself answers now (None when it does not answer).
     # Called as ``service_version(timeout=seconds)`` to bound one probe by the time left.
     service_version: Callable[..., str | None]
+    # --rollback-fast: the emergency mode; a driver that has one says in plan() what it trades.
+    fast: bool = False
 
 
 class Target(ABC):
