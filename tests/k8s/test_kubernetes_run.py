@@ -1,6 +1,7 @@
 """``pytest --rollback-to`` with ``kind = "kubernetes"``: the whole runbook against the emulator.
 
-The service the checks probe is the emulator's Service stand-in over the deployment's ready pods.
+The service the checks probe is the emulator's Service, a proxy over the deployment's ready pods,
+each a real process of the demo app at its image's version.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from k8s_emulator import Emulator
 from k8s_support import deployment_manifest, image_of, revisions, wait_rolled_out, write_kubeconfig
 
 DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
+pytestmark = pytest.mark.real_pods
 
 
 def set_image(emulator: Emulator, version: str) -> None:
