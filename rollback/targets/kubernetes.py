@@ -172,8 +172,11 @@ class KubernetesTarget(Target):
     kind = "kubernetes"
     settings_model = KubernetesSettings
     settings: KubernetesSettings
+    accepts_revisions = True
 
     _api_client: k8s_client.ApiClient | None = None
+    # (revision, version) of ``--rollback-to revision:N``: a rollback to that version goes to exactly N.
+    _pinned: tuple[int, str] | None = None
 
     # --- talking to the API server -------------------------------------------------------------
 
@@ -316,6 +319,8 @@ class KubernetesTarget(Target):
             if not text.isdigit() or int(text) not in revisions:
                 raise RollbackFailed(f"{self.where}: unable to find specified revision {text} in history")
             return int(text), revisions[int(text)]
+        if self._pinned is not None and self._pinned[1] == version:
+            return self.target_revision(f"{REVISION_PREFIX}{self._pinned[0]}", deployment)
         matching = [
             (revision, rs)
             for revision, rs in sorted(revisions.items())
@@ -327,6 +332,17 @@ class KubernetesTarget(Target):
         return matching[-1]
 
     # --- the Target interface ------------------------------------------------------------------
+
+    def resolve_revision(self, revision: int) -> tuple[str, str]:
+        revisions = self.revisions(self.read_deployment())
+        if revision not in revisions:
+            known = ", ".join(f"{r}={self.version_of(rs['spec']['template'])}" for r, rs in sorted(revisions.items()))
+            raise RollbackFailed(
+                f"{self.where}: unable to find specified revision {revision} in history; revisions: {known or 'none'}"
+            )
+        version = self.version_of(revisions[revision]["spec"]["template"])
+        self._pinned = (revision, version)
+        return version, f"requested {REVISION_PREFIX}{revision}, which runs {version}"
 
     def live_version(self) -> str:
         return self.version_of(self.read_deployment()["spec"]["template"])

@@ -151,3 +151,36 @@ def test_a_missing_permission_is_refused_in_preflight(
     result.stdout.fnmatch_lines(["*the current user may not patch deployments.apps in namespace default*"])
     assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
     assert not [p for p in emulator.patches if "json-patch" in p[1]]
+
+
+def test_rolls_back_to_a_revision_number(pytester: pytest.Pytester, emulator: Emulator, cluster: Path) -> None:
+    set_image(emulator, "v1.4.0")  # revisions: 1 = v1.2.9, 2 = v1.3.0, 3 = v1.4.0 (live)
+    result = run(pytester, cluster, "--rollback-to", "revision:2", "--rollback-yes")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*web: rolled back from v1.4.0 to v1.3.0; verified*", "exit code 0: success"])
+    deployment = emulator.get("deployments", "web")
+    assert image_of(deployment) == "demo:v1.3.0"
+    assert deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"
+    assert revisions(emulator)[4]["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] == "2"
+    evidence: dict[str, Any] = read_evidence(pytester.path / "reports")
+    assert (evidence["from_version"], evidence["to_version"]) == ("v1.4.0", "v1.3.0")
+    assert any("revision 2 (v1.3.0)" in line for line in evidence["plan"])
+
+
+def test_a_missing_revision_number_is_refused_in_preflight(
+    pytester: pytest.Pytester, emulator: Emulator, cluster: Path
+) -> None:
+    result = run(pytester, cluster, "--rollback-to", "revision:9", "--rollback-yes")
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(["*unable to find specified revision 9 in history; revisions: 1=v1.2.9, 2=v1.3.0*"])
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
+
+
+@pytest.mark.parametrize("requested", ["revision:", "revision:two", "revision:-1", "rev:2"])
+def test_a_malformed_revision_is_refused_naming_the_accepted_forms(
+    pytester: pytest.Pytester, emulator: Emulator, cluster: Path, requested: str
+) -> None:
+    result = run(pytester, cluster, "--rollback-to", requested, "--rollback-yes")
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(["*is not a plain version*or 'previous'; or revision:<number> (e.g. revision:3)*"])
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
