@@ -184,3 +184,48 @@ def test_a_malformed_revision_is_refused_naming_the_accepted_forms(
     assert result.ret == 10, result.stdout.str()
     result.stdout.fnmatch_lines(["*is not a plain version*or 'previous'; or revision:<number> (e.g. revision:3)*"])
     assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
+
+
+def test_a_context_that_selects_another_namespace_is_refused_in_preflight(
+    pytester: pytest.Pytester, emulator: Emulator, cluster: Path
+) -> None:
+    write_kubeconfig(pytester.path / "kubeconfig", emulator.url, namespace="prod")
+    result = run(pytester, cluster, "--rollback-to", "v1.2.9", "--rollback-yes")
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*the kubeconfig's context 'emulator' selects namespace 'prod', but this target's namespace is "
+            "'default' (the default): set namespace = 'prod' in the config, or use a context for 'default'*"
+        ]
+    )
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
+    assert not [p for p in emulator.patches if "json-patch" in p[1]]
+
+
+def test_a_configured_context_the_kubeconfig_lacks_is_refused(
+    pytester: pytest.Pytester, emulator: Emulator, cluster: Path
+) -> None:
+    cluster.write_text(cluster.read_text().replace('deployment = "web"', 'deployment = "web"\ncontext = "staging"'))
+    result = run(pytester, cluster, "--rollback-to", "v1.2.9", "--rollback-yes")
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*the configured context 'staging' is not in the kubeconfig */kubeconfig "
+            "(its current context: 'emulator'; its contexts: emulator)*"
+        ]
+    )
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
+
+
+def test_the_configured_context_and_namespace_pass_preflight(
+    pytester: pytest.Pytester, emulator: Emulator, cluster: Path
+) -> None:
+    cluster.write_text(
+        cluster.read_text().replace(
+            'deployment = "web"', 'deployment = "web"\ncontext = "emulator"\nnamespace = "default"'
+        )
+    )
+    result = run(pytester, cluster, "--rollback-to", "v1.2.9", "--rollback-dry-run")
+    assert result.ret == 0, result.stdout.str()
+    evidence: dict[str, Any] = read_evidence(pytester.path / "reports")
+    assert "context 'emulator', namespace 'default', as configured" in json.dumps(evidence)
