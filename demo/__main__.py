@@ -1,6 +1,8 @@
 """`python -m demo` (what `make demo` runs): a bad v1.3.0 goes live, then `pytest --rollback-to v1.2.9`.
 
-`python -m demo --stop` stops a running demo. Environment: DEMO_DIR (default .demo/ in the project),
+`python -m demo --stop` stops a running demo. `python -m demo --platform kubernetes` runs the same story
+on the project's Kubernetes API emulator (demo/kubernetes.py) and stops it at the end.
+Environment: DEMO_DIR (default .demo/ in the project),
 DEMO_PORT (default 8080 when free, else any free port), DEMO_REPORT_DIR (default reports/).
 """
 
@@ -170,7 +172,19 @@ def run_demo() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     parser.add_argument("--stop", action="store_true", help="stop the running demo")
+    parser.add_argument(
+        "--platform",
+        choices=("symlink", "kubernetes"),
+        default="symlink",
+        help="symlink: release folders under supervisor (default); kubernetes: a deployment on the API emulator",
+    )
     args = parser.parse_args(argv)
+    if args.platform == "kubernetes":
+        if args.stop:
+            parser.error("--stop applies to the symlink demo: the kubernetes demo stops what it started itself")
+        from demo.kubernetes import run_kubernetes_demo
+
+        return run_kubernetes_demo(report_dir())
     if args.stop:
         root = demo_dir()
         print(f"demo in {root} stopped" if stop_existing(root) else f"no demo running in {root}")
