@@ -70,6 +70,8 @@ def test_each_ready_pod_is_a_demo_app_process_at_its_version(emulator: Emulator,
     assert set(versions_from(service)) == {"v1.2.9"}
     assert requests.get(f"{service}/api/orders", timeout=10).status_code == 200
     assert requests.get(f"{service}/nowhere", timeout=10).status_code == 404  # the app's own answer
+    head = requests.head(f"{service}/version", timeout=10)
+    assert (head.status_code, head.headers["Content-Length"], head.content) == (200, str(len("v1.2.9\n")), b"")
     pod = emulator.list("pods")[0]
     assert pod["status"]["phase"] == "Running"
     assert "running" in pod["status"]["containerStatuses"][0]["state"]

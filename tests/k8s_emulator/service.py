@@ -66,10 +66,13 @@ class Service:
                 else:
                     code, headers, data = service.from_record(self.path)
                 self.send_response(code)
+                length_of_get = next((v for k, v in headers if k.lower() == "content-length"), None)
                 for key, value in headers:
                     if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
                         self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
+                # A HEAD answer carries the length a GET would have, and no body.
+                head = self.command == "HEAD" and length_of_get is not None
+                self.send_header("Content-Length", str(length_of_get) if head else str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
