@@ -1,6 +1,8 @@
 """`python -m demo` (what `make demo` runs): a bad v1.3.0 goes live, then `pytest --rollback-to v1.2.9`.
 
-`python -m demo --stop` stops a running demo. Environment: DEMO_DIR (default .demo/ in the project),
+`python -m demo --stop` stops a running demo. `python -m demo --platform kubernetes` runs the same story
+on the project's Kubernetes API emulator (demo/kubernetes.py) and stops it at the end.
+Environment: DEMO_DIR (default .demo/ in the project),
 DEMO_PORT (default 8080 when free, else any free port), DEMO_REPORT_DIR (default reports/).
 """
 
@@ -172,9 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop", action="store_true", help="stop the running demo")
     parser.add_argument(
         "--platform",
-        choices=("symlink", "swarm"),
+        choices=("symlink", "swarm", "kubernetes"),
         default="symlink",
-        help="symlink: releases under supervisord (default); swarm: a 3-replica Docker Swarm service",
+        help="symlink: releases under supervisord (default); swarm: a 3-replica Docker Swarm service; "
+        "kubernetes: a deployment on the API emulator",
     )
     args = parser.parse_args(argv)
     if args.platform == "swarm":
@@ -185,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"swarm service {swarm.SERVICE} and its images removed")
             return 0
         return swarm.run(demo_dir().with_name(".demo-swarm"), demo_port(), report_dir())
+    if args.platform == "kubernetes":
+        if args.stop:
+            parser.error("--stop applies to the symlink and swarm demos: the kubernetes demo stops what it started")
+        from demo.kubernetes import run_kubernetes_demo
+
+        return run_kubernetes_demo(report_dir())
     if args.stop:
         root = demo_dir()
         print(f"demo in {root} stopped" if stop_existing(root) else f"no demo running in {root}")

@@ -18,7 +18,13 @@ from rollback_harness.rollback.lock import TargetLock
 from rollback_harness.rollback.resume import PreviousRun, describe_steps, record_path, write_record
 from rollback_harness.rollback.targets import create_target
 from rollback_harness.rollback.targets.base import Finding, Target, TargetContext
-from rollback_harness.rollback.versions import PREVIOUS, resolve_target, same_version, version_problem
+from rollback_harness.rollback.versions import (
+    PREVIOUS,
+    requested_problem,
+    requested_revision,
+    resolve_target,
+    same_version,
+)
 
 # The preflight findings, in the order they are judged; the plugin makes one item of each.
 PREFLIGHT_FINDINGS = (
@@ -126,8 +132,14 @@ class Runbook:
 
     def _judge(self) -> list[Finding]:
         findings: list[Finding] = []
-        problem = version_problem(self.requested) if self.requested != PREVIOUS else None
-        findings.append(Finding("target-version", problem is None, problem or f"{self.requested} is a plain version"))
+        problem = requested_problem(
+            self.requested, kind=self.spec.kind, accepts_revisions=self.target.accepts_revisions
+        )
+        revision = requested_revision(self.requested) if problem is None else None
+        valid = (
+            f"{self.requested} is a revision number" if revision is not None else f"{self.requested} is a plain version"
+        )
+        findings.append(Finding("target-version", problem is None, problem or valid))
         # Taken before anything is read, held until close(): what preflight sees stays true.
         holder = self.lock.acquire()
         if self.lock.taken_over is not None:  # a run that died holding it: say from whom
@@ -154,7 +166,13 @@ class Runbook:
             )
             return findings
 
-        self.to_version, how = resolve_target(self.requested, self.live, self.history)
+        if revision is not None:
+            try:
+                self.to_version, how = self.target.resolve_revision(revision)
+            except (HarnessError, OSError) as exc:
+                self.to_version, how = None, str(exc)
+        else:
+            self.to_version, how = resolve_target(self.requested, self.live, self.history)
         if self.requested == PREVIOUS and self.previous.unfinished and self.previous.get("to") == self.live:
             # The link already moved: 'previous' of it would go one release too far. It means what
             # the unfinished run resolved it to.

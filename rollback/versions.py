@@ -11,6 +11,34 @@ from packaging.version import InvalidVersion, Version
 # separators, no shell metacharacters, no whitespace; ``..`` is refused separately.
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 PREVIOUS = "previous"
+# ``--rollback-to revision:3``: a revision of a platform that numbers them (Kubernetes).
+REVISION_PREFIX = "revision:"
+REVISION_PATTERN = re.compile(r"revision:([0-9]{1,9})")
+
+
+def requested_revision(requested: str) -> int | None:
+    """N when ``requested`` is exactly ``revision:<digits>``, else None."""
+    match = REVISION_PATTERN.fullmatch(requested)
+    return int(match.group(1)) if match else None
+
+
+def requested_problem(requested: str, *, kind: str, accepts_revisions: bool) -> str | None:
+    """Why ``--rollback-to requested`` cannot name a target of this driver ``kind``, or None."""
+    if requested == PREVIOUS:
+        return None
+    if requested_revision(requested) is not None:
+        if accepts_revisions:
+            return None
+        return (
+            f"{requested!r} names a revision number, which a {kind!r} target does not have: "
+            "use a plain version (e.g. v1.2.9) or 'previous'"
+        )
+    problem = version_problem(requested)
+    if problem is not None and accepts_revisions:
+        problem += "; or 'previous'; or revision:<number> (e.g. revision:3)"
+    elif problem is not None:
+        problem += "; or 'previous'"
+    return problem
 
 
 def version_problem(version: str) -> str | None:

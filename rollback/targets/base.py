@@ -56,6 +56,8 @@ class Target(ABC):
 
     kind: ClassVar[str]
     settings_model: ClassVar[type[BaseModel]]
+    # True: ``--rollback-to revision:N`` names a target here (resolved by ``resolve_revision``).
+    accepts_revisions: ClassVar[bool] = False
 
     def __init__(self, settings: BaseModel, context: TargetContext) -> None:
         self.settings = settings
@@ -103,6 +105,14 @@ class Target(ABC):
     @abstractmethod
     def wait_ready(self, version: str, journal: Journal) -> None:
         """Wait, bounded and with progress, until ``version`` serves."""
+
+    def resolve_revision(self, revision: int) -> tuple[str, str]:
+        """``(version, explanation)`` of revision ``revision``; raise RollbackFailed when there is none.
+
+        Only drivers whose ``accepts_revisions`` is True are asked; a rollback to that version then
+        goes to exactly that revision.
+        """
+        raise NotImplementedError(f"a {self.kind!r} target has no revisions")
 
     def command_findings(self) -> list[Finding]:
         """Preflight: every command the driver will run exists and can be run. Changes nothing."""

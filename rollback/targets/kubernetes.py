@@ -172,8 +172,11 @@ class KubernetesTarget(Target):
     kind = "kubernetes"
     settings_model = KubernetesSettings
     settings: KubernetesSettings
+    accepts_revisions = True
 
     _api_client: k8s_client.ApiClient | None = None
+    # (revision, version) of ``--rollback-to revision:N``: a rollback to that version goes to exactly N.
+    _pinned: tuple[int, str] | None = None
 
     # --- talking to the API server -------------------------------------------------------------
 
@@ -181,10 +184,56 @@ class KubernetesTarget(Target):
     def where(self) -> str:
         return f"deployment {self.settings.namespace}/{self.settings.deployment}"
 
+    def kubeconfig_file(self) -> str | None:
+        path = self.settings.kubeconfig
+        return str(self.context.base_dir / path) if path is not None else None
+
+    def kube_context(self) -> tuple[str, str | None]:
+        """(the context this run uses, the namespace that context selects or None), from the kubeconfig.
+
+        A configured context the kubeconfig does not have is refused naming both.
+        """
+        config_file = self.kubeconfig_file()
+        shown = config_file or str(k8s_config.KUBE_CONFIG_DEFAULT_LOCATION)
+        try:
+            contexts, current = k8s_config.list_kube_config_contexts(config_file)  # type: ignore[no-untyped-call]
+        except (k8s_config.ConfigException, OSError, ValueError, TypeError, AttributeError) as exc:
+            raise RollbackFailed(f"cannot load the kubeconfig {shown}: {exc}") from None
+        names = [c.get("name") for c in contexts or []]
+        wanted = self.settings.context
+        if wanted is not None and wanted not in names:
+            listing = ", ".join(str(n) for n in names) or "none"
+            raise RollbackFailed(
+                f"the configured context {wanted!r} is not in the kubeconfig {shown} "
+                f"(its current context: {(current or {}).get('name')!r}; its contexts: {listing})"
+            )
+        chosen = next((c for c in contexts or [] if c.get("name") == wanted), None) if wanted else current
+        if not chosen:
+            raise RollbackFailed(f"the kubeconfig {shown} has no current context and the config names none (context)")
+        namespace = (chosen.get("context") or {}).get("namespace")
+        return str(chosen.get("name")), str(namespace) if namespace else None
+
+    def context_findings(self) -> list[Finding]:
+        """Preflight: the kubeconfig's selected context and namespace are the configured ones."""
+        name, namespace = self.kube_context()
+        configured = self.settings.namespace
+        how = "configured" if "namespace" in self.settings.model_fields_set else "the default"
+        if namespace is not None and namespace != configured:
+            return [
+                Finding(
+                    "target-context",
+                    False,
+                    f"the kubeconfig's context {name!r} selects namespace {namespace!r}, but this target's "
+                    f"namespace is {configured!r} ({how}): set namespace = {namespace!r} in the config, or use a "
+                    f"context for {configured!r}",
+                )
+            ]
+        return [Finding("target-context", True, f"context {name!r}, namespace {configured!r}, as configured")]
+
     def api_client(self) -> k8s_client.ApiClient:
         if self._api_client is None:
-            path = self.settings.kubeconfig
-            config_file = str(self.context.base_dir / path) if path is not None else None
+            self.kube_context()  # a configured context the kubeconfig lacks is named, not a client traceback
+            config_file = self.kubeconfig_file()
             configuration = k8s_client.Configuration()
             # No hidden retries in urllib3's pool: reads are retried here (bounded, with backoff) and
             # writes never, so one timeout costs request_timeout and not four of it.
@@ -316,6 +365,8 @@ class KubernetesTarget(Target):
             if not text.isdigit() or int(text) not in revisions:
                 raise RollbackFailed(f"{self.where}: unable to find specified revision {text} in history")
             return int(text), revisions[int(text)]
+        if self._pinned is not None and self._pinned[1] == version:
+            return self.target_revision(f"{REVISION_PREFIX}{self._pinned[0]}", deployment)
         matching = [
             (revision, rs)
             for revision, rs in sorted(revisions.items())
@@ -327,6 +378,17 @@ class KubernetesTarget(Target):
         return matching[-1]
 
     # --- the Target interface ------------------------------------------------------------------
+
+    def resolve_revision(self, revision: int) -> tuple[str, str]:
+        revisions = self.revisions(self.read_deployment())
+        if revision not in revisions:
+            known = ", ".join(f"{r}={self.version_of(rs['spec']['template'])}" for r, rs in sorted(revisions.items()))
+            raise RollbackFailed(
+                f"{self.where}: unable to find specified revision {revision} in history; revisions: {known or 'none'}"
+            )
+        version = self.version_of(revisions[revision]["spec"]["template"])
+        self._pinned = (revision, version)
+        return version, f"requested {REVISION_PREFIX}{revision}, which runs {version}"
 
     def live_version(self) -> str:
         return self.version_of(self.read_deployment()["spec"]["template"])
@@ -401,7 +463,7 @@ class KubernetesTarget(Target):
 
     def deployable(self, version: str) -> list[Finding]:
         deployment = self.read_deployment()
-        findings = self.permission_findings()
+        findings = self.context_findings() + self.permission_findings()
         try:
             revision, _ = self.target_revision(version, deployment)
         except RollbackFailed as exc:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from rollback_harness.rollback.versions import PREVIOUS, resolve_target, same_version, sort_versions, version_problem
+from rollback_harness.rollback.versions import (
+    PREVIOUS,
+    requested_problem,
+    resolve_target,
+    same_version,
+    sort_versions,
+    version_problem,
+)
 
 
 @pytest.mark.parametrize(
@@ -151,3 +158,23 @@ def test_a_named_version_is_passed_through_unchecked() -> None:
 def test_same_version(a: str | None, b: str | None, same: bool) -> None:
     assert same_version(a, b) is same
     assert same_version(b, a) is same
+
+
+@pytest.mark.parametrize("requested", ["revision:1", "revision:42", "previous", "v1.2.9"])
+def test_a_revision_number_is_a_target_where_the_driver_has_revisions(requested: str) -> None:
+    assert requested_problem(requested, kind="kubernetes", accepts_revisions=True) is None
+
+
+@pytest.mark.parametrize("requested", ["revision:", "revision:x", "revision:1.2", "revision: 1", "revision:1\n"])
+def test_only_revision_and_digits_is_a_revision(requested: str) -> None:
+    problem = requested_problem(requested, kind="kubernetes", accepts_revisions=True)
+    assert problem is not None and "revision:<number> (e.g. revision:3)" in problem
+
+
+def test_a_revision_number_is_refused_where_the_driver_has_none() -> None:
+    problem = requested_problem("revision:2", kind="symlink", accepts_revisions=False)
+    assert problem == (
+        "'revision:2' names a revision number, which a 'symlink' target does not have: "
+        "use a plain version (e.g. v1.2.9) or 'previous'"
+    )
+    assert "or 'previous'" in (requested_problem("v1;id", kind="symlink", accepts_revisions=False) or "")

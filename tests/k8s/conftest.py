@@ -11,9 +11,16 @@ from k8s_emulator import Emulator
 from k8s_support import KUBECTL, Kubectl, deployment_manifest, wait_rolled_out, write_kubeconfig
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "real_pods: the emulator's pods are real demo app processes and its Service a real proxy"
+    )
+
+
 @pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    with Emulator() as api:
+def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    """The API emulator; with ``@pytest.mark.real_pods`` its pods are real processes (else records)."""
+    with Emulator(real_pods=request.node.get_closest_marker("real_pods") is not None) as api:
         yield api
 
 

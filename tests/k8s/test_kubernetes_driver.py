@@ -134,6 +134,7 @@ def test_harness_and_kubectl_reach_the_same_state(
     assert pruned(harness_ops[1:]) == pruned(kubectl_ops)
 
 
+@pytest.mark.real_pods
 def test_history_live_version_and_previous(emulator: Emulator, tmp_path: Path, journal: Journal) -> None:
     three_releases(emulator)
     target = make_target(emulator, tmp_path)
@@ -294,6 +295,7 @@ def test_a_rollout_in_progress_is_refused(emulator: Emulator, tmp_path: Path) ->
     assert "kubectl rollout status deployment/web -n default" in refused[0].message
 
 
+@pytest.mark.real_pods
 def test_a_stalled_rollout_can_be_rolled_back(emulator: Emulator, tmp_path: Path, journal: Journal) -> None:
     emulator.create("deployments", deployment_manifest(progressDeadlineSeconds=1))
     wait_rolled_out(emulator, "web")

@@ -1,6 +1,7 @@
 """``pytest --rollback-to`` with ``kind = "kubernetes"``: the whole runbook against the emulator.
 
-The service the checks probe is the emulator's Service stand-in over the deployment's ready pods.
+The service the checks probe is the emulator's Service, a proxy over the deployment's ready pods,
+each a real process of the demo app at its image's version.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from k8s_emulator import Emulator
 from k8s_support import deployment_manifest, image_of, revisions, wait_rolled_out, write_kubeconfig
 
 DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
+pytestmark = pytest.mark.real_pods
 
 
 def set_image(emulator: Emulator, version: str) -> None:
@@ -149,3 +151,81 @@ def test_a_missing_permission_is_refused_in_preflight(
     result.stdout.fnmatch_lines(["*the current user may not patch deployments.apps in namespace default*"])
     assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
     assert not [p for p in emulator.patches if "json-patch" in p[1]]
+
+
+def test_rolls_back_to_a_revision_number(pytester: pytest.Pytester, emulator: Emulator, cluster: Path) -> None:
+    set_image(emulator, "v1.4.0")  # revisions: 1 = v1.2.9, 2 = v1.3.0, 3 = v1.4.0 (live)
+    result = run(pytester, cluster, "--rollback-to", "revision:2", "--rollback-yes")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*web: rolled back from v1.4.0 to v1.3.0; verified*", "exit code 0: success"])
+    deployment = emulator.get("deployments", "web")
+    assert image_of(deployment) == "demo:v1.3.0"
+    assert deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"
+    assert revisions(emulator)[4]["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] == "2"
+    evidence: dict[str, Any] = read_evidence(pytester.path / "reports")
+    assert (evidence["from_version"], evidence["to_version"]) == ("v1.4.0", "v1.3.0")
+    assert any("revision 2 (v1.3.0)" in line for line in evidence["plan"])
+
+
+def test_a_missing_revision_number_is_refused_in_preflight(
+    pytester: pytest.Pytester, emulator: Emulator, cluster: Path
+) -> None:
+    result = run(pytester, cluster, "--rollback-to", "revision:9", "--rollback-yes")
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(["*unable to find specified revision 9 in history; revisions: 1=v1.2.9, 2=v1.3.0*"])
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
+
+
+@pytest.mark.parametrize("requested", ["revision:", "revision:two", "revision:-1", "rev:2"])
+def test_a_malformed_revision_is_refused_naming_the_accepted_forms(
+    pytester: pytest.Pytester, emulator: Emulator, cluster: Path, requested: str
+) -> None:
+    result = run(pytester, cluster, "--rollback-to", requested, "--rollback-yes")
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(["*is not a plain version*or 'previous'; or revision:<number> (e.g. revision:3)*"])
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
+
+
+def test_a_context_that_selects_another_namespace_is_refused_in_preflight(
+    pytester: pytest.Pytester, emulator: Emulator, cluster: Path
+) -> None:
+    write_kubeconfig(pytester.path / "kubeconfig", emulator.url, namespace="prod")
+    result = run(pytester, cluster, "--rollback-to", "v1.2.9", "--rollback-yes")
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*the kubeconfig's context 'emulator' selects namespace 'prod', but this target's namespace is "
+            "'default' (the default): set namespace = 'prod' in the config, or use a context for 'default'*"
+        ]
+    )
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
+    assert not [p for p in emulator.patches if "json-patch" in p[1]]
+
+
+def test_a_configured_context_the_kubeconfig_lacks_is_refused(
+    pytester: pytest.Pytester, emulator: Emulator, cluster: Path
+) -> None:
+    cluster.write_text(cluster.read_text().replace('deployment = "web"', 'deployment = "web"\ncontext = "staging"'))
+    result = run(pytester, cluster, "--rollback-to", "v1.2.9", "--rollback-yes")
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*the configured context 'staging' is not in the kubeconfig */kubeconfig "
+            "(its current context: 'emulator'; its contexts: emulator)*"
+        ]
+    )
+    assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
+
+
+def test_the_configured_context_and_namespace_pass_preflight(
+    pytester: pytest.Pytester, emulator: Emulator, cluster: Path
+) -> None:
+    cluster.write_text(
+        cluster.read_text().replace(
+            'deployment = "web"', 'deployment = "web"\ncontext = "emulator"\nnamespace = "default"'
+        )
+    )
+    result = run(pytester, cluster, "--rollback-to", "v1.2.9", "--rollback-dry-run")
+    assert result.ret == 0, result.stdout.str()
+    evidence: dict[str, Any] = read_evidence(pytester.path / "reports")
+    assert "context 'emulator', namespace 'default', as configured" in json.dumps(evidence)

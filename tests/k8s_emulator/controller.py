@@ -5,9 +5,12 @@ in the ``deployment.kubernetes.io/revision`` annotation (a template that matches
 max + 1 and the old number goes to ``revision-history``), rolling update with maxSurge / maxUnavailable
 or Recreate, old ReplicaSets beyond ``revisionHistoryLimit`` deleted, status and the Available /
 Progressing conditions (``ProgressDeadlineExceeded`` after ``progressDeadlineSeconds`` without progress).
-ReplicaSet: creates and deletes pods to match ``spec.replicas``. Pods are records here: Running and ready
-after ``ready_delay`` seconds, stuck in ``ImagePullBackOff`` when their image is ``unpullable``, or in
-``CrashLoopBackOff`` (restart count rising) when it is ``crashing``.
+ReplicaSet: creates and deletes pods to match ``spec.replicas``. Pods are stuck in ``ImagePullBackOff``
+when their image is ``unpullable``. Otherwise, with ``pods`` set (``Emulator(real_pods=True)``), each
+container is a real process of the demo app (pods.py): Running once started, ready once it answers its
+readiness probe, ``CrashLoopBackOff`` (restart count rising) after it exits, terminated when its pod
+goes. Without it pods are records: Running and ready after ``ready_delay`` seconds, or in
+``CrashLoopBackOff`` when their image is ``crashing``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 import uuid
 from typing import Any
 
+from .pods import PodProcesses
 from .store import Obj, Store, now_rfc3339
 
 REVISION = "deployment.kubernetes.io/revision"
@@ -143,6 +147,7 @@ class Controller:
         self.crashing: set[str] = set()  # images whose containers exit at once: CrashLoopBackOff
         self.stopped = False  # True: the controllers do nothing (a controller-manager that is down)
         self.pod_born: dict[str, float] = {}  # pod uid -> time.monotonic() at creation
+        self.pods: PodProcesses | None = None  # real pod processes (None: pods are records)
 
     def tick(self) -> None:
         with self.store.cond:
@@ -152,8 +157,11 @@ class Controller:
                 self.sync_deployment(deployment)
             for rs in self.store.list("replicasets"):
                 self.sync_replicaset(rs)
-            for pod in self.store.list("pods"):
+            pods = self.store.list("pods")
+            for pod in pods:
                 self.sync_pod(pod)
+            if self.pods is not None:  # pods deleted through the API: their processes go too
+                self.pods.forget_all_but({pod["metadata"]["uid"] for pod in pods})
             for rs in self.store.list("replicasets"):
                 self.sync_replicaset_status(rs)
             for deployment in self.store.list("deployments"):
@@ -418,6 +426,8 @@ class Controller:
             for pod in pods[: len(pods) - want]:
                 self.store.delete("pods", namespace, pod["metadata"]["name"])
                 self.pod_born.pop(pod["metadata"]["uid"], None)
+                if self.pods is not None:
+                    self.pods.forget(pod["metadata"]["uid"])
 
     def create_pod(self, rs: Obj) -> None:
         template = copy.deepcopy(rs["spec"]["template"])
@@ -462,7 +472,9 @@ class Controller:
                         }
                     },
                 )
-            elif c.get("image") in self.crashing:
+            elif self.pods is not None and time.monotonic() - born >= self.ready_delay:
+                entry.update(self.real_container(pod["metadata"]["uid"], c))
+            elif self.pods is None and c.get("image") in self.crashing:
                 old = next((s for s in status.get("containerStatuses", []) if s["name"] == c["name"]), None)
                 restarts = (old or {}).get("restartCount", 0)
                 if time.monotonic() - born >= CRASH_EVERY * (restarts + 1):
@@ -487,7 +499,7 @@ class Controller:
                 entry.update(ready=False, started=False, state={"waiting": {"reason": "ContainerCreating"}})
             statuses.append(entry)
         ready = bool(statuses) and all(s["ready"] for s in statuses)
-        status["phase"] = "Running" if ready else "Pending"
+        status["phase"] = "Running" if any("running" in s["state"] for s in statuses) else "Pending"
         status["containerStatuses"] = statuses
         status["hostIP"] = "127.0.0.1"
         status["podIP"] = "127.0.0.1"
@@ -500,6 +512,24 @@ class Controller:
         if status != pod.get("status"):
             pod["status"] = status
             self.store.update("pods", pod, check_rv=False)
+
+    def real_container(self, uid: str, container: Obj) -> Obj:
+        """The container status of a real process: running (ready once probed), or backing off after an exit."""
+        assert self.pods is not None
+        box = self.pods.observe(uid, container["name"], container.get("image", ""))
+        entry: Obj = {"restartCount": box.restarts}
+        if box.last_exit is not None:
+            reason = "Completed" if box.last_exit == 0 else "Error"
+            entry["lastState"] = {"terminated": {"exitCode": box.last_exit, "reason": reason}}
+        if box.process is None:
+            message = f"back-off restarting failed container {container['name']}"
+            entry.update(
+                ready=False, started=False, state={"waiting": {"reason": "CrashLoopBackOff", "message": message}}
+            )
+        else:
+            started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(box.started_at))
+            entry.update(ready=box.ready, started=True, state={"running": {"startedAt": started}})
+        return entry
 
     def sync_replicaset_status(self, rs: Obj) -> None:
         pods = [p for p in self.store.list("pods", rs["metadata"]["namespace"]) if owned_by(p, rs)]

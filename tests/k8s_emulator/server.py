@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import patches
 from .controller import Controller
+from .pods import PodProcesses
 from .service import Service
 from .store import KINDS, ApiError, Obj, Store, field_selector_matches, label_selector_matches
 from .tables import table
@@ -206,12 +207,23 @@ class Emulator:
 
     Use as a context manager, or ``start()`` / ``stop()``. ``url`` is what a kubeconfig's server is.
     Fault knobs: ``controller.ready_delay``, ``controller.unpullable`` (images that never pull),
-    ``controller.stopped`` (set with the store locked: no reconcile runs after it).
+    ``controller.crashing`` (images whose containers exit at once), ``controller.stopped`` (set with
+    the store locked: no reconcile runs after it).
+
+    ``real_pods=True``: each pod's container is a real process of the demo app at the image tag's
+    version (pods.py), ``service()`` is a real proxy over them, and ``stop()`` terminates them all;
+    ``pod_processes.releases`` maps a version to its release.json fields (delay, failing paths).
+    Otherwise pods are records and the Service answers from them.
     """
 
-    def __init__(self, tick: float = 0.05) -> None:
+    def __init__(self, tick: float = 0.05, real_pods: bool = False) -> None:
         self.store = Store()
         self.controller = Controller(self.store)
+        self.pod_processes: PodProcesses | None = None
+        if real_pods:
+            self.pod_processes = PodProcesses(notify=self._wake_controller)
+            self.pod_processes.crashing = self.controller.crashing  # one knob for both kinds of pod
+            self.controller.pods = self.pod_processes
         self.tick = tick
         self.requests: list[tuple[str, str, str]] = []  # (method, path with query, content type)
         self.patches: list[tuple[str, str, Any]] = []  # (path with query, content type, decoded body)
@@ -262,7 +274,7 @@ class Emulator:
 
     def service(self, selector: dict[str, str], namespace: str = "default") -> str:
         """The URL of a Service over the ready pods with these labels (stopped with the emulator)."""
-        service = Service(self.store, selector, namespace).start()
+        service = Service(self.store, selector, namespace, self.pod_processes).start()
         self._services.append(service)
         return service.url
 
@@ -278,6 +290,12 @@ class Emulator:
             self._httpd.server_close()
         for thread in self._threads:
             thread.join(timeout=5)
+        if self.pod_processes is not None:
+            self.pod_processes.stop()
+
+    def _wake_controller(self) -> None:
+        with self.store.cond:
+            self.store.cond.notify_all()
 
     def __enter__(self) -> Emulator:
         return self.start()

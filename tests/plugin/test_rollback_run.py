@@ -542,3 +542,16 @@ def test_a_service_that_is_down_is_still_rolled_back(pytester: pytest.Pytester, 
     assert "connection refused" in comparisons["version"]["before"]["summary"]
     assert comparisons["latency[/]"]["before"]["status"] == "inconclusive"
     assert comparisons["latency[/]"]["after"]["status"] == "passed"
+
+
+def test_a_revision_number_is_refused_for_a_symlink_target(pytester: pytest.Pytester, demo: Deployment) -> None:
+    result = rollback(pytester, demo, "--rollback-to", "revision:2", "--rollback-yes")
+
+    assert result.ret == 10
+    result.stdout.fnmatch_lines(
+        [
+            "*'revision:2' names a revision number, which a 'symlink' target does not have: "
+            "use a plain version (e.g. v1.2.9) or 'previous'*"
+        ]
+    )
+    assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0
