@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -67,7 +68,8 @@ def test_trickled_headers_fail_the_version_check_within_its_deadline(
     started = time.monotonic()
     result = check_version(session, faults.url("/trickle-headers"), timeout=0.5, consecutive=3, interval=0.01)
     assert result.status == "failed"
-    assert result.summary.endswith("timed out after 0.5s")
+    # The last probe may get only what is left of the check's own deadline ("after 0.48s").
+    assert re.search(r"timed out after 0\.\d+s$", result.summary), result.summary
     # Total deadline: 3 x (0.5 + 0.01) + 0.5 s; "did not hang" bound, generous for a busy machine.
     assert time.monotonic() - started < 15
 
