@@ -433,15 +433,46 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
     """The process that ran the runbook lets go of the target's lock, after every writer,
     whether they succeeded or not; the controller stops relaying the workers' progress."""
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is not None and run.runbook is not None and session.exitstatus == 0:
+        _cleanup_after_verified_rollback(run)
     try:
         return (yield)
     finally:
-        run = session.config.stash.get(RUN_KEY, None)
         if run is not None and run.runbook is not None:
             run.runbook.close()
         relay = session.config.stash.get(RELAY_KEY, None)
         if relay is not None:
             relay.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Tally the verify gates this process ran (the one that holds the runbook runs them all)."""
+    report = yield
+    run = item.config.stash.get(RUN_KEY, None)
+    if run is not None and dict(report.user_properties).get(GATE_PROPERTY) == "verify":
+        if report.failed:
+            run.verify_failed = True
+        elif report.when == "call" and report.passed:
+            run.verify_passed += 1
+    return report
+
+
+def _cleanup_after_verified_rollback(run: HarnessRun) -> None:
+    """The driver's cleanup (e.g. removing the replaced image), before the evidence is written."""
+    from rollback_harness.plugins.fixtures import recorded_outcome
+    from rollback_harness.rollback.runbook import STATUS_ROLLED_BACK
+
+    outcome = recorded_outcome(run)
+    if outcome is None or outcome.status != STATUS_ROLLED_BACK or run.verify_failed or not run.verify_passed:
+        return
+    assert run.runbook is not None
+    problem = run.runbook.cleanup()
+    if problem is not None:
+        run.progress(problem)
 
 
 @pytest.hookimpl(optionalhook=True)

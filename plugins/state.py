@@ -66,6 +66,9 @@ class HarnessRun:
     expect_source: str | None = None
     expect_problem: str | None = None
     started: float = field(default_factory=time.time)
+    # Verify gates seen by this process: the driver's cleanup runs only after a verified rollback.
+    verify_passed: int = 0
+    verify_failed: bool = False
     # "SIGTERM" when a signal other than Ctrl-C interrupted the run (plugins/harness.py).
     terminated_by: str | None = None
 

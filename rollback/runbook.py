@@ -283,6 +283,14 @@ class Runbook:
         except (HarnessError, OSError):
             return []
 
+    def cleanup(self) -> str | None:
+        """Run the driver's cleanup after a verified rollback; what went wrong, in words, or None."""
+        try:
+            self.target.cleanup(self.journal)
+        except Exception as exc:  # the rollback stands verified: a failed cleanup is reported, not raised
+            return f"cleanup after the verified rollback failed: {exc}"
+        return None
+
     def close(self) -> None:
         """Release the target's lock; the run is over."""
         self.lock.release()

@@ -129,6 +129,11 @@ class Target(ABC):
         """
         return None
 
+    def cleanup(self, journal: Journal) -> None:
+        """The runbook's cleanup, called only after a rollback that verify passed (e.g. remove the
+        replaced image). Journals what it does; raises HarnessError when it fails. Nothing by default."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Facts about the target for the evidence (plain builtins, no secrets)."""
         return {"kind": self.kind}

@@ -33,6 +33,7 @@ POLL_INTERVAL = 0.25  # seconds between looks at the service while waiting
 REPORT_EVERY = 2.0  # seconds between progress lines
 MAX_WAIT = 24 * 3600.0
 STEP_UPDATE, STEP_WAIT = "update-service", "wait-ready"
+STEP_REMOVE_IMAGE = "remove-image"
 IN_PROGRESS = ("updating", "rollback_started")
 PAUSED = ("paused", "rollback_paused")
 DONE = ("completed", "rollback_completed")
@@ -67,6 +68,9 @@ class SwarmSettings(Section):
     # Swarm watches each for failure. None keeps what the service's spec says.
     parallelism: int | None = Field(default=None, ge=0, le=1000)
     monitor: Annotated[Duration | None, AfterValidator(_monitor)] = None
+    # The runbook's cleanup: after a rollback that verify passed, remove the image this run replaced
+    # from the node (never one a service still specifies), so it cannot be deployed again by mistake.
+    remove_replaced_image: bool = False
 
 
 def split_image(image: str) -> tuple[str, str | None]:
@@ -287,6 +291,8 @@ class SwarmTarget(Target):
                 f"wait until every task of {name} runs {version} and Swarm reports the update completed "
                 f"(up to {format_duration(self.settings.ready_timeout)})"
             )
+        if self.settings.remove_replaced_image and STEP_UPDATE in steps:
+            lines.append("once verify has passed: remove the replaced image from this node (remove_replaced_image)")
         return lines
 
     def _update_options(self) -> str:
@@ -459,6 +465,30 @@ class SwarmTarget(Target):
                     next_report = now + REPORT_EVERY
                 pause = POLL_INTERVAL / 2.5 if self.context.fast else POLL_INTERVAL
                 time.sleep(min(pause, max(0.0, deadline - now)))
+
+    def cleanup(self, journal: Journal) -> None:
+        if not self.settings.remove_replaced_image:
+            return
+        replaced = next(
+            (
+                str(e["from"]).split("@")[0]
+                for e in reversed(journal.entries())
+                if e.get("step") == STEP_UPDATE and e.get("status") == "done" and e.get("from") and not e.get("note")
+            ),
+            None,
+        )
+        if replaced is None:
+            journal.record(STEP_REMOVE_IMAGE, "skipped", reason="this run replaced no image")
+            return
+        with journal.step(STEP_REMOVE_IMAGE, image=replaced) as step:
+            services = self._call("list services", "services")
+            users = [s["Spec"]["Name"] for s in services if self._image(s["Spec"]).split("@")[0] == replaced]
+            if users:
+                step.detail["note"] = f"kept: still specified by {', '.join(sorted(users))}"
+                return
+            # Stopped task containers keep the image itself; the tag goes, so nobody deploys it again.
+            self._call(f"remove the replaced image {replaced}", "remove_image", replaced, force=True)
+            step.detail["removed"] = True
 
     def describe(self) -> dict[str, Any]:
         facts: dict[str, Any] = {

@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+
+try:
+    import tomllib
+except ImportError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 from swarm_helpers import BROKEN, Service, docker, wait_for
 
 pytestmark = pytest.mark.integration
@@ -135,3 +140,51 @@ def test_rollback_fast_replaces_every_task_at_once_and_says_what_it_traded(
     evidence = read_evidence(pytester.path / "reports")
     assert any(r["setting"] == "--rollback-fast" for r in evidence["relaxed_safety"])  # type: ignore[attr-defined]
     assert any("every task replaced at once" in line for line in evidence["plan"])  # type: ignore[attr-defined]
+
+
+def settled_on(service: Service, version: str) -> bool:
+    """Every task runs ``version`` and Swarm no longer reports the update in progress."""
+    return (
+        service.update_state() in (None, "completed", "rollback_completed")
+        and service.running_versions() == [version] * service.replicas
+    )
+
+
+def test_the_replaced_image_is_removed_only_after_verify_passed(
+    pytester: pytest.Pytester, make_service: Callable[..., Service]
+) -> None:
+    # A tag of its own for the bad release, so removing it leaves the session's images alone.
+    service = make_service("v1.2.9", replicas=2)
+    bad = service.images.name("v1.4.0")
+    docker("tag", service.images.name("v1.3.0"), bad)
+    service.images.made.append(bad)  # removed at teardown even if this test stops half way
+    service.update("v1.4.0")
+    wait_for(lambda: settled_on(service, "v1.4.0"), 60, "v1.4.0 to run")
+    config = write_config(pytester.path / "rollback.toml", service)
+    data = tomllib.loads(config.read_text())
+    data["targets"]["web"]["remove_replaced_image"] = True
+    config.write_text(tomli_w.dumps(data))
+
+    def present(image: str) -> bool:
+        return docker("image", "inspect", image, check=False).strip() not in ("", "[]")
+
+    # Verify fails (an endpoint that does not exist): the bad image stays, the way back with it.
+    failing = {**data, "endpoints": [{"path": "/nope"}]}
+    config.write_text(tomli_w.dumps(failing))
+    args = ["-p", "no:cacheprovider", f"--rollback-config={config}", "--rollback-yes"]
+    result = pytester.runpytest_subprocess(*args, f"--report-dir={pytester.path / 'r1'}", "--rollback-to", "v1.2.9")
+    assert result.ret == 13, result.stdout.str()
+    assert present(bad)
+
+    # Back on the bad release, then a rollback that verify passes: the replaced image goes.
+    service.update("v1.4.0")
+    wait_for(lambda: settled_on(service, "v1.4.0"), 60, "v1.4.0 to run again")
+    config.write_text(tomli_w.dumps(data))
+    result = pytester.runpytest_subprocess(*args, f"--report-dir={pytester.path / 'r2'}", "--rollback-to", "v1.2.9")
+    assert result.ret == 0, result.stdout.str()
+    assert not present(bad)
+    assert present(service.images.name("v1.3.0"))  # the same image under its own tag stays
+    evidence = read_evidence(pytester.path / "r2")
+    removed = [e for e in evidence["timeline"] if e["what"] == "remove-image"]  # type: ignore[attr-defined]
+    assert [(e["status"], e["detail"]["image"]) for e in removed] == [("done", bad)]
+    assert any("remove the replaced image" in line for line in evidence["plan"])  # type: ignore[attr-defined]
