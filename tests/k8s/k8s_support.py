@@ -90,6 +90,13 @@ def revisions(emulator: Emulator, name: str = "web") -> dict[int, dict[str, Any]
     return result
 
 
+def written(obj: dict[str, Any]) -> tuple[Any, ...]:
+    """What a client's write changes (generation, spec, annotations), unlike the resourceVersion,
+    which also moves when the controller writes the status (e.g. a pause's condition, a bit later)."""
+    metadata = obj["metadata"]
+    return metadata.get("generation"), obj["spec"], metadata.get("annotations")
+
+
 def image_of(obj: dict[str, Any]) -> str:
     image: str = obj["spec"]["template"]["spec"]["containers"][0]["image"]
     return image

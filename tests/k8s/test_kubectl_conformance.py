@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from k8s_emulator import Emulator
-from k8s_support import Kubectl, image_of, revisions, wait_rolled_out
+from k8s_support import Kubectl, image_of, revisions, wait_rolled_out, written
 
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
@@ -150,7 +150,7 @@ def test_undo_to_a_missing_revision_is_refused(kubectl: Kubectl, emulator: Emula
     result = kubectl("rollout", "undo", "deployment/web", "--to-revision=7", check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == "error: unable to find specified revision 7 in history"
-    assert emulator.get("deployments", "web")["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert written(emulator.get("deployments", "web")) == written(before)
 
 
 def test_undo_without_history_is_refused(kubectl: Kubectl, web: dict[str, Any]) -> None:
@@ -165,7 +165,7 @@ def test_undo_to_the_current_template_is_skipped(kubectl: Kubectl, emulator: Emu
     result = kubectl("rollout", "undo", "deployment/web", "--to-revision=2")
     assert result.stdout.strip() == "deployment.apps/web skipped rollback (current template already matches revision 2)"
     after = emulator.get("deployments", "web")
-    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert written(after) == written(before)
 
 
 def test_paused_deployment_refuses_undo_until_resumed(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 from k8s_emulator import Emulator
-from k8s_support import Kubectl, deployment_manifest, image_of, revisions, wait_rolled_out, write_kubeconfig
+from k8s_support import Kubectl, deployment_manifest, image_of, revisions, wait_rolled_out, write_kubeconfig, written
 
 from rollback_harness.rollback import targets
 from rollback_harness.rollback.errors import ConfigError, Conflict, RollbackFailed
@@ -181,9 +181,9 @@ def test_unknown_version_names_the_revisions(emulator: Emulator, tmp_path: Path)
 
 def test_rollback_to_the_live_template_is_skipped(emulator: Emulator, tmp_path: Path, journal: Journal) -> None:
     three_releases(emulator)
-    before = emulator.get("deployments", "web")["metadata"]["resourceVersion"]
+    before = written(emulator.get("deployments", "web"))
     make_target(emulator, tmp_path).rollback("v1.4.0", journal)
-    assert emulator.get("deployments", "web")["metadata"]["resourceVersion"] == before
+    assert written(emulator.get("deployments", "web")) == before
     done = [e for e in journal.entries() if e["status"] == "done"]
     assert done[0]["note"] == "skipped rollback (current template already matches revision 3)"
     assert not [p for p in emulator.patches if "json-patch" in p[1]]
@@ -199,10 +199,10 @@ def test_paused_deployment_is_refused_before_any_change(
     assert len(refused) == 1
     assert "deployment default/web is paused" in refused[0].message
     assert "kubectl rollout resume deployment/web -n default" in refused[0].message
-    before = emulator.get("deployments", "web")["metadata"]["resourceVersion"]
+    before = written(emulator.get("deployments", "web"))
     with pytest.raises(RollbackFailed, match="is paused"):
         target.rollback("v1.2.9", journal)
-    assert emulator.get("deployments", "web")["metadata"]["resourceVersion"] == before
+    assert written(emulator.get("deployments", "web")) == before
     assert journal.entries() == []
 
 
@@ -234,13 +234,13 @@ def test_a_change_between_read_and_write_is_a_409_conflict(
 
 def test_dry_run_plan_asks_the_server_and_changes_nothing(emulator: Emulator, tmp_path: Path) -> None:
     three_releases(emulator)
-    before = emulator.get("deployments", "web")["metadata"]["resourceVersion"]
+    before = written(emulator.get("deployments", "web"))
     plan = make_target(emulator, tmp_path).plan("v1.2.9")
     assert plan[0].startswith("JSON-patch deployment default/web: template and annotations of revision 1 (v1.2.9)")
     assert plan[0].endswith("; server dry run (dryRun=All): accepted, the template would run v1.2.9")
     assert len(plan) == 2
     assert any("dryRun=All" in path for path, _, _ in emulator.patches)
-    assert emulator.get("deployments", "web")["metadata"]["resourceVersion"] == before
+    assert written(emulator.get("deployments", "web")) == before
 
 
 def test_a_stalled_rollout_fails_at_its_progress_deadline_with_the_pods_reasons(

@@ -14,7 +14,7 @@ import pytest
 import requests
 from deployments import read_evidence
 from k8s_emulator import Emulator
-from k8s_support import deployment_manifest, image_of, revisions, wait_rolled_out, write_kubeconfig
+from k8s_support import deployment_manifest, image_of, revisions, wait_rolled_out, write_kubeconfig, written
 
 DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
 pytestmark = pytest.mark.real_pods
@@ -100,22 +100,22 @@ def test_paused_deployment_is_refused_in_preflight(
         headers={"Content-Type": "application/merge-patch+json"},
         timeout=10,
     ).raise_for_status()
-    before = emulator.get("deployments", "web")["metadata"]["resourceVersion"]
+    before = written(emulator.get("deployments", "web"))
     result = run(pytester, cluster, "--rollback-to", "v1.2.9", "--rollback-yes")
     assert result.ret == 10, result.stdout.str()
     result.stdout.fnmatch_lines(["*deployment default/web is paused*"])
-    assert emulator.get("deployments", "web")["metadata"]["resourceVersion"] == before
+    assert written(emulator.get("deployments", "web")) == before
     assert image_of(emulator.get("deployments", "web")) == "demo:v1.3.0"
 
 
 def test_dry_run_shows_the_servers_answer_and_changes_nothing(
     pytester: pytest.Pytester, emulator: Emulator, cluster: Path
 ) -> None:
-    before = emulator.get("deployments", "web")["metadata"]["resourceVersion"]
+    before = written(emulator.get("deployments", "web"))
     result = run(pytester, cluster, "--rollback-to", "v1.2.9", "--rollback-dry-run")
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["*server dry run (dryRun=All): accepted, the template would run v1.2.9*"])
-    assert emulator.get("deployments", "web")["metadata"]["resourceVersion"] == before
+    assert written(emulator.get("deployments", "web")) == before
 
 
 def test_a_deploy_during_the_run_is_a_conflict(pytester: pytest.Pytester, emulator: Emulator, cluster: Path) -> None:
