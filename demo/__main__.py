@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 from demo.deployment import (
+    EXAMPLE_DATABASE_GATE,
+    EXAMPLE_GATES,
     LAYOUT_FILE,
     DemoLayout,
     free_port,
@@ -34,27 +36,6 @@ from rollback_harness.plugins.exit_codes import MEANINGS as EXIT_MEANINGS
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 8080
 TARGET = "v1.2.9"
-
-# A user-written gate, to show how a team adds its own checks to the runbook.
-EXAMPLE_GATES = '''"""Gates of the demo team, run by the harness in the phase their marker names."""
-
-import pytest
-
-
-@pytest.mark.gate("verify")
-def test_orders_are_listed(rollback_http, rollback_base_url):
-    answer = rollback_http.get(rollback_base_url + "/api/orders", timeout=5)
-    assert answer.status_code == 200
-    assert isinstance(answer.json(), list)
-
-
-@pytest.mark.gate("verify")
-def test_orders_table_is_readable(rollback_db_engine):
-    from sqlalchemy import text
-
-    with rollback_db_engine.connect() as connection:
-        assert connection.execute(text("SELECT count(*) FROM orders")).scalar() > 0
-'''
 
 
 def demo_dir() -> Path:
@@ -126,7 +107,7 @@ def run_demo() -> int:
     layout = lay_out(root, port=port)
     # Its own pytest.ini makes the demo folder pytest's rootdir, whatever surrounds it.
     (root / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\n")
-    (root / "test_demo_gates.py").write_text(EXAMPLE_GATES)
+    (root / "test_demo_gates.py").write_text(EXAMPLE_GATES + EXAMPLE_DATABASE_GATE)
     try:
         start(layout)
     except RuntimeError as exc:

@@ -428,24 +428,41 @@ environment = {_sv_environment(env)}
 """
 
 
+# A user-written gate, to show how a team adds its own checks to the runbook.
+EXAMPLE_GATES = '''"""Gates of the demo team, run by the harness in the phase their marker names."""
+
+import pytest
+
+
+@pytest.mark.gate("verify")
+def test_orders_are_listed(rollback_http, rollback_base_url):
+    answer = rollback_http.get(rollback_base_url + "/api/orders", timeout=5)
+    assert answer.status_code == 200
+    assert isinstance(answer.json(), list)
+'''
+
+# The same, for a demo with a [database] table (the symlink demo's SQLite).
+EXAMPLE_DATABASE_GATE = """
+
+@pytest.mark.gate("verify")
+def test_orders_table_is_readable(rollback_db_engine):
+    from sqlalchemy import text
+
+    with rollback_db_engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM orders")).scalar() > 0
+"""
+
+
 def _toml_str(value: object) -> str:
     return json.dumps(str(value))
 
 
-def _rollback_toml(layout: DemoLayout) -> str:
-    base = layout.config_path.parent
-
-    def rel(path: Path) -> str:
-        return _toml_str(os.path.relpath(path, base))
-
-    restart = ", ".join(_toml_str(arg) for arg in layout.restart_command)
+def service_checks_toml(name: str, base_url: str) -> str:
+    """The service and the checks every demo runs (symlink, swarm, kubernetes): one story, one set of checks."""
     return f"""\
-# The harness config for the demo deployment (written by demo.deployment.lay_out).
-# Relative paths are relative to this file's folder.
-
 [service]
-name = "demo"
-base_url = {_toml_str(layout.base_url)}
+name = {_toml_str(name)}
+base_url = {_toml_str(base_url)}
 timeout = "2s"
 
 [service.version]
@@ -460,7 +477,21 @@ path = "/"
 
 [[endpoints]]
 path = "/api/orders"
+"""
 
+
+def _rollback_toml(layout: DemoLayout) -> str:
+    base = layout.config_path.parent
+
+    def rel(path: Path) -> str:
+        return _toml_str(os.path.relpath(path, base))
+
+    restart = ", ".join(_toml_str(arg) for arg in layout.restart_command)
+    return f"""\
+# The harness config for the demo deployment (written by demo.deployment.lay_out).
+# Relative paths are relative to this file's folder.
+
+{service_checks_toml("demo", layout.base_url)}
 [[latency]]
 path = "/"
 samples = 20

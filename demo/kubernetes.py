@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from demo.deployment import DEFAULT_RELEASES
+from demo.deployment import DEFAULT_RELEASES, EXAMPLE_GATES, service_checks_toml
 from rollback_harness.plugins.exit_codes import MEANINGS as EXIT_MEANINGS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -26,41 +26,12 @@ TARGET = "v1.2.9"
 REPLICAS = 3
 ROLLOUT_TIMEOUT = 60.0  # seconds a rollout of the demo's deployment may take before the demo gives up
 
-GATES = '''"""Gates of the demo team, run by the harness in the phase their marker names."""
-
-import pytest
-
-
-@pytest.mark.gate("verify")
-def test_orders_are_listed(rollback_http, rollback_base_url):
-    answer = rollback_http.get(rollback_base_url + "/api/orders", timeout=5)
-    assert answer.status_code == 200
-    assert isinstance(answer.json(), list)
-'''
-
 
 def rollback_toml(service_url: str, kubeconfig: Path) -> str:
     return f"""\
 # The harness config for the demo deployment on the Kubernetes emulator (python -m demo --platform kubernetes).
 
-[service]
-name = "web"
-base_url = {json.dumps(service_url)}
-timeout = "2s"
-
-[service.version]
-path = "/version"
-
-[health]
-path = "/health"
-consecutive = 2
-
-[[endpoints]]
-path = "/"
-
-[[endpoints]]
-path = "/api/orders"
-
+{service_checks_toml("web", service_url)}
 [targets.web]
 kind = "kubernetes"
 kubeconfig = {json.dumps(kubeconfig.name)}
@@ -182,7 +153,7 @@ def run_kubernetes_demo(report_dir: Path) -> int:
         config = root / "rollback.toml"
         config.write_text(rollback_toml(service_url, kubeconfig))
         (root / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\n")
-        (root / "test_demo_gates.py").write_text(GATES)
+        (root / "test_demo_gates.py").write_text(EXAMPLE_GATES)
 
         print(f"Kubernetes API emulator at {emulator.url}: deployment default/web, {REPLICAS} pods of v1.3.0")
         print(f"  each pod is a demo app process; the Service {service_url} proxies to the ready ones")

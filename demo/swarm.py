@@ -20,6 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from demo.deployment import service_checks_toml
+
 SERVICE = "rollback-demo"
 REPO = "rollback-demo/shop"
 VERSIONS = ("v1.2.8", "v1.2.9", "v1.3.0")
@@ -141,24 +143,7 @@ def run(root: Path, port: int, reports: Path) -> int:
     config = root / "rollback.toml"
     config.write_text(
         f"""# The harness config for the swarm demo (written by python -m demo --platform swarm).
-[service]
-name = "shop"
-base_url = "http://127.0.0.1:{port}"
-timeout = "2s"
-
-[service.version]
-path = "/version"
-
-[health]
-path = "/health"
-consecutive = 2
-
-[[endpoints]]
-path = "/"
-
-[[endpoints]]
-path = "/api/orders"
-
+{service_checks_toml("shop", f"http://127.0.0.1:{port}")}
 [targets.shop]
 kind = "swarm"
 service = "{SERVICE}"
