@@ -434,8 +434,10 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
     """The process that ran the runbook lets go of the target's lock, after every writer,
     whether they succeeded or not; the controller stops relaying the workers' progress."""
     run = session.config.stash.get(RUN_KEY, None)
-    if run is not None and run.runbook is not None and session.exitstatus == 0:
-        _cleanup_after_verified_rollback(run)
+    if run is not None and run.runbook is not None:
+        _finish_actions(run)
+        if session.exitstatus == 0:
+            _cleanup_after_verified_rollback(run)
     try:
         return (yield)
     finally:
@@ -459,6 +461,16 @@ def pytest_runtest_makereport(
         elif report.when == "call" and report.passed:
             run.verify_passed += 1
     return report
+
+
+def _finish_actions(run: HarnessRun) -> None:
+    """The actions around the rollback (traffic, flags...) finish once verify has spoken."""
+    assert run.runbook is not None
+    if not run.runbook.started_actions:
+        return
+    verified = not run.verify_failed and run.verify_passed > 0
+    for problem in run.runbook.finish(verified=verified):
+        run.progress(problem)
 
 
 def _cleanup_after_verified_rollback(run: HarnessRun) -> None:

@@ -35,9 +35,9 @@ class RunbookFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         run = self.config.stash[RUN_KEY]
         if "preflight" in run.phases:
-            from rollback_harness.rollback.runbook import PREFLIGHT_FINDINGS
+            from rollback_harness.rollback.runbook import preflight_finding_names
 
-            for name in PREFLIGHT_FINDINGS:
+            for name in preflight_finding_names(run.config, run.target_spec):
                 yield _item(self, f"preflight-{name}", _run_preflight, "preflight", name)
         specs = check_specs(run)
         for phase in ("baseline", "verify"):

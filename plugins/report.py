@@ -564,11 +564,11 @@ class EvidenceReporter:
         if not (self.config.option.keyword or self.config.option.markexpr):
             return []
         from rollback_harness.plugins.items import check_specs
-        from rollback_harness.rollback.runbook import PREFLIGHT_FINDINGS
+        from rollback_harness.rollback.runbook import preflight_finding_names
 
         expected = []
         if "preflight" in self.run.phases:
-            expected += [f"preflight-{name}" for name in PREFLIGHT_FINDINGS]
+            expected += [f"preflight-{name}" for name in preflight_finding_names(self.run.config, self.run.target_spec)]
         if "verify" in self.run.phases:
             expected += [f"verify-{spec.key}" for spec in check_specs(self.run)]
         return [name for name in expected if name not in self.selected_names]

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rollback_harness.rollback.actions import build_actions, finding_names
+from rollback_harness.rollback.actions.base import Action
 from rollback_harness.rollback.config import HarnessConfig, TargetSpec
 from rollback_harness.rollback.errors import Conflict, HarnessError, RollbackFailed
 from rollback_harness.rollback.journal import Journal, utc_now
@@ -35,6 +37,11 @@ PREFLIGHT_FINDINGS = (
     "target-deployable",
     "previous-run",
 )
+
+
+def preflight_finding_names(config: HarnessConfig, spec: TargetSpec | None) -> tuple[str, ...]:
+    """Every preflight finding of a run on ``spec``: the target's, then its actions'."""
+    return PREFLIGHT_FINDINGS + (finding_names(config, spec) if spec is not None else ())
 
 
 @dataclass
@@ -89,16 +96,18 @@ class Runbook:
         self.requested = requested
         self.journal = journal
         self.run_id = run_id
-        self.target: Target = create_target(
-            spec,
-            TargetContext(
-                name=config.settings.service.name,
-                base_dir=config.base_dir,
-                progress=progress,
-                service_version=service_version,
-                fast=fast,
-            ),
+        context = TargetContext(
+            name=config.settings.service.name,
+            base_dir=config.base_dir,
+            progress=progress,
+            service_version=service_version,
+            fast=fast,
         )
+        self.target: Target = create_target(spec, context)
+        # Database, traffic, config...: done around the driver's steps (rollback/actions/).
+        self.actions: list[Action] = build_actions(config, spec, context)
+        # The actions whose before() started in this run, in the order they started.
+        self.started_actions: list[Action] = []
         self.lock = TargetLock(self.target.lock_path() or config.base_dir / f".rollback-{spec.name}.lock", run_id)
         self.record_path = record_path(self.lock.path)
         self.live: str | None = None
@@ -116,8 +125,11 @@ class Runbook:
         """Judge every preflight finding once; later calls return the same findings."""
         if self._findings is None:
             self.journal.record("target", "described", **self.target.describe())
+            for action in self.actions:
+                self.journal.record(f"{action.name}:action", "described", **action.describe())
             findings = self._judge()
             findings.append(self._previous_run(passed=all(f.ok for f in findings)))
+            findings.extend(self._judge_actions(passed=all(f.ok for f in findings)))
             self._findings = {f.name: f for f in findings}
             for finding in self._findings.values():
                 self.journal.record(
@@ -206,6 +218,24 @@ class Runbook:
         findings.append(Finding("target-deployable", not bad, "; ".join(f.message for f in (bad or deployable))))
         return findings
 
+    def _judge_actions(self, *, passed: bool) -> list[Finding]:
+        """Each action's findings, once the target's passed (they need both versions)."""
+        findings: list[Finding] = []
+        for action in self.actions:
+            names = action.finding_names(self.config, self.spec)
+            if not passed or self.to_version is None:
+                why = "not checked: an earlier preflight finding failed"
+                findings.extend(Finding(name, False, why, checked=False) for name in names)
+                continue
+            try:
+                found = {f.name: f for f in action.preflight(self.from_version, self.to_version)}
+            except Exception as exc:  # a broken action refuses the run, with its reason
+                error = str(exc) if isinstance(exc, (HarnessError, OSError)) else f"{type(exc).__name__}: {exc}"
+                found = {name: Finding(name, False, f"{action.name}: {error}") for name in names}
+            for name in names:
+                findings.append(found.get(name) or Finding(name, False, f"{action.name} did not judge {name}"))
+        return findings
+
     def _previous_run(self, *, passed: bool) -> Finding:
         """What the last run against this target left, and the steps this run still has to do."""
         name = "previous-run"
@@ -283,6 +313,28 @@ class Runbook:
         except (HarnessError, OSError):
             return []
 
+    def _undo_actions(self) -> None:
+        """After a failure: each started action puts back what it changed, newest first."""
+        for action in reversed(self.started_actions):
+            try:
+                action.undo(self.journal)
+            except Exception as exc:  # the original failure is what gets raised; this one is journaled
+                self.journal.record(f"{action.name}:undo", "failed", error=str(exc))
+                self.target.context.progress(f"{action.name}: could not undo: {exc}")
+        self.started_actions = []  # undone: nothing is left for finish()
+
+    def finish(self, *, verified: bool) -> list[str]:
+        """After the verify gate of an executed rollback: each action's finish (restore traffic,
+        reset flags), newest first. What went wrong, in words; never raises."""
+        problems = []
+        for action in reversed(self.started_actions):
+            try:
+                action.finish(self.journal, verified)
+            except Exception as exc:
+                self.journal.record(f"{action.name}:finish", "failed", error=str(exc))
+                problems.append(f"{action.name}: finishing after verify failed: {exc}")
+        return problems
+
     def cleanup(self) -> str | None:
         """Run the driver's cleanup after a verified rollback; what went wrong, in words, or None."""
         try:
@@ -313,7 +365,13 @@ class Runbook:
             return []
         if self.already_at_target:
             return [f"nothing to change: {self.spec.name} already runs {self.to_version}"]
-        return self.target.plan(self.to_version, self.remaining)
+        before: list[str] = []
+        after: list[str] = []
+        for action in self.actions:
+            words_before, words_after = action.plan(self.from_version, self.to_version)
+            before += words_before
+            after = words_after + after
+        return before + self.target.plan(self.to_version, self.remaining) + after
 
     def execute(self) -> RollbackOutcome:
         """Roll the target back and wait until it serves; raise nothing, report everything."""
@@ -382,11 +440,20 @@ class Runbook:
             for step in steps:
                 if step not in self.remaining:
                     self.journal.record(step, "skipped", reason=self._skip_reason())
-            actions = [step for step in self.remaining if step != wait_step]
-            if actions:
-                self.target.rollback(self.to_version, self.journal, self.observed, actions)
-            if wait_step in self.remaining:
-                self.target.wait_ready(self.to_version, self.journal)
+            try:
+                for action in self.actions:
+                    self.started_actions.append(action)
+                    action.before(self.from_version, self.to_version, self.journal)
+                driver_steps = [step for step in self.remaining if step != wait_step]
+                if driver_steps:
+                    self.target.rollback(self.to_version, self.journal, self.observed, driver_steps)
+                if wait_step in self.remaining:
+                    self.target.wait_ready(self.to_version, self.journal)
+                for action in reversed(self.actions):
+                    action.after(self.from_version, self.to_version, self.journal)
+            except BaseException:
+                self._undo_actions()
+                raise
         self._write_record(completed=True)
         outcome.steps = self._step_words()
         if outcome.resumed_from is not None:

@@ -1,0 +1,73 @@
+"""The interface every action around the platform step implements (see actions/__init__.py)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rollback_harness.rollback.targets.base import Finding, TargetContext
+
+if TYPE_CHECKING:
+    from rollback_harness.rollback.config import HarnessConfig, TargetSpec
+    from rollback_harness.rollback.journal import Journal
+
+
+class Action(ABC):
+    """Work done around the driver's steps, journaled step by step.
+
+    Journal step names are ``"<name>:<step>"`` (``database:backup``, ``traffic:drain``).
+
+    Idempotence contract (a run killed half way is finished by the next one): ``before`` and
+    ``after`` look at the live state first and skip, journaling "skipped" with the reason, what is
+    already in place. Raise ``HarnessError`` (or a subclass) with a message that names what failed
+    and how things stand; the runbook then calls ``undo`` on every action that started.
+    """
+
+    name: ClassVar[str]
+    # before() runs in ascending order, after() and finish() in descending order.
+    # Traffic 10, feature flags 20, config 30, database 40 (closest to the platform step).
+    order: ClassVar[int] = 50
+
+    def __init__(self, config: HarnessConfig, spec: TargetSpec, context: TargetContext) -> None:
+        self.config = config
+        self.spec = spec
+        self.context = context
+
+    @classmethod
+    @abstractmethod
+    def applies(cls, config: HarnessConfig, spec: TargetSpec) -> bool:
+        """True when ``config`` asks for this action on target ``spec``. Reads the config only."""
+
+    @classmethod
+    def finding_names(cls, config: HarnessConfig, spec: TargetSpec) -> tuple[str, ...]:
+        """The names of the preflight findings ``preflight`` returns, known from the config alone."""
+        return ()
+
+    def preflight(self, from_version: str | None, to_version: str) -> list[Finding]:
+        """One Finding per name in ``finding_names``; a finding that is not ok refuses the run. Changes nothing."""
+        return []
+
+    @abstractmethod
+    def plan(self, from_version: str | None, to_version: str) -> tuple[list[str], list[str]]:
+        """What ``before`` and ``after`` would do, in words a person can check: (before, after)."""
+
+    def before(self, from_version: str | None, to_version: str, journal: Journal) -> None:
+        """Before the driver's steps (drain traffic, back up, ...)."""
+        return None
+
+    def after(self, from_version: str | None, to_version: str, journal: Journal) -> None:
+        """After the driver's steps, once the target is ready, before verify."""
+        return None
+
+    def undo(self, journal: Journal) -> None:
+        """The rollback failed after this action started: put back what it changed, where that is
+        safe, and journal it; what cannot be put back is said in the raised error."""
+        return None
+
+    def finish(self, journal: Journal, verified: bool) -> None:
+        """After the verify gate: ``verified`` True when it passed (restore traffic, reset flags)."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for the evidence (plain builtins, no secrets)."""
+        return {"action": self.name}
