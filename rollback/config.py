@@ -204,6 +204,56 @@ class ReportsConfig(Section):
     keep: int | None = Field(default=None, ge=1)
 
 
+def _repo_path(value: str) -> str:
+    """A path inside the repository: relative, no '..', no leading '-'."""
+    parts = value.replace("\\", "/").split("/")
+    if not value.strip() or value.startswith(("/", "-")) or ".." in parts or "\x00" in value:
+        raise ValueError("expected a path relative to the repository, without '..', e.g. 'config/' or 'app.env'")
+    return value
+
+
+def _hooks(value: object) -> object:
+    """Restart hooks: a list of argument lists; one flat list of strings is one hook; a string is refused."""
+    if isinstance(value, str):
+        raise ValueError(
+            "a shell string is not accepted: write each hook as an argument list, "
+            'e.g. [["systemctl", "restart", "app"]]'
+        )
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return [value]
+    return value
+
+
+def _hook_programs(value: list[list[str]]) -> list[list[str]]:
+    for hook in value:
+        if not hook or not hook[0].strip():
+            raise ValueError(
+                'each hook is an argument list whose first item names a program, e.g. ["nginx", "-s", "reload"]'
+            )
+    return value
+
+
+def _tag_template(value: str) -> str:
+    if value.count("{version}") != 1 or value.replace("{version}", "").count("{") or " " in value:
+        raise ValueError("expected a tag name holding '{version}' once, e.g. '{version}' or 'config-{version}'")
+    return value
+
+
+class ConfigRollbackConfig(Section):
+    """``[config_rollback]``: files restored from a git tag of a deployment repository (docs/config-rollback.md)."""
+
+    # The top of a git work tree (a repository or a worktree); relative to the config file's folder.
+    repo: Path
+    paths: list[Annotated[str, AfterValidator(_repo_path)]] = Field(min_length=1)
+    # An environment file in the repository, restored from the tag the same way.
+    env_file: Annotated[str, AfterValidator(_repo_path)] | None = None
+    # The tag of a version: "{version}" or e.g. "config-{version}".
+    tag: Annotated[str, AfterValidator(_tag_template)] = "{version}"
+    restart: Annotated[list[list[str]], BeforeValidator(_hooks), AfterValidator(_hook_programs)] = []
+    restart_timeout: Timeout = 60.0
+    git_timeout: Timeout = 30.0
+
+
 class HarnessSettings(Section):
     service: ServiceConfig
     health: HealthConfig | None = None
@@ -211,6 +261,7 @@ class HarnessSettings(Section):
     latency: list[LatencyConfig] = []
     database: DatabaseConfig | None = None
     reports: ReportsConfig = ReportsConfig()
+    config_rollback: ConfigRollbackConfig | None = None
     targets: dict[str, dict[str, Any]] = Field(min_length=1)
 
     @field_validator("endpoints", "latency")

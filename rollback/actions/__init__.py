@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from rollback_harness.rollback.targets.base import TargetContext
 
 # name -> "module:Class"; an action module adds its line here.
-ACTIONS: dict[str, str] = {}
+ACTIONS: dict[str, str] = {
+    "config": "rollback_harness.rollback.actions.config:ConfigAction",
+}
 
 
 def action_classes(config: HarnessConfig, spec: TargetSpec) -> list[type[Action]]:

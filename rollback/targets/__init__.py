@@ -24,6 +24,8 @@ DRIVERS: dict[str, str] = {
     "kubernetes": "rollback_harness.rollback.targets.kubernetes:KubernetesTarget",
     "symlink": "rollback_harness.rollback.targets.symlink:SymlinkTarget",
     "swarm": "rollback_harness.rollback.targets.swarm:SwarmTarget",
+    "command": "rollback_harness.rollback.targets.command:CommandTarget",
+    "config": "rollback_harness.rollback.targets.config:ConfigTarget",
 }
 
 # The package extra that installs a driver's client library (pyproject.toml's optional-dependencies).
