@@ -75,7 +75,7 @@ def test_a_second_run_sees_the_files_already_restored_and_writes_nothing(repo: P
     before = (repo / "config" / "app.toml").stat().st_mtime_ns
 
     again = work_on(repo)
-    tag, clean = again.judge("v1.2.9")
+    _, clean = again.judge("v1.2.9")
 
     assert clean.ok and "already match tag v1.2.9" in clean.message
     assert again.restore("v1.2.9", journal, "config:restore") is False
@@ -138,7 +138,7 @@ def test_a_tag_moved_after_preflight_is_a_conflict_and_nothing_is_written(repo: 
     git(repo, "tag", "-f", "v1.2.9", "v1.2.8")  # history rewritten: the tag now names another commit
     before = files(repo)
 
-    with pytest.raises(Conflict, match="tag v1.2.9 .* moved after preflight"):
+    with pytest.raises(Conflict, match=r"tag v1\.2\.9 .* moved after preflight"):
         work.restore("v1.2.9", journal, "config:restore")
 
     assert files(repo) == before and status(repo) == ""
@@ -150,7 +150,7 @@ def test_head_moved_after_preflight_is_a_conflict(repo: Path, journal: Journal) 
     (repo / "config" / "app.toml").write_text("level = 4\n")
     git(repo, "commit", "-q", "-am", "a deploy landed")
 
-    with pytest.raises(Conflict, match="HEAD of .* moved after preflight"):
+    with pytest.raises(Conflict, match=r"HEAD of .* moved after preflight"):
         work.restore("v1.2.9", journal, "config:restore")
 
     assert (repo / "config" / "app.toml").read_text() == "level = 4\n"
@@ -198,7 +198,7 @@ def test_restart_hooks_run_as_argument_lists_with_the_version(repo: Path, journa
 def test_a_restart_hook_past_its_deadline_is_killed_and_fails(repo: Path, journal: Journal) -> None:
     work = work_on(repo, restart=[[sys.executable, "-c", "import time; time.sleep(60)"]], restart_timeout="1s")
 
-    with pytest.raises(RollbackFailed, match="did not finish within 1.0 s"):
+    with pytest.raises(RollbackFailed, match=r"did not finish within 1\.0 s"):
         work.run_hooks("v1.2.9", journal, "config:restart")
 
     assert entries(journal, "config:restart", "failed")
@@ -207,7 +207,7 @@ def test_a_restart_hook_past_its_deadline_is_killed_and_fails(repo: Path, journa
 def test_a_restart_hook_that_fails_says_its_exit_code_and_output(repo: Path, journal: Journal) -> None:
     work = work_on(repo, restart=[[sys.executable, "-c", "import sys; print('bad config'); sys.exit(3)"]])
 
-    with pytest.raises(RollbackFailed, match="restart hook exited 3: .*bad config"):
+    with pytest.raises(RollbackFailed, match=r"restart hook exited 3: .*bad config"):
         work.run_hooks("v1.2.9", journal, "config:restart")
 
 
