@@ -18,6 +18,8 @@ from rollback_harness.rollback.results import CheckResult
 from rollback_harness.rollback.sampling import Verdict, judge_bound, mann_whitney_worse, samples_to_pass
 
 PERCENTILES = (50, 95, 99)
+# Successful latencies kept in ``measured["samples_ms"]`` for the report's picture (the first ones).
+PLOTTED_SAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -346,4 +348,5 @@ def _measured(
         for label, v in verdicts.items()
     }
     measured["undecided"] = [label for label, v in verdicts.items() if v.decision == "inconclusive"]
+    measured["samples_ms"] = [to_ms(seconds) for seconds in good[:PLOTTED_SAMPLES]]
     return measured

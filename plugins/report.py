@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from rollback_harness.plugins import exit_codes
+from rollback_harness.plugins import exit_codes, pictures
 from rollback_harness.plugins.fixtures import RUN_LOCK_NAME, recorded_outcome
 from rollback_harness.plugins.items import CHECK_PROPERTY, GATE_PROPERTY
 from rollback_harness.plugins.state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY, XDIST_GROUP, HarnessRun
@@ -665,13 +665,15 @@ class EvidenceReporter:
                 '<h3>Before and after</h3><table id="rollback-comparison"><tr><th>Check</th>'
                 f"<th>Before (baseline)</th><th>After (verify)</th></tr>{rows}</table>"
             )
+        parts += pictures.latency_pictures(evidence["comparisons"], self.redactor.text)
         timeline = "".join(
             f"<tr><td>{h(_clock(e['at']))}</td><td>{h(e['what'])}</td><td>{h(e['status'])}</td>"
             f"<td>{h(_seconds(e['duration_s']))}</td><td>{h(_detail(e['detail']))}</td></tr>"
             for e in evidence["timeline"]
         )
         parts.append(
-            '<h3>Timeline</h3><table id="rollback-timeline"><tr><th>At (UTC)</th><th>Step</th><th>Status</th>'
+            f"<h3>Timeline</h3>{pictures.timeline_svg(evidence['timeline'], self.redactor.text)}"
+            '<table id="rollback-timeline"><tr><th>At (UTC)</th><th>Step</th><th>Status</th>'
             f"<th>Duration</th><th>Detail</th></tr>{timeline}</table>"
         )
         parts.append(
