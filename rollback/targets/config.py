@@ -207,16 +207,27 @@ class ConfigRollback:
         )
         now = self.worktree_state()
         self.state_at_preflight = now
-        if now == self.tree_state(self.head_sha):
+        head_state = self.tree_state(self.head_sha)
+        if now == head_state:
             return tag_ok, Finding("config-clean", True, f"{', '.join(self.paths)} match HEAD {self.head_sha[:12]}")
         if now == target:
             return tag_ok, Finding("config-clean", True, f"{', '.join(self.paths)} already match tag {tag}")
-        changed = _changes(self.tree_state(self.head_sha), now)
+        foreign = [
+            (path, change)
+            for path, change in _changes(head_state, now)
+            if now.get(path) != target.get(path)  # neither HEAD's nor the tag's: someone's edit
+        ]
+        if not foreign:
+            # A restore cut short (killed mid-way): every file is HEAD's or the tag's.
+            partly = _listing(_changes(head_state, now))
+            return tag_ok, Finding(
+                "config-clean", True, f"{', '.join(self.paths)} partly match tag {tag} already ({partly})"
+            )
         return tag_ok, Finding(
             "config-clean",
             False,
             f"{self.repo} has local changes in {', '.join(self.paths)} (not in HEAD {self.head_sha[:12]} nor tag "
-            f"{tag}): {_listing(changed)}; commit or discard them (git -C {shlex.quote(str(self.repo))} status) first",
+            f"{tag}): {_listing(foreign)}; commit or discard them (git -C {shlex.quote(str(self.repo))} status) first",
         )
 
     def hook_findings(self) -> list[Finding]:

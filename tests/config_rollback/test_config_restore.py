@@ -83,6 +83,18 @@ def test_a_second_run_sees_the_files_already_restored_and_writes_nothing(repo: P
     assert (repo / "config" / "app.toml").stat().st_mtime_ns == before
 
 
+def test_a_restore_cut_short_half_way_is_finished_by_the_next_run(repo: Path, journal: Journal) -> None:
+    # What a kill in the middle of git restore leaves: one file is the tag's, the others HEAD's.
+    git(repo, "restore", "--source", "v1.2.9", "--", "config/app.toml")
+    work = work_on(repo)
+
+    _, clean = work.judge("v1.2.9")
+
+    assert clean.ok and "partly match tag v1.2.9 already (config/app.toml (modified))" in clean.message
+    assert work.restore("v1.2.9", journal, "config:restore") is True
+    assert files(repo)["config/old.toml"] == "legacy = true\n" and "config/new.toml" not in files(repo)
+
+
 @pytest.mark.parametrize("change", ["modified", "untracked", "deleted"])
 def test_a_dirty_tree_in_the_paths_is_refused_naming_the_files(repo: Path, change: str) -> None:
     if change == "modified":
@@ -90,7 +102,7 @@ def test_a_dirty_tree_in_the_paths_is_refused_naming_the_files(repo: Path, chang
     elif change == "untracked":
         (repo / "config" / "extra.toml").write_text("x = 1\n")
     else:
-        (repo / "config" / "new.toml").unlink()
+        (repo / "config" / "app.toml").unlink()
     before = files(repo)
 
     tag, clean = work_on(repo).judge("v1.2.9")
@@ -98,7 +110,7 @@ def test_a_dirty_tree_in_the_paths_is_refused_naming_the_files(repo: Path, chang
     assert tag.ok and not clean.ok
     assert "local changes" in clean.message and "commit or discard them" in clean.message
     expected = {"modified": "config/app.toml (modified)", "untracked": "config/extra.toml (added)"}
-    assert expected.get(change, "config/new.toml (deleted)") in clean.message
+    assert expected.get(change, "config/app.toml (deleted)") in clean.message
     assert files(repo) == before
 
 
