@@ -255,3 +255,11 @@ def test_a_multi_line_live_version_is_an_error(layout: Path) -> None:
 
     with pytest.raises(RollbackFailed, match="printed 2 lines, expected one version"):
         driver.live_version()
+
+
+def test_a_dry_run_runs_only_the_read_commands(pytester: pytest.Pytester, scripted: Deployment) -> None:
+    result = run(pytester, scripted, "--rollback-to", "v1.2.9", "--rollback-dry-run")
+
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*run ./deploy-version.sh v1.2.9 --rolling in *"])
+    assert scripted.linked_version() == "v1.3.0" and scripted.restarts() == 0

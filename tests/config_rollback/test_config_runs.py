@@ -212,3 +212,19 @@ def test_a_config_target_with_edited_files_cannot_tell_its_version(
     assert result.ret == 10, result.stdout.str()
     result.stdout.fnmatch_lines(["*match no tag*"])
     assert (config_alone / "release.json").read_text() == '{"version": "hand-made"}\n'
+
+
+def test_a_dry_run_shows_the_restore_in_the_plan_and_changes_nothing(
+    pytester: pytest.Pytester, demo: Deployment, beside: tuple[Path, Path]
+) -> None:
+    repo, marker = beside
+    before = files(repo)
+
+    result = run(pytester, demo, "--rollback-to", "v1.2.9", "--rollback-dry-run", "-n", "2")
+
+    assert result.ret == 0, result.stdout.str()
+    tag_sha = git(repo, "rev-parse", "v1.2.9^{commit}")
+    result.stdout.fnmatch_lines(
+        [f"*config: git -C *config-repo restore --source v1.2.9 ({tag_sha[:12]}) -- config/ app.env*"]
+    )
+    assert files(repo) == before and hook_calls(marker) == [] and demo.linked_version() == "v1.3.0"
