@@ -23,10 +23,14 @@ def break_lock_option(config: pytest.Config) -> str | None:
     value: str | None = config.option.rollback_break_lock
     if value is None:
         return None
-    if not config.option.rollback_to:
+    if not config.option.rollback_to or config.option.rollback_gate:
         raise pytest.UsageError(
-            "--rollback-break-lock needs --rollback-to VERSION: the lock is broken by the run that takes it "
-            "(add --rollback-gate preflight to only take it and check)"
+            "--rollback-break-lock needs a rollback (--rollback-to VERSION without --rollback-gate): "
+            "the lock is broken by the run that acts under it"
+        )
+    if config.option.rollback_dry_run:
+        raise pytest.UsageError(
+            "--rollback-break-lock takes another run's lock, and --rollback-dry-run changes nothing: drop one of them"
         )
     if not RUN_ID.match(value):
         raise pytest.UsageError(

@@ -89,11 +89,19 @@ def test_break_lock_naming_another_run_changes_nothing(
     [
         (
             ["--rollback-gate", "verify", "--rollback-break-lock", "run-1"],
-            "*--rollback-break-lock needs --rollback-to*",
+            "*--rollback-break-lock needs a rollback*",
+        ),
+        (
+            ["--rollback-to", "v1.2.9", "--rollback-gate", "preflight", "--rollback-break-lock", "run-1"],
+            "*--rollback-break-lock needs a rollback (--rollback-to VERSION without --rollback-gate)*",
+        ),
+        (
+            ["--rollback-to", "v1.2.9", "--rollback-dry-run", "--rollback-break-lock", "run-1"],
+            "*--rollback-dry-run changes nothing: drop one of them",
         ),
         (["--rollback-to", "v1.2.9", "--rollback-break-lock", "run 1;rm"], "*is not a run id*"),
     ],
-    ids=["without-rollback-to", "not-a-run-id"],
+    ids=["without-rollback-to", "with-a-gate", "with-dry-run", "not-a-run-id"],
 )
 def test_break_lock_usage_errors(pytester: pytest.Pytester, demo: Deployment, args: list[str], message: str) -> None:
     result = pytester.runpytest(*demo.harness_args(pytester.path / "r", *args))
