@@ -9,8 +9,8 @@ its samples ``concurrency`` at a time). Printed, each next to its goal:
 
 - wall time of the phase against the serial sum (every sample one after another: the sum of the
   latencies the harness measured): goal at most 0.05;
-- the p95 the harness reports (the highest of the endpoints' p95s, and their median) against the
-  delay the server adds: goal within 5 ms.
+- the p95 the harness reports against the delay the server adds: goal within 5 ms. Each endpoint
+  has its own p95; the goal line shows the median endpoint's, then the worst and how many are over.
 """
 
 from __future__ import annotations
@@ -149,10 +149,10 @@ def main() -> None:
         f"{len(samples)} samples in {wall:.2f} s, serial sum {serial:.1f} s"
     )
     print(goal_line("endpoints: wall / serial sum", wall / serial, "<=", 0.05))
-    worst = max(p95s) - delay
+    median, worst = statistics.median(p95s) - delay, max(p95s) - delay
     print(
-        goal_line("endpoints: p95 - added delay (worst endpoint)", worst * 1000, "<=", 5.0, unit=" ms", ratio=False)
-        + f"   (median endpoint {(statistics.median(p95s) - delay) * 1000:.1f} ms)"
+        goal_line("endpoints: p95 - added delay (median endpoint)", median * 1000, "<=", 5.0, unit=" ms", ratio=False)
+        + f"   (worst endpoint {worst * 1000:.1f} ms; {sum(p - delay > 0.005 for p in p95s)} of {len(p95s)} over 5 ms)"
     )
     print(machine())
 
