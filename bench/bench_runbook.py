@@ -82,18 +82,10 @@ def by_hand(layout: deployment.DemoLayout) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--latency-concurrency", type=int, help="Rewrite the demo's [[latency]] concurrency (default: the demo's 4)"
-    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rollback-bench-") as temp:
         workdir = Path(temp)
         layout = deployment.lay_out(workdir / "deploy", live="v1.3.0")
-        if args.latency_concurrency is not None:
-            text = layout.config_path.read_text().replace(
-                "concurrency = 4", f"concurrency = {args.latency_concurrency}"
-            )
-            layout.config_path.write_text(text)
         (workdir / "run").mkdir()
         deployment.start(layout)
         try:
@@ -106,8 +98,7 @@ def main() -> None:
         finally:
             deployment.stop(layout)
     ours, theirs = statistics.median(harness_times), statistics.median(script_times)
-    how = f", [[latency]] concurrency {args.latency_concurrency}" if args.latency_concurrency else ""
-    print(f"demo rollback: harness {ours:.2f} s, by hand (bash + curl) {theirs:.2f} s (medians of {args.rounds}{how})")
+    print(f"demo rollback: harness {ours:.2f} s, by hand (bash + curl) {theirs:.2f} s (medians of {args.rounds})")
     print(goal_line("demo rollback: harness / by hand", ours / theirs, "<=", 0.5))
     print(machine())
 
