@@ -372,7 +372,15 @@ def _target_lock(settings: HarnessSettings, raw: Any, path: Path, key: str, subs
 
 
 def check_lock(lock: LockConfig, kind: str, settings: HarnessSettings, path: Path, key: str) -> None:
-    """What a backend needs that its keys alone do not say: a database, a namespace."""
+    """What a backend needs that its keys alone do not say: a database, a namespace, its client."""
+    from importlib.util import find_spec
+
+    client = {"postgres": ("psycopg", "postgres"), "kubernetes": ("kubernetes", "kubernetes")}.get(lock.backend)
+    if client is not None and find_spec(client[0]) is None:
+        raise ConfigError(
+            f"{path}: {key}.backend = {lock.backend!r} needs the Python module {client[0]!r}, which is not "
+            f"installed; install it with: pip install 'pytest-rollback-harness[{client[1]}]'"
+        )
     if lock.backend == "postgres":
         url = lock.url or (settings.database.url if settings.database is not None else None)
         if url is None:
