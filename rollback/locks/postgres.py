@@ -108,18 +108,21 @@ class PostgresLock:
 
     def _connect(self) -> psycopg.Connection[Any]:
         arguments = connect_arguments(self.url)
+        # The URL's own options (?options=-csearch_path%3Dops) come first; ours bound each statement.
+        options = " ".join(
+            filter(None, [arguments.pop("options", ""), f"-c statement_timeout={int(self.timeout * 1000)}"])
+        )
         # Bounded everywhere: connecting (the whole of it), each statement, and a peer that vanished.
-        return psycopg.connect(
-            **arguments,
-            autocommit=True,
+        arguments.update(
             connect_timeout=max(1, math.ceil(self.timeout)),
             application_name=(APPLICATION + self.run_id)[:63],
-            options=f"-c statement_timeout={int(self.timeout * 1000)}",
+            options=options,
             keepalives=1,
             keepalives_idle=10,
             keepalives_interval=5,
             keepalives_count=3,
         )
+        return psycopg.connect(autocommit=True, **arguments)
 
     def acquire(self) -> str | None:
         started = time.monotonic()

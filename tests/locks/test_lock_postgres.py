@@ -147,3 +147,21 @@ def test_connecting_has_a_total_deadline(silent_server: int, tmp_path: Path) -> 
     assert time.monotonic() - started < 10  # did not hang
     assert refusal is not None and refusal.startswith("cannot take the lock postgres advisory lock")
     assert "cannot connect within" in refusal and "harness-test-pw" not in refusal
+
+
+def test_without_the_note_table_the_holder_is_named_from_its_session(pg_url: str, service: str, tmp_path: Path) -> None:
+    # The URL's own options are kept: with pg_catalog as the only schema, this user may not create
+    # the note table, so the lock works from application_name and pg_stat_activity alone.
+    url = f"{pg_url}?options=-csearch_path%3Dpg_catalog"
+    first = lock(url, service, "run-first", tmp_path)
+    assert first.acquire() is None
+    try:
+        refusal = lock(url, service, "run-second", tmp_path).acquire()
+        assert refusal is not None
+        assert "run run-first (pid backend " in refusal and "user database user harness, since 20" in refusal
+        assert "--rollback-break-lock run-first" in refusal
+    finally:
+        first.release()
+    third = lock(url, service, "run-third", tmp_path)
+    assert third.acquire() is None
+    third.release()
