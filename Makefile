@@ -35,6 +35,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_harness.py
+	@for b in runbook endpoints fleet startup; do $(PY) bench/bench_$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .demo reports/*/

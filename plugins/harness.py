@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from rollback_harness.plugins import locks
 from rollback_harness.plugins.fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
     _rollback_gate,
     gate_phase,
@@ -111,6 +112,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Where each run's report folder is written (default: ini rollback_report_dir, else reports/ "
         "in the rootdir)",
     )
+    locks.add_options(group)
     parser.addini(INI_CONFIG, "Harness config file, relative to the ini file (--rollback-config wins)")
     parser.addini(
         INI_REPORT_DIR, "Where run folders are written, relative to the ini file (--rollback-report-dir wins)"
@@ -254,7 +256,8 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"{source}: cannot create {run_dir}: {_os_reason(exc)}; nothing was changed. "
                 "Pass --rollback-report-dir DIR with a folder this user can write"
             ) from None
-        problem = _write_test(run_dir)
+        # --co writes nothing: no need to prove the folder takes the evidence (an fsync of 256 KB).
+        problem = None if config.option.collectonly else _write_test(run_dir)
         if problem is not None:
             _remove_empty(run_dir)
             raise pytest.UsageError(
@@ -271,6 +274,7 @@ def pytest_configure(config: pytest.Config) -> None:
         dry_run=config.option.rollback_dry_run,
         assume_yes=config.option.rollback_yes,
         fast=config.option.rollback_fast,
+        break_lock=locks.break_lock_option(config),
         run_id=run_id,
         run_dir=run_dir,
         is_worker=worker is not None,

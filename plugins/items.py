@@ -67,23 +67,35 @@ def _item(parent: RunbookFile, name: str, func: Callable[..., None], phase: str,
     return item
 
 
+def _probe(name: str, *args: Any) -> Callable[[HarnessRun, str], CheckResult]:
+    """``probes.<name>`` (or ``probes.<name>(*args)``), imported when the check runs: collecting
+    the items (``--co``, every xdist worker) never pays for requests and the check modules."""
+
+    def run_probe(run: HarnessRun, phase: str) -> CheckResult:
+        from rollback_harness.plugins import probes
+
+        found = getattr(probes, name)
+        check: Callable[[HarnessRun, str], CheckResult] = found(*args) if args else found
+        return check(run, phase)
+
+    return run_probe
+
+
 def check_specs(run: HarnessRun) -> list[CheckSpec]:
     """Every configured check, in a fixed order (xdist needs the same order on every worker)."""
-    from rollback_harness.plugins import probes
-
     settings = run.config.settings
-    specs = [CheckSpec("version", probes.version)]
+    specs = [CheckSpec("version", _probe("version"))]
     if settings.health is not None:
-        specs.append(CheckSpec("health", probes.health))
+        specs.append(CheckSpec("health", _probe("health")))
     # Paths become test ids, shown everywhere: a ${SECRET} in a path is redacted there too.
     for endpoint in settings.endpoints:
         key = f"endpoint[{run.redactor.text(endpoint.path)}]"
-        specs.append(CheckSpec(key, probes.endpoint(endpoint, key)))
+        specs.append(CheckSpec(key, _probe("endpoint", endpoint, key)))
     for latency in settings.latency:
         key = f"latency[{run.redactor.text(latency.path)}]"
-        specs.append(CheckSpec(key, probes.latency(latency, key)))
+        specs.append(CheckSpec(key, _probe("latency", latency, key)))
     if settings.database is not None:
-        specs.append(CheckSpec("database", probes.database))
+        specs.append(CheckSpec("database", _probe("database")))
     return specs
 
 

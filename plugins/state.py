@@ -48,6 +48,8 @@ class HarnessRun:
     is_worker: bool
     # --rollback-fast: the driver's emergency mode (TargetContext.fast).
     fast: bool = False
+    # --rollback-break-lock RUN_ID: break that run's lock on the target (plugins/locks.py).
+    break_lock: str | None = None
     journal: Journal = field(init=False)
     # Everything the run writes or prints passes through it: secrets never leave the process.
     redactor: Redactor = field(init=False)

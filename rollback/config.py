@@ -252,6 +252,23 @@ class ConfigRollbackConfig(Section):
     restart: Annotated[list[list[str]], BeforeValidator(_hooks), AfterValidator(_hook_programs)] = []
     restart_timeout: Timeout = 60.0
     git_timeout: Timeout = 30.0
+LOCK_BACKEND_NAMES = ("file", "kubernetes", "postgres")
+
+
+class LockConfig(Section):
+    """``[lock]`` (and ``[targets.NAME.lock]`` over it): which backend keeps runs apart (docs/locks.md)."""
+
+    backend: Literal["file", "postgres", "kubernetes"] = "file"
+    # postgres: the database holding the advisory lock; default: [database] url.
+    url: str | None = Field(default=None, min_length=1)
+    # postgres: the total deadline for connecting; kubernetes: for each API request.
+    timeout: Timeout = 10.0
+    # kubernetes: where the Lease lives; default: the kubernetes target's own namespace / kubeconfig.
+    namespace: str | None = Field(default=None, min_length=1)
+    kubeconfig: Path | None = None
+    context: str | None = None
+    # kubernetes: how long a Lease nobody renews stays held (renewed every third of it).
+    lease_duration: Timeout = 30.0
 
 
 class HarnessSettings(Section):
@@ -262,6 +279,7 @@ class HarnessSettings(Section):
     database: DatabaseConfig | None = None
     reports: ReportsConfig = ReportsConfig()
     config_rollback: ConfigRollbackConfig | None = None
+    lock: LockConfig = LockConfig()
     targets: dict[str, dict[str, Any]] = Field(min_length=1)
 
     @field_validator("endpoints", "latency")
@@ -282,6 +300,8 @@ class TargetSpec:
     name: str
     kind: str
     settings: BaseModel
+    # [targets.NAME.lock] merged over [lock]; None: [lock] as it is.
+    lock: LockConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -379,11 +399,54 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Harness
         kind = raw.get("kind")
         model = settings_model_for(kind, f"{path}: {key}.kind")
         try:
-            target_settings = model.model_validate({k: v for k, v in raw.items() if k != "kind"})
+            target_settings = model.model_validate({k: v for k, v in raw.items() if k not in ("kind", "lock")})
         except ValidationError as exc:
             raise ConfigError(_describe(exc, path, f"{key}.", model, raw, substituted)) from None
-        targets[name] = TargetSpec(name=name, kind=str(kind), settings=target_settings)
+        lock = _target_lock(settings, raw.get("lock"), path, f"{key}.lock", substituted)
+        check_lock(lock or settings.lock, str(kind), settings, path, f"{key}.lock" if lock else f"{prefix}lock")
+        targets[name] = TargetSpec(name=name, kind=str(kind), settings=target_settings, lock=lock)
     return HarnessConfig(path=path, settings=settings, targets=targets, secrets=frozenset(secrets))
+
+
+def _target_lock(settings: HarnessSettings, raw: Any, path: Path, key: str, substituted: set[str]) -> LockConfig | None:
+    """``[targets.NAME.lock]`` over ``[lock]``: the keys it sets win."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: {key} = {_shown_value(raw, substituted)}: expected a table")
+    try:
+        return LockConfig.model_validate({**settings.lock.model_dump(exclude_unset=True), **raw})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, f"{key}.", LockConfig, raw, substituted)) from None
+
+
+def check_lock(lock: LockConfig, kind: str, settings: HarnessSettings, path: Path, key: str) -> None:
+    """What a backend needs that its keys alone do not say: a database, a namespace, its client."""
+    from importlib.util import find_spec
+
+    client = {"postgres": ("psycopg", "postgres"), "kubernetes": ("kubernetes", "kubernetes")}.get(lock.backend)
+    if client is not None and find_spec(client[0]) is None:
+        raise ConfigError(
+            f"{path}: {key}.backend = {lock.backend!r} needs the Python module {client[0]!r}, which is not "
+            f"installed; install it with: pip install 'pytest-rollback-harness[{client[1]}]'"
+        )
+    if lock.backend == "postgres":
+        url = lock.url or (settings.database.url if settings.database is not None else None)
+        if url is None:
+            raise ConfigError(
+                f"{path}: {key}.backend = 'postgres' needs a database: set {key}.url "
+                "(e.g. 'postgresql://user:${PGPASSWORD}@db.internal/app') or a [database] url"
+            )
+        if not url.split(":", 1)[0].startswith("postgres"):
+            raise ConfigError(
+                f"{path}: {key}.backend = 'postgres' needs a PostgreSQL URL (postgresql://...), "
+                f"but the {'lock' if lock.url else '[database]'} url is {url.split(':', 1)[0]}://..."
+            )
+    if lock.backend == "kubernetes" and kind != "kubernetes" and lock.namespace is None:
+        raise ConfigError(
+            f"{path}: {key}.backend = 'kubernetes' on a {kind!r} target needs {key}.namespace "
+            "(and kubeconfig / context unless the defaults reach the cluster); a kubernetes target lends its own"
+        )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

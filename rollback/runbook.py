@@ -16,7 +16,7 @@ from rollback_harness.rollback.actions.base import Action
 from rollback_harness.rollback.config import HarnessConfig, TargetSpec
 from rollback_harness.rollback.errors import Conflict, HarnessError, RollbackFailed
 from rollback_harness.rollback.journal import Journal, utc_now
-from rollback_harness.rollback.lock import TargetLock
+from rollback_harness.rollback.lock import create_lock
 from rollback_harness.rollback.resume import PreviousRun, describe_steps, record_path, write_record
 from rollback_harness.rollback.targets import create_target
 from rollback_harness.rollback.targets.base import Finding, Target, TargetContext
@@ -90,6 +90,7 @@ class Runbook:
         service_version: Callable[..., str | None],
         run_id: str,
         fast: bool = False,
+        break_lock: str | None = None,
     ) -> None:
         self.config = config
         self.spec = spec
@@ -108,7 +109,9 @@ class Runbook:
         self.actions: list[Action] = build_actions(config, spec, context)
         # The actions whose before() started in this run, in the order they started.
         self.started_actions: list[Action] = []
-        self.lock = TargetLock(self.target.lock_path() or config.base_dir / f".rollback-{spec.name}.lock", run_id)
+        lock_path = self.target.lock_path() or config.base_dir / f".rollback-{spec.name}.lock"
+        # file (default), postgres or kubernetes: rollback/lock.py, docs/locks.md.
+        self.lock = create_lock(config, spec, lock_path, run_id, break_run=break_lock)
         self.record_path = record_path(self.lock.path)
         self.live: str | None = None
         self.to_version: str | None = None
@@ -153,11 +156,18 @@ class Runbook:
         )
         findings.append(Finding("target-version", problem is None, problem or valid))
         # Taken before anything is read, held until close(): what preflight sees stays true.
-        holder = self.lock.acquire()
+        try:
+            holder = self.lock.acquire()
+        except HarnessError as exc:  # the lock's database or API server cannot be reached
+            holder = str(exc)
         if self.lock.taken_over is not None:  # a run that died holding it: say from whom
             self.journal.record("lock-takeover", "recorded", **self.lock.taken_over)
+        if self.lock.broken is not None:  # --rollback-break-lock: whose lock, in the evidence
+            self.journal.record("lock-broken", "recorded", **self.lock.broken)
         taken = f"; {self.lock.describe_takeover()}" if self.lock.taken_over else ""
-        findings.append(Finding("target-lock", holder is None, holder or f"this run holds {self.lock.path}{taken}"))
+        if self.lock.broken is not None:
+            taken += f"; broke the lock of run {self.lock.broken.get('run_id')} (--rollback-break-lock)"
+        findings.append(Finding("target-lock", holder is None, holder or f"this run holds {self.lock.where}{taken}"))
         if holder is None:
             self.previous = PreviousRun.read(self.record_path)
         try:
@@ -382,6 +392,9 @@ class Runbook:
         try:
             if self.refusals() or self.to_version is None or self.remaining is None:
                 raise RollbackFailed("preflight did not pass")  # the plugin never gets here
+            lost = self.lock.lost()
+            if lost is not None:  # broken or expired since preflight: another run may be acting
+                raise Conflict(f"this run no longer holds the target's lock: {lost}")
             if self.already_at_target:
                 self._finish_already_at_target(outcome)
             else:

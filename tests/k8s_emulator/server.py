@@ -20,7 +20,7 @@ from . import patches
 from .controller import Controller
 from .pods import PodProcesses
 from .service import Service
-from .store import KINDS, ApiError, Obj, Store, field_selector_matches, label_selector_matches
+from .store import KINDS, ApiError, Obj, Store, conflict, field_selector_matches, label_selector_matches
 from .tables import table
 
 SERVER_VERSION = {
@@ -41,11 +41,17 @@ PATCH_TYPES = {
     "application/strategic-merge-patch+json": patches.strategic_merge_patch,
 }
 PATH = re.compile(
-    r"^/(?:api/v1|apis/apps/v1)(?:/namespaces/(?P<ns>[^/]+))?/(?P<resource>deployments|replicasets|pods)"
+    r"^/(?:api/v1|apis/apps/v1|apis/coordination\.k8s\.io/v1)(?:/namespaces/(?P<ns>[^/]+))?"
+    r"/(?P<resource>deployments|replicasets|pods|leases)"
     r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>status|scale))?/?$"
 )
 FAULT_REASONS = {409: "Conflict", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
-API_PREFIX = {"deployments": "/apis/apps/v1", "replicasets": "/apis/apps/v1", "pods": "/api/v1"}
+API_PREFIX = {
+    "deployments": "/apis/apps/v1",
+    "replicasets": "/apis/apps/v1",
+    "pods": "/api/v1",
+    "leases": "/apis/coordination.k8s.io/v1",
+}
 
 
 def _resource(name: str, kind: str, short: str, namespaced: bool = True) -> Obj:
@@ -89,6 +95,25 @@ DISCOVERY: dict[str, Obj] = {
                 "versions": [{"groupVersion": "authorization.k8s.io/v1", "version": "v1"}],
                 "preferredVersion": {"groupVersion": "authorization.k8s.io/v1", "version": "v1"},
             },
+            {
+                "name": "coordination.k8s.io",
+                "versions": [{"groupVersion": "coordination.k8s.io/v1", "version": "v1"}],
+                "preferredVersion": {"groupVersion": "coordination.k8s.io/v1", "version": "v1"},
+            },
+        ],
+    },
+    "/apis/coordination.k8s.io/v1": {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "coordination.k8s.io/v1",
+        "resources": [
+            {
+                "name": "leases",
+                "singularName": "lease",
+                "namespaced": True,
+                "kind": "Lease",
+                "verbs": VERBS,
+            }
         ],
     },
     "/api/v1": {
@@ -161,6 +186,8 @@ def default_pod_spec(spec: Obj) -> None:
 
 def default_object(resource: str, obj: Obj) -> None:
     spec = obj.setdefault("spec", {})
+    if resource == "leases":
+        return
     if resource == "pods":
         default_pod_spec(spec)
         return
@@ -180,6 +207,9 @@ def default_object(resource: str, obj: Obj) -> None:
 
 
 def validate(resource: str, obj: Obj) -> None:
+    if resource == "leases":
+        validate_lease(obj)
+        return
     if resource == "pods":
         return
     kind = KINDS[resource][1]
@@ -200,6 +230,48 @@ def validate(resource: str, obj: Obj) -> None:
         raise ApiError(
             422, "Invalid", f'{kind}.apps "{name}" is invalid: spec.template.spec.containers: Required value'
         )
+
+
+LEASE_SPEC = {
+    "holderIdentity": str,
+    "leaseDurationSeconds": int,
+    "acquireTime": str,
+    "renewTime": str,
+    "leaseTransitions": int,
+    "strategy": str,
+    "preferredHolder": str,
+}
+
+
+def validate_lease(obj: Obj) -> None:
+    """The API server's checks of a Lease: known spec fields of the right types, times as MicroTime."""
+    name = obj["metadata"].get("name", "")
+    for key, value in (obj.get("spec") or {}).items():
+        wanted = LEASE_SPEC.get(key)
+        if wanted is None:
+            raise ApiError(
+                400, "BadRequest", f'Lease in version "v1" cannot be handled as a Lease: unknown field "spec.{key}"'
+            )
+        if value is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
+            raise ApiError(422, "Invalid", f'Lease.coordination.k8s.io "{name}" is invalid: spec.{key}: Invalid value')
+        if (
+            key.endswith("Time")
+            and value is not None
+            and not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", value)
+        ):
+            raise ApiError(
+                422,
+                "Invalid",
+                f'Lease.coordination.k8s.io "{name}" is invalid: spec.{key}: expected an RFC 3339 MicroTime',
+            )
+        if (
+            key in ("leaseDurationSeconds", "leaseTransitions")
+            and value is not None
+            and value < (1 if key == "leaseDurationSeconds" else 0)
+        ):
+            raise ApiError(
+                422, "Invalid", f'Lease.coordination.k8s.io "{name}" is invalid: spec.{key}: must be greater than 0'
+            )
 
 
 class Emulator:
@@ -367,6 +439,16 @@ class RequestHandler(BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
 
+    def read_optional_body(self) -> Obj:
+        """A DELETE's DeleteOptions, or {} when it sent none."""
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", f"the body of the request was in an unknown format: {exc}") from None
+        return body if isinstance(body, dict) else {}
+
     def read_body(self) -> Any:
         content_type = self.headers.get("Content-Type") or ""
         if "protobuf" in content_type:
@@ -410,7 +492,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 self.access_review()
                 return
             match = PATH.match(split.path)
-            if match is None or (match["resource"] == "pods") != split.path.startswith("/api/v1"):
+            if match is None or not split.path.startswith(API_PREFIX[match["resource"]] + "/"):
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             self.handle_resource(method, match["resource"], match["ns"], match["name"], match["sub"], query)
         except ApiError as error:
@@ -463,8 +545,10 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.send_json(200, self.scale_of(obj) if sub == "scale" else obj)
             return
         if method == "DELETE":
+            options = self.read_optional_body()
+            preconditions = options.get("preconditions") or {}
             with store.cond:
-                store.delete(resource, ns, name, dry_run=dry_run)
+                store.delete(resource, ns, name, dry_run=dry_run, resource_version=preconditions.get("resourceVersion"))
             self.send_json(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
             return
         if method in ("PUT", "PATCH"):
@@ -510,13 +594,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 raise ApiError(400, "BadRequest", "the patched object is not a JSON object")
             given_rv = (new.get("metadata") or {}).get("resourceVersion")
             if given_rv and given_rv != current["metadata"]["resourceVersion"]:
-                raise ApiError(
-                    409,
-                    "Conflict",
-                    f'Operation cannot be fulfilled on {resource}{".apps" if resource != "pods" else ""} "{name}": '
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                    {"name": name, "group": "apps" if resource != "pods" else "", "kind": resource},
-                )
+                raise conflict(resource, name)
             if sub == "scale":
                 merged = copy.deepcopy(current)
                 merged["spec"]["replicas"] = int((new.get("spec") or {}).get("replicas", 0))
@@ -531,7 +609,8 @@ class RequestHandler(BaseHTTPRequestHandler):
                 merged["status"] = new.get("status") or {}
             else:
                 merged = new
-                merged["status"] = current.get("status") or {}
+                if resource != "leases":
+                    merged["status"] = current.get("status") or {}
                 default_object(resource, merged)
                 validate(resource, merged)
             updated = store.update(resource, merged, dry_run=dry_run)

@@ -21,8 +21,11 @@ KINDS: dict[str, tuple[str, str]] = {
     "deployments": ("apps/v1", "Deployment"),
     "replicasets": ("apps/v1", "ReplicaSet"),
     "pods": ("v1", "Pod"),
+    "leases": ("coordination.k8s.io/v1", "Lease"),
 }
-GROUPS: dict[str, str] = {"deployments": "apps", "replicasets": "apps", "pods": ""}
+GROUPS: dict[str, str] = {"deployments": "apps", "replicasets": "apps", "pods": "", "leases": "coordination.k8s.io"}
+# Kinds whose metadata carries a generation (bumped when the spec changes).
+GENERATED = ("deployments", "replicasets")
 EVENT_LOG_LIMIT = 5000
 
 
@@ -132,7 +135,7 @@ class Store:
         obj["apiVersion"], obj["kind"] = api_version, kind
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
-        if resource != "pods":
+        if resource in GENERATED:
             meta["generation"] = 1
         if dry_run:
             meta["resourceVersion"] = str(self.rv)
@@ -158,7 +161,7 @@ class Store:
             if kept in current["metadata"]:
                 meta[kept] = current["metadata"][kept]
         obj["apiVersion"], obj["kind"] = KINDS[resource]
-        if resource != "pods" and obj.get("spec") != current.get("spec"):
+        if resource in GENERATED and obj.get("spec") != current.get("spec"):
             meta["generation"] = current["metadata"].get("generation", 1) + 1
         if {**obj, "metadata": {**meta, "resourceVersion": current["metadata"]["resourceVersion"]}} == current:
             return copy.deepcopy(current)  # nothing changed: no new resourceVersion, no event
@@ -171,10 +174,15 @@ class Store:
         self._record(resource, "MODIFIED", obj)
         return copy.deepcopy(obj)
 
-    def delete(self, resource: str, namespace: str, name: str, dry_run: bool = False) -> Obj:
+    def delete(
+        self, resource: str, namespace: str, name: str, dry_run: bool = False, resource_version: str | None = None
+    ) -> Obj:
+        """Removes the object; ``resource_version`` (DeleteOptions.preconditions) that differs is a 409."""
         current = self.objects[resource].get((namespace, name))
         if current is None:
             raise not_found(resource, name)
+        if resource_version and resource_version != current["metadata"]["resourceVersion"]:
+            raise conflict(resource, name)
         if dry_run:
             return copy.deepcopy(current)
         del self.objects[resource][(namespace, name)]
