@@ -252,6 +252,8 @@ class ConfigRollbackConfig(Section):
     restart: Annotated[list[list[str]], BeforeValidator(_hooks), AfterValidator(_hook_programs)] = []
     restart_timeout: Timeout = 60.0
     git_timeout: Timeout = 30.0
+
+
 LOCK_BACKEND_NAMES = ("file", "kubernetes", "postgres")
 
 
