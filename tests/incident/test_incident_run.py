@@ -1,0 +1,131 @@
+"""The incident workflow as users run it: the decision, the incident id, incident.md and status.md."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from deployments import Deployment, run_dir
+
+from rollback_harness.rollback.evidence import verify_manifest
+
+pytestmark = pytest.mark.integration
+
+
+def rollback(pytester: pytest.Pytester, demo: Deployment, *args: str) -> pytest.RunResult:
+    return pytester.runpytest(*demo.harness_args(pytester.path / "reports", *args))
+
+
+def test_demo_run_with_an_incident_id_writes_the_incident_and_status(
+    pytester: pytest.Pytester, demo: Deployment
+) -> None:
+    result = rollback(
+        pytester,
+        demo,
+        "--rollback-to=v1.2.9",
+        "--rollback-yes",
+        "--severity=critical",
+        "--data-impact=none",
+        "--time-to-fix=2h",
+        "--incident-id=INC-1",
+        "--reason=checkout returns 500 since v1.3.0",
+    )
+
+    assert result.ret == 0, result.stdout.str()
+    assert demo.live_version() == "v1.2.9"
+    # The decision and its inputs come first in the terminal summary.
+    result.stdout.fnmatch_lines(
+        [
+            "*= rollback =*",
+            "incident INC-1: decision: ROLLBACK: critical, data impact none, fix in 2 h > 30 min*; "
+            "reason: checkout returns 500 since v1.3.0",
+            "demo: rolled back from v1.3.0 to v1.2.9; verified*",
+        ]
+    )
+    folder = run_dir(pytester.path / "reports")
+    assert folder.name.startswith("INC-1-")
+    evidence = json.loads((folder / "evidence.json").read_text())
+    assert list(evidence)[:3] == ["schema", "incident", "decision"]
+    assert evidence["incident"] == {"id": "INC-1", "reason": "checkout returns 500 since v1.3.0"}
+    assert evidence["decision"]["verdict"] == "rollback"
+    assert evidence["decision"]["inputs"]["severity"] == "critical"
+    assert evidence["decision"]["inputs"]["time_to_fix_s"] == 7200
+    assert evidence["decision"]["enforced"] is True
+    assert evidence["run_id"].startswith("INC-1-")
+    assert evidence["artifacts"]["incident"] == "incident.md"
+
+    incident = (folder / "incident.md").read_text()
+    assert incident.startswith("# Incident INC-1: demo, v1.3.0 -> v1.2.9")
+    for section in ("## Decision", "## Impact", "## Timeline", "## What failed", "## Root cause", "## Lessons"):
+        assert section in incident
+    assert "**rollback**" in incident
+    # Impact from the comparisons: latency and error rate before and after.
+    latency_row = next(line for line in incident.splitlines() if line.startswith("| latency\\[/\\]"))
+    assert "errors" in latency_row and "p50" in latency_row
+    assert "| switch-link | done |" in incident
+    status = (folder / "status.md").read_text()
+    assert "Mitigated" in status and "v1.2.9" in status and "INC-1" in status
+
+    manifest = (folder / "manifest.sha256").read_text()
+    assert "  incident.md" in manifest and "  status.md" in manifest
+    assert verify_manifest(folder) == []
+
+    html = (folder / "report.html").read_text()
+    # The report opens with the decision: before the headline and every other section.
+    decision_at = html.index('id="rollback-decision"')
+    assert decision_at < html.index("demo: rolled back from v1.3.0 to v1.2.9")
+    assert decision_at < html.index('id="rollback-timeline"')
+
+
+def test_forward_fix_refuses_before_any_change(pytester: pytest.Pytester, demo: Deployment) -> None:
+    result = rollback(pytester, demo, "--rollback-to=v1.2.9", "--rollback-yes", "--severity=low", "--data-impact=none")
+
+    assert result.ret == 10, result.stdout.str()
+    assert demo.live_version() == "v1.3.0"
+    assert demo.restarts() == 0
+    result.stdout.fnmatch_lines(
+        ["refused: decision is forward fix (severity low: fix forward*nothing was changed*--force --reason*"]
+    )
+    folder = run_dir(pytester.path / "reports")
+    evidence = json.loads((folder / "evidence.json").read_text())
+    assert evidence["decision"]["verdict"] == "forward-fix"
+    assert evidence["outcome"]["status"] == "preflight-refused"
+    assert "decision: severity low" in evidence["outcome"]["message"]
+    assert "has not been changed" in (folder / "status.md").read_text()
+
+
+def test_force_with_a_reason_overrides_forward_fix_and_is_recorded(pytester: pytest.Pytester, demo: Deployment) -> None:
+    result = rollback(
+        pytester,
+        demo,
+        "--rollback-to=v1.2.9",
+        "--rollback-yes",
+        "--severity=high",
+        "--data-impact=minor",
+        "--time-to-fix=30m",
+        "--force",
+        "--reason=the fix needs a vendor release",
+    )
+
+    assert result.ret == 0, result.stdout.str()
+    assert demo.live_version() == "v1.2.9"
+    evidence = json.loads((run_dir(pytester.path / "reports") / "evidence.json").read_text())
+    assert evidence["decision"]["verdict"] == "forward-fix"
+    assert evidence["decision"]["forced"] is True
+    assert {
+        "setting": "--force",
+        "effect": "the decision said forward fix and was overridden; reason: the fix needs a vendor release",
+    } in evidence["relaxed_safety"]
+
+
+def test_without_the_options_the_decision_is_not_assessed(pytester: pytest.Pytester, demo: Deployment) -> None:
+    result = rollback(pytester, demo, "--rollback-to=v1.2.9", "--rollback-dry-run")
+
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["decision: not assessed*"])
+    folder = run_dir(pytester.path / "reports")
+    evidence = json.loads((folder / "evidence.json").read_text())
+    assert evidence["decision"]["verdict"] == "not-assessed"
+    assert evidence["decision"]["enforced"] is False
+    assert not any(t["nodeid"].endswith("preflight-decision") for t in evidence["tests"])
+    assert "Nothing has been changed yet" in (folder / "status.md").read_text()
