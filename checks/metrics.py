@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from rollback_harness.checks import _deadline
-from rollback_harness.checks.http import _REQUEST_ERRORS, describe_error, url_path
+from rollback_harness.checks.http import _REQUEST_ERRORS, ProbeSession, _chunks, describe_error, url_path
 from rollback_harness.rollback.results import CheckResult
 
 BODY_LIMIT = 16 * 1024 * 1024
@@ -55,10 +55,18 @@ def fetch(session: requests.Session, url: str, *, timeout: float) -> tuple[str |
     watch = _deadline.start(start + timeout)
     try:
         with session.request(
-            "GET", url, timeout=(timeout, timeout), stream=True, allow_redirects=False, verify=session.verify
+            "GET",
+            url,
+            timeout=(timeout, timeout),
+            stream=True,
+            allow_redirects=False,
+            verify=session.verify,
+            proxies=session.environment.proxies_for(url) if isinstance(session, ProbeSession) else None,
         ) as response:
             kept = bytearray()
-            for chunk in response.iter_content(64 * 1024):
+            # read1 returns what has arrived: a trickle is checked against the deadline as it comes
+            # (a response that closes its connection has no socket left for the watchdog to cut).
+            for chunk in _chunks(response):
                 kept += chunk
                 if len(kept) > BODY_LIMIT:
                     return None, f"the body is larger than {BODY_LIMIT} bytes"

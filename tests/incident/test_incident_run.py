@@ -129,3 +129,51 @@ def test_without_the_options_the_decision_is_not_assessed(pytester: pytest.Pytes
     assert evidence["decision"]["enforced"] is False
     assert not any(t["nodeid"].endswith("preflight-decision") for t in evidence["tests"])
     assert "Nothing has been changed yet" in (folder / "status.md").read_text()
+
+
+def test_logs_and_metrics_checks_run_in_baseline_and_verify(pytester: pytest.Pytester, demo: Deployment) -> None:
+    from incident_servers import demo_exporter, metrics_server
+
+    base_url = demo.config()["service"]["base_url"]
+    with metrics_server(demo_exporter(base_url)) as exporter:
+        demo.update_config(
+            logs=[
+                {
+                    "name": "app",
+                    "files": [str(demo.layout.app_log)],
+                    # The demo's access log: v1.3.0 answers /api/orders with 500.
+                    "patterns": {"server_error": r'" 5\d\d ', "error": r"\bERROR\b"},
+                    "max": {"server_error": 0, "error": 0},
+                    # supervisord writes the app's output with a lag of up to a second.
+                    "window": "3s",
+                }
+            ],
+            metrics=[
+                {
+                    "path": exporter + "/metrics",
+                    "name": "exporter",
+                    "series": [{"select": 'demo_http_requests_total{code=~"5.."}', "max": 0}],
+                }
+            ],
+        )
+        result = rollback(pytester, demo, "--rollback-to=v1.2.9", "--rollback-yes", "-v")
+
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*baseline-logs?app? XFAIL*", "*baseline-metrics?exporter? XFAIL*"])
+    result.stdout.fnmatch_lines(["*verify-logs?app? PASSED*", "*verify-metrics?exporter? PASSED*"])
+    evidence = json.loads((run_dir(pytester.path / "reports") / "evidence.json").read_text())
+    comparisons = {c["check"]: c for c in evidence["comparisons"]}
+    logs = comparisons["logs[app]"]
+    assert logs["before"]["measured"]["counts"]["server_error"] >= 1
+    assert logs["after"]["measured"]["counts"]["server_error"] == 0
+    metrics = comparisons["metrics[exporter]"]
+    series = 'demo_http_requests_total{code=~"5.."}'
+    assert metrics["before"]["measured"]["series"][series]["value"] == 7
+    assert metrics["after"]["measured"]["series"][series] == {
+        "value": 0,
+        "samples": 1,
+        "max": 0,
+        "min": None,
+        "before": 7,
+    }
+    assert "(before 7)" in metrics["after"]["summary"]
