@@ -243,13 +243,6 @@ class LogsConfig(Section):
             raise ValueError(f"{', '.join(unknown)}: not a pattern name; accepted: {', '.join(sorted(patterns))}")
         return value
 
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: float) -> float:
-        if value > 3600:
-            raise ValueError("expected a duration from 0 to 1h")
-        return value
-
     @model_validator(mode="after")
     def _one_source(self) -> LogsConfig:
         if bool(self.files) == (self.command is not None):
@@ -322,7 +315,7 @@ class MetricsConfig(Section):
     path: UrlPath = "/metrics"
     name: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9._/-]+$")
     timeout: Timeout = 5.0
-    series: list[SeriesThreshold] = Field(default=[], min_length=1)
+    series: list[SeriesThreshold] = Field(min_length=1)
 
     @property
     def key(self) -> str:

@@ -35,6 +35,20 @@ MIGRATIONS_VARIABLE = "STAND_IN_MIGRATIONS"
         (["--force", "--reason=x"], "*--force overrides a forward-fix decision; without --severity*"),
         (["--reason=  "], "*--reason is empty*"),
     ],
+    ids=[
+        "id-path",
+        "id-space",
+        "id-dash",
+        "id-too-long",
+        "severity-alone",
+        "impact-alone",
+        "time-alone",
+        "time-unreadable",
+        "time-negative",
+        "force-without-reason",
+        "force-without-decision",
+        "reason-empty",
+    ],
 )
 def test_bad_incident_options_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
     result = pytester.runpytest("-p", "no:cacheprovider", "--rollback-to=v1.2.9", *args)
