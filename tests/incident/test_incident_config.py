@@ -45,7 +45,8 @@ restart = ["true"]
         ),
         (
             '[[logs]]\nfiles = ["a.log"]\ncolour = "red"',
-            "logs[0].colour: unknown key; accepted keys here: command, files, max, max_bytes, name, patterns, timeout, window",
+            "logs[0].colour: unknown key; accepted keys here: command, files, max, max_bytes, name, patterns, "
+            "timeout, window",
         ),
         ('[[metrics]]\npath = "/metrics"', "metrics[0].series is required but missing"),
         ('[[metrics]]\nseries = [{ select = "up" }]', "metrics[0].series[0] = {'select': 'up'}: give max, min or both"),
