@@ -122,6 +122,8 @@ class EvidenceReporter:
         """
         redact = self.redactor.text
         report.sections = [(title, redact(content)) for title, content in report.sections]
+        if isinstance(getattr(report, "wasxfail", None), str):  # JUnit XML's message for a baseline's xfail
+            report.wasxfail = redact(report.wasxfail)  # type: ignore[union-attr]
         if isinstance(report.longrepr, tuple):  # a skip: (path, line, message)
             path, line, message = report.longrepr
             report.longrepr = (path, line, redact(message))
@@ -198,10 +200,11 @@ class EvidenceReporter:
         if self.exit_code == pytest.ExitCode.USAGE_ERROR and not self.run.journal.entries():
             return  # nothing ran: no evidence to keep
         self.final_evidence = self.evidence()
-        self._write_guarded(
+        written = self._write_guarded(
             EVIDENCE_NAME, lambda: write_json(self.run.run_dir / EVIDENCE_NAME, self.final_evidence, self.redactor)
         )
-        incident.write_markdown(self.run, self.config, self.final_evidence, self._write_guarded)
+        if written:  # built from the evidence; after a Ctrl-C or a full disk there, nothing more is written
+            incident.write_markdown(self.run, self.config, self.final_evidence, self._write_guarded)
 
     def _write_guarded(self, name: str, write: Callable[[], object]) -> bool:
         """Run one evidence writer; a full disk, a read-only folder or Ctrl-C is recorded, not raised.

@@ -319,7 +319,11 @@ class MetricsConfig(Section):
 
     @property
     def key(self) -> str:
-        return self.name or self.path
+        """``name``, else the path and query (of a full URL too: host and port say little in a test id)."""
+        if self.name:
+            return self.name
+        parts = urlsplit(self.path)
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 class HarnessSettings(Section):

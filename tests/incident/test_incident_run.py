@@ -95,6 +95,7 @@ def test_forward_fix_refuses_before_any_change(pytester: pytest.Pytester, demo: 
 
 
 def test_force_with_a_reason_overrides_forward_fix_and_is_recorded(pytester: pytest.Pytester, demo: Deployment) -> None:
+    reason = "the fix needs a vendor <b>release</b> | `now`"
     result = rollback(
         pytester,
         demo,
@@ -104,18 +105,25 @@ def test_force_with_a_reason_overrides_forward_fix_and_is_recorded(pytester: pyt
         "--data-impact=minor",
         "--time-to-fix=30m",
         "--force",
-        "--reason=the fix needs a vendor release",
+        f"--reason={reason}",
     )
 
     assert result.ret == 0, result.stdout.str()
     assert demo.live_version() == "v1.2.9"
-    evidence = json.loads((run_dir(pytester.path / "reports") / "evidence.json").read_text())
+    result.stdout.fnmatch_lines(
+        ["decision: FORWARD-FIX: high, data impact minor, fix in 30 min <= 1 h*(overridden by --force)*"]
+    )
+    folder = run_dir(pytester.path / "reports")
+    evidence = json.loads((folder / "evidence.json").read_text())
     assert evidence["decision"]["verdict"] == "forward-fix"
     assert evidence["decision"]["forced"] is True
-    assert {
-        "setting": "--force",
-        "effect": "the decision said forward fix and was overridden; reason: the fix needs a vendor release",
-    } in evidence["relaxed_safety"]
+    effect = f"the decision said forward fix and was overridden; reason: {reason}"
+    assert {"setting": "--force", "effect": effect} in evidence["relaxed_safety"]
+    # The reason is the user's text: shown as text in the HTML and the Markdown, never as markup.
+    html = (folder / "report.html").read_text()
+    assert "vendor &lt;b&gt;release&lt;/b&gt;" in html and "vendor <b>release" not in html
+    incident = (folder / "incident.md").read_text()
+    assert "vendor &lt;b>release&lt;/b> &#124; &#96;now&#96;" in incident and "<b>" not in incident
 
 
 def test_without_the_options_the_decision_is_not_assessed(pytester: pytest.Pytester, demo: Deployment) -> None:
@@ -177,3 +185,59 @@ def test_logs_and_metrics_checks_run_in_baseline_and_verify(pytester: pytest.Pyt
         "before": 7,
     }
     assert "(before 7)" in metrics["after"]["summary"]
+
+
+def test_under_xdist_the_decision_and_the_checks_reach_the_controller(
+    pytester: pytest.Pytester, demo: Deployment
+) -> None:
+    demo.update_config(logs=[{"name": "app", "files": [str(demo.layout.app_log)], "window": "0s"}])
+    result = rollback(
+        pytester,
+        demo,
+        "-n",
+        "2",
+        "--rollback-to=v1.2.9",
+        "--rollback-yes",
+        "--severity=critical",
+        "--data-impact=none",
+        "--incident-id=INC-2",
+    )
+
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        ["incident INC-2: decision: ROLLBACK: critical, data impact none, time to fix unknown*"]
+    )
+    folder = run_dir(pytester.path / "reports")
+    evidence = json.loads((folder / "evidence.json").read_text())
+    assert evidence["decision"]["recorded"] is True
+    assert any(t["nodeid"].endswith("preflight-decision") and t["outcome"] == "passed" for t in evidence["tests"])
+    assert {c["check"] for c in evidence["comparisons"]} >= {"logs[app]"}
+    assert (folder / "incident.md").is_file() and (folder / "status.md").is_file()
+
+
+def test_a_secret_in_a_metrics_url_reaches_no_artifact(
+    pytester: pytest.Pytester, demo: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from incident_servers import demo_exporter, metrics_server
+
+    secret = "s3cr3t-metrics-token-42"
+    monkeypatch.setenv("METRICS_TOKEN", secret)
+    base_url = demo.config()["service"]["base_url"]
+    with metrics_server(demo_exporter(base_url)) as exporter:
+        demo.update_config(
+            metrics=[
+                {
+                    "path": exporter + "/nowhere?token=${METRICS_TOKEN}",
+                    "series": [{"select": "up", "min": 1}],
+                }
+            ]
+        )
+        result = rollback(pytester, demo, "--rollback-to=v1.2.9", "--rollback-dry-run", "--incident-id=INC-3")
+
+    assert result.ret == 0, result.stdout.str()
+    assert secret not in result.stdout.str() + result.stderr.str()
+    folder = run_dir(pytester.path / "reports")
+    assert {"incident.md", "status.md", "evidence.json", "report.html"} <= {p.name for p in folder.iterdir()}
+    for path in folder.iterdir():
+        assert secret not in path.read_text(errors="replace"), path.name
+    assert "metrics[/nowhere?token=***]" in (folder / "incident.md").read_text().replace("\\", "")
