@@ -39,7 +39,8 @@ class LineCounter:
     """Counts lines matching each pattern, fed bytes in any pieces."""
 
     def __init__(self, patterns: Mapping[str, str]) -> None:
-        self._patterns = {name: re.compile(pattern) for name, pattern in patterns.items()}
+        # MULTILINE: ^ and $ match at each line's start and end, as they would on the line alone.
+        self._patterns = {name: re.compile(pattern, re.MULTILINE) for name, pattern in patterns.items()}
         self.counts = dict.fromkeys(patterns, 0)
         self.examples: dict[str, list[str]] = {name: [] for name in patterns}
         self.lines = 0
@@ -49,24 +50,35 @@ class LineCounter:
     def feed(self, data: bytes) -> None:
         self.bytes += len(data)
         data = self._partial + data
-        *complete, self._partial = data.split(b"\n")
-        for line in complete:
-            self._line(line)
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._partial = data
+            return
+        self._partial = data[cut + 1 :]
+        self._block(data[: cut + 1].decode("utf-8", errors="replace"))
 
     def close(self) -> None:
         """The last line, when the text does not end with a newline."""
         if self._partial:
-            self._line(self._partial)
-            self._partial = b""
+            partial, self._partial = self._partial, b""
+            self._block(partial.decode("utf-8", errors="replace") + "\n")
 
-    def _line(self, raw: bytes) -> None:
-        self.lines += 1
-        text = raw.decode("utf-8", errors="replace")
+    def _block(self, text: str) -> None:
+        """Whole lines (``text`` ends with a newline): each pattern searches the block at C speed
+        and counts each line it matches once; matches are rare, lines are many."""
+        self.lines += text.count("\n")
         for name, pattern in self._patterns.items():
-            if pattern.search(text):
-                self.counts[name] += 1
-                if len(self.examples[name]) < _EXAMPLES:
-                    self.examples[name].append(text.strip()[:_EXAMPLE_LIMIT])
+            position = 0
+            while (found := pattern.search(text, position)) is not None:
+                start = text.rfind("\n", 0, found.start()) + 1
+                end = text.find("\n", found.start())
+                line = text[start:end]
+                # A pattern that reached across a newline is judged on the line alone.
+                if found.end() <= end or pattern.search(line):
+                    self.counts[name] += 1
+                    if len(self.examples[name]) < _EXAMPLES:
+                        self.examples[name].append(line.strip()[:_EXAMPLE_LIMIT])
+                position = end + 1
 
 
 @dataclass

@@ -217,7 +217,7 @@ Regex = Annotated[str, AfterValidator(_regex)]
 LOG_PATTERNS = {
     "error": r"\bERROR\b",
     "warn": r"\bWARN(?:ING)?\b",
-    "exception": r"\bEXCEPTION\b|Traceback \(most recent call last\)|\w+Exception\b",
+    "exception": r"\bEXCEPTION\b|Exception\b|Traceback \(most recent call last\)",
 }
 
 

@@ -186,3 +186,16 @@ def test_a_command_with_endless_output_is_cut_at_max_bytes(tmp_path: Path) -> No
     result = check_log_command(endless, since=time.time(), patterns=LOG_PATTERNS, limits={}, max_bytes=8192, timeout=10)
     assert result.status == "inconclusive"
     assert result.measured["bytes_read"] == 8192
+
+
+def test_anchored_patterns_match_each_line(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    log_mark = mark([log])
+    append(log, "INFO x", "FATAL first", "INFO FATAL not at the start", "FATAL second")
+    result = check_log_files(
+        log_mark, patterns={"fatal": "^FATAL", "ends": "start$"}, limits={"fatal": 1}, max_bytes=4096
+    )
+    log_mark.close()
+    assert result.measured["counts"] == {"fatal": 2, "ends": 1}
+    assert result.status == "failed"
