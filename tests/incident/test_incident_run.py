@@ -241,3 +241,25 @@ def test_a_secret_in_a_metrics_url_reaches_no_artifact(
     for path in folder.iterdir():
         assert secret not in path.read_text(errors="replace"), path.name
     assert "metrics[/nowhere?token=***]" in (folder / "incident.md").read_text().replace("\\", "")
+
+
+def test_a_preflight_gate_refuses_a_forward_fix_and_writes_no_incident_files(
+    pytester: pytest.Pytester, demo: Deployment
+) -> None:
+    result = rollback(
+        pytester,
+        demo,
+        "--rollback-gate=preflight",
+        "--rollback-to=v1.2.9",
+        "--severity=medium",
+        "--data-impact=minor",
+        "--time-to-fix=1h",
+    )
+
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(["decision: FORWARD-FIX: medium, data impact minor, fix in 1 h <= 2 h*"])
+    folder = run_dir(pytester.path / "reports")
+    assert not (folder / "incident.md").exists() and not (folder / "status.md").exists()
+    evidence = json.loads((folder / "evidence.json").read_text())
+    assert evidence["artifacts"]["incident"] is None
+    assert evidence["decision"]["enforced"] is True
