@@ -73,11 +73,13 @@ def perform_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
 
 
 def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
+    from rollback_harness.plugins import incident
     from rollback_harness.rollback.runbook import STATUS_DRY_RUN, STATUS_NOT_CONFIRMED, STATUS_REFUSED, RollbackOutcome
 
     runbook = runbook_for(run)
     refusals = [f"{f.name}: {f.message}" for f in runbook.refusals() if f.checked]
     refusals += [f"{nodeid} failed" for nodeid in run.preflight_failures]
+    refusals += incident.refusals(run, config)
     live, target = runbook.from_version, runbook.to_version
     if refusals:
         return RollbackOutcome(STATUS_REFUSED, "preflight refused: " + "; ".join(refusals), live, target)

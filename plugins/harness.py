@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from rollback_harness.plugins import locks
+from rollback_harness.plugins import incident, locks
 from rollback_harness.plugins.fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
     _rollback_gate,
     gate_phase,
@@ -113,6 +113,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "in the rootdir)",
     )
     locks.add_options(group)
+    incident.add_options(group)
     parser.addini(INI_CONFIG, "Harness config file, relative to the ini file (--rollback-config wins)")
     parser.addini(
         INI_REPORT_DIR, "Where run folders are written, relative to the ini file (--rollback-report-dir wins)"
@@ -229,6 +230,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "'verify' (after the rollback)",
     )
     mode = _mode(config)
+    incident.check_options(config, mode)
     if mode is None:
         return
     if getattr(config.option, "dist", "no") == "each":
@@ -246,7 +248,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is not None:
         run_id, run_dir = worker["rollback_run_id"], Path(worker["rollback_run_dir"])
     else:
-        run_id = new_run_id()
+        run_id = incident.run_id(config, new_run_id())
         base, source = _report_base(config)
         run_dir = base / run_id
         try:
@@ -287,6 +289,7 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         run.progress = _progress_writer(config, run.redactor.text)
     config.stash[RUN_KEY] = run
+    incident.start(config, run)
     _handle_sigterm(config, run)
 
     if config.option.collectonly:

@@ -33,12 +33,16 @@ class RunbookFile(pytest.File):
     """The config file, seen as the collector of the runbook's items."""
 
     def collect(self) -> Iterator[pytest.Item]:
+        from rollback_harness.plugins import incident
+
         run = self.config.stash[RUN_KEY]
         if "preflight" in run.phases:
             from rollback_harness.rollback.runbook import preflight_finding_names
 
             for name in preflight_finding_names(run.config, run.target_spec):
                 yield _item(self, f"preflight-{name}", _run_preflight, "preflight", name)
+            if incident.decision_wanted(self.config):
+                yield _item(self, "preflight-decision", incident.decision_item, "preflight", "decision")
         specs = check_specs(run)
         for phase in ("baseline", "verify"):
             if phase in run.phases:
@@ -83,6 +87,8 @@ def _probe(name: str, *args: Any) -> Callable[[HarnessRun, str], CheckResult]:
 
 def check_specs(run: HarnessRun) -> list[CheckSpec]:
     """Every configured check, in a fixed order (xdist needs the same order on every worker)."""
+    from rollback_harness.plugins import incident
+
     settings = run.config.settings
     specs = [CheckSpec("version", _probe("version"))]
     if settings.health is not None:
@@ -96,7 +102,7 @@ def check_specs(run: HarnessRun) -> list[CheckSpec]:
         specs.append(CheckSpec(key, _probe("latency", latency, key)))
     if settings.database is not None:
         specs.append(CheckSpec("database", _probe("database")))
-    return specs
+    return specs + incident.check_specs(run)
 
 
 def _phase_result(request: pytest.FixtureRequest, phase: str) -> CheckResult:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from rollback_harness.plugins import exit_codes, pictures
+from rollback_harness.plugins import exit_codes, incident, pictures
 from rollback_harness.plugins.fixtures import RUN_LOCK_NAME, recorded_outcome
 from rollback_harness.plugins.items import CHECK_PROPERTY, GATE_PROPERTY
 from rollback_harness.plugins.state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY, XDIST_GROUP, HarnessRun
@@ -122,6 +122,8 @@ class EvidenceReporter:
         """
         redact = self.redactor.text
         report.sections = [(title, redact(content)) for title, content in report.sections]
+        if isinstance(getattr(report, "wasxfail", None), str):  # JUnit XML's message for a baseline's xfail
+            report.wasxfail = redact(report.wasxfail)  # type: ignore[union-attr]
         if isinstance(report.longrepr, tuple):  # a skip: (path, line, message)
             path, line, message = report.longrepr
             report.longrepr = (path, line, redact(message))
@@ -198,9 +200,11 @@ class EvidenceReporter:
         if self.exit_code == pytest.ExitCode.USAGE_ERROR and not self.run.journal.entries():
             return  # nothing ran: no evidence to keep
         self.final_evidence = self.evidence()
-        self._write_guarded(
+        written = self._write_guarded(
             EVIDENCE_NAME, lambda: write_json(self.run.run_dir / EVIDENCE_NAME, self.final_evidence, self.redactor)
         )
+        if written:  # built from the evidence; after a Ctrl-C or a full disk there, nothing more is written
+            incident.write_markdown(self.run, self.config, self.final_evidence, self._write_guarded)
 
     def _write_guarded(self, name: str, write: Callable[[], object]) -> bool:
         """Run one evidence writer; a full disk, a read-only folder or Ctrl-C is recorded, not raised.
@@ -483,6 +487,7 @@ class EvidenceReporter:
         code = self.exit_code if self.exit_code is not None else 0
         return {
             "schema": "rollback-evidence/1",
+            **incident.evidence_fields(run, self.config),  # the decision and its inputs come first
             "run_id": run.run_id,
             "mode": run.mode,
             "headline": self.headline(),
@@ -510,6 +515,7 @@ class EvidenceReporter:
                 "junit": self._artifact(getattr(self.config.option, "xmlpath", None)),
                 "journal": "journal.jsonl",
                 "manifest": MANIFEST_NAME,
+                **incident.artifacts(run, self.config),
             },
         }
 
@@ -544,6 +550,7 @@ class EvidenceReporter:
                     "(swarm: every task replaced at once, a 1 s failure watch, stop-first); the plan says how",
                 }
             )
+        relaxed.extend(incident.relaxed(run, self.config))
         skipped = self._gates_not_run()
         if skipped:
             selection = " ".join(
@@ -644,6 +651,7 @@ class EvidenceReporter:
             "<style>#rollback-comparison th, #rollback-comparison td, #rollback-timeline th, "
             "#rollback-timeline td {padding: 2px 10px; text-align: left; border-bottom: 1px solid #e1e4e8; "
             "vertical-align: top}</style>",
+            incident.decision_html(evidence, h),
             f'<h2 style="color:{"#1a7f37" if ok else "#cf222e"}">{h(evidence["headline"])}</h2>',
             f"<p>Exit code {h(evidence['exit']['code'])}: {h(evidence['exit']['meaning'])}. "
             f"Run {h(evidence['run_id'])}, config {h(evidence['config'])}.</p>",
@@ -700,9 +708,11 @@ class EvidenceReporter:
             write(self.redactor.text(f"rollback: {self.headline()} (exit code {code})"))
             return
         terminalreporter.write_sep("=", "rollback")
-        write(self.redactor.text(self.headline()))
         if self.exit_code == pytest.ExitCode.USAGE_ERROR:
+            write(self.redactor.text(self.headline()))
             return
+        write(self.redactor.text(incident.decision_line(self.final_evidence or self.evidence())))
+        write(self.redactor.text(self.headline()))
         comparisons = self.comparisons() if verbosity >= 0 else []
         if comparisons:
             width = max(len(c["check"]) for c in comparisons) + 2

@@ -27,6 +27,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from rollback_harness.rollback.durations import parse_duration, parse_pause, parse_timeout
@@ -273,6 +274,127 @@ class LockConfig(Section):
     lease_duration: Timeout = 30.0
 
 
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_regex)]
+LOG_PATTERNS = {
+    "error": r"\bERROR\b",
+    "warn": r"\bWARN(?:ING)?\b",
+    "exception": r"\bEXCEPTION\b|Exception\b|Traceback \(most recent call last\)",
+}
+
+
+class LogsConfig(Section):
+    """``[[logs]]``: ERROR / WARN / EXCEPTION counts in log files or a command's output (checks/logs.py)."""
+
+    name: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    files: list[str] = []
+    command: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
+    patterns: dict[str, Regex] = dict(LOG_PATTERNS)
+    max: dict[str, Annotated[int, Field(ge=0)]] = {"error": 0, "exception": 0}
+    # Each phase counts at least this long: baseline from the run's start, verify from the rollback's end.
+    window: Pause = 5.0
+    max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024**3)
+    timeout: Timeout = 30.0
+
+    @field_validator("max")
+    @classmethod
+    def _max_names_patterns(cls, value: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        patterns = info.data.get("patterns")
+        unknown = sorted(set(value) - set(patterns or ()))
+        if patterns is not None and unknown:
+            raise ValueError(f"{', '.join(unknown)}: not a pattern name; accepted: {', '.join(sorted(patterns))}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LogsConfig:
+        if bool(self.files) == (self.command is not None):
+            raise ValueError("give either files = [...] or command = [...], not both and not neither")
+        return self
+
+    @property
+    def key(self) -> str:
+        if self.name:
+            return self.name
+        if self.files:
+            return Path(self.files[0]).name
+        assert self.command is not None
+        return Path(self.command[0]).name
+
+
+_SELECTOR = re.compile(
+    r"""^\s*(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(?P<labels>.*)\})?\s*$""",
+    re.DOTALL,
+)
+_MATCHER = re.compile(
+    r"""\s*(?P<label>[a-zA-Z_][a-zA-Z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*"(?P<value>(?:[^"\\]|\\.)*)"\s*"""
+)
+
+
+def parse_selector(text: str) -> tuple[str, list[tuple[str, str, str]]]:
+    """``http_requests_total{code=~"5.."}`` -> ("http_requests_total", [("code", "=~", "5..")])."""
+    match = _SELECTOR.match(text)
+    if match is None:
+        raise ValueError('expected a series selector like name or name{label="value", other=~"re.*"}')
+    matchers = []
+    labels = (match.group("labels") or "").strip()
+    position = 0
+    while position < len(labels):
+        found = _MATCHER.match(labels, position)
+        if found is None:
+            raise ValueError(f'cannot read the label matchers at {labels[position:]!r} (expected label="value")')
+        value = found.group("value").encode().decode("unicode_escape")
+        if found.group("op") in ("=~", "!~"):
+            _regex(value)
+        matchers.append((found.group("label"), found.group("op"), value))
+        position = found.end()
+        if position < len(labels):
+            if labels[position] != ",":
+                raise ValueError(f"expected ',' between label matchers at {labels[position:]!r}")
+            position += 1
+    return match.group("name"), matchers
+
+
+def _selector(value: str) -> str:
+    parse_selector(value)
+    return value
+
+
+class SeriesThreshold(Section):
+    select: Annotated[str, AfterValidator(_selector)]
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> SeriesThreshold:
+        if self.max is None and self.min is None:
+            raise ValueError("give max, min or both")
+        return self
+
+
+class MetricsConfig(Section):
+    """``[[metrics]]``: thresholds on series of a Prometheus text-format endpoint (checks/metrics.py)."""
+
+    path: UrlPath = "/metrics"
+    name: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9._/-]+$")
+    timeout: Timeout = 5.0
+    series: list[SeriesThreshold] = Field(min_length=1)
+
+    @property
+    def key(self) -> str:
+        """``name``, else the path and query (of a full URL too: host and port say little in a test id)."""
+        if self.name:
+            return self.name
+        parts = urlsplit(self.path)
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
 class HarnessSettings(Section):
     service: ServiceConfig
     health: HealthConfig | None = None
@@ -282,6 +404,8 @@ class HarnessSettings(Section):
     reports: ReportsConfig = ReportsConfig()
     config_rollback: ConfigRollbackConfig | None = None
     lock: LockConfig = LockConfig()
+    logs: list[LogsConfig] = []
+    metrics: list[MetricsConfig] = []
     targets: dict[str, dict[str, Any]] = Field(min_length=1)
 
     @field_validator("endpoints", "latency")

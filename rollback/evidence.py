@@ -66,6 +66,13 @@ def write_json(path: Path, data: Any, redactor: Redactor) -> Path:
     return path
 
 
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` atomically (temporary file + rename); the caller redacts it first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, text)
+    return path
+
+
 def write_manifest(run_dir: Path) -> Path | None:
     """``sha256sum``-compatible manifest of every file in ``run_dir`` (``sha256sum -c`` checks it).
 

@@ -105,7 +105,7 @@ def test_config_path_that_is_a_folder_is_a_config_error(tmp_path: Path) -> None:
 def test_unknown_top_level_key_lists_accepted_keys(tmp_path: Path) -> None:
     message = error(tmp_path, "colour = 1\n" + BASE)
     assert "colour: unknown key" in message
-    keys = "config_rollback, database, endpoints, health, latency, lock, reports, service, targets"
+    keys = "config_rollback, database, endpoints, health, latency, lock, logs, metrics, reports, service, targets"
     assert f"accepted keys here: {keys}" in message
 
 

@@ -1,0 +1,59 @@
+"""docs/evidence.schema.json describes the evidence.json of real runs: success, refused, failed, dry run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from deployments import Deployment, read_evidence
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "evidence.schema.json").read_text())
+INCIDENT = ("--severity=critical", "--data-impact=minor", "--time-to-fix=90m", "--incident-id=INC-77", "--reason=r")
+
+
+def break_restart(demo: Deployment) -> None:
+    data = demo.config()
+    data["targets"]["app"]["restart"] = ["false"]
+    demo.write_config(data)
+
+
+def add_logs_check(demo: Deployment) -> None:
+    demo.update_config(logs=[{"files": [str(demo.layout.app_log)], "window": "0s"}])
+
+
+SCENARIOS = {
+    "success": (("--rollback-to=v1.2.9", "--rollback-yes", *INCIDENT), add_logs_check, 0, "rolled-back"),
+    "refused": (
+        ("--rollback-to=v1.2.9", "--rollback-yes", "--severity=low", "--data-impact=none"),
+        None,
+        10,
+        "preflight-refused",
+    ),
+    "failed": (("--rollback-to=v1.2.9", "--rollback-yes", *INCIDENT), break_restart, 12, "rollback-failed"),
+    "dry-run": (("--rollback-to=v1.2.9", "--rollback-dry-run"), None, 0, "dry-run"),
+    "verify-gate": (("--gate=verify", "--expect-version=v1.3.0", "--incident-id=INC-8"), None, 13, None),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_real_evidence_matches_the_published_schema(pytester: pytest.Pytester, demo: Deployment, scenario: str) -> None:
+    args, prepare, code, status = SCENARIOS[scenario]
+    if prepare is not None:
+        prepare(demo)
+    result = pytester.runpytest(*demo.harness_args(pytester.path / "reports", *args))
+    assert result.ret == code, result.stdout.str()
+
+    evidence = read_evidence(pytester.path / "reports")
+    jsonschema.validate(evidence, SCHEMA)
+    assert (evidence["outcome"] or {}).get("status") == status
+
+
+def test_the_schema_catches_a_broken_decision() -> None:
+    evidence = {"schema": "rollback-evidence/1", "decision": {"verdict": "maybe"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(evidence, SCHEMA)
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
