@@ -42,6 +42,7 @@ def runbook_for(run: HarnessRun) -> Runbook:
             service_version=lambda timeout=None: probes.service_version(run, timeout=timeout),
             run_id=run.run_id,
             fast=run.fast,
+            options=run.options,
         )
     return run.runbook
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from rollback_harness.plugins import database as database_plugin
 from rollback_harness.plugins.fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
     _rollback_gate,
     gate_phase,
@@ -111,6 +112,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Where each run's report folder is written (default: ini rollback_report_dir, else reports/ "
         "in the rootdir)",
     )
+    database_plugin.add_options(group)
     parser.addini(INI_CONFIG, "Harness config file, relative to the ini file (--rollback-config wins)")
     parser.addini(
         INI_REPORT_DIR, "Where run folders are written, relative to the ini file (--rollback-report-dir wins)"
@@ -271,6 +273,7 @@ def pytest_configure(config: pytest.Config) -> None:
         dry_run=config.option.rollback_dry_run,
         assume_yes=config.option.rollback_yes,
         fast=config.option.rollback_fast,
+        options=database_plugin.run_options(config, mode),
         run_id=run_id,
         run_dir=run_dir,
         is_worker=worker is not None,

@@ -84,6 +84,10 @@ def check_specs(run: HarnessRun) -> list[CheckSpec]:
         specs.append(CheckSpec(key, probes.latency(latency, key)))
     if settings.database is not None:
         specs.append(CheckSpec("database", probes.database))
+        if settings.database.migrations is not None or settings.database.critical_tables:
+            from rollback_harness.plugins.database import migration_probe
+
+            specs.append(CheckSpec("migration", migration_probe))
     return specs
 
 

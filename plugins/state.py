@@ -48,6 +48,8 @@ class HarnessRun:
     is_worker: bool
     # --rollback-fast: the driver's emergency mode (TargetContext.fast).
     fast: bool = False
+    # Options the actions read by name (TargetContext.options), e.g. allow_data_loss.
+    options: dict[str, Any] = field(default_factory=dict)
     journal: Journal = field(init=False)
     # Everything the run writes or prints passes through it: secrets never leave the process.
     redactor: Redactor = field(init=False)

@@ -90,6 +90,7 @@ class Runbook:
         service_version: Callable[..., str | None],
         run_id: str,
         fast: bool = False,
+        options: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.spec = spec
@@ -102,6 +103,7 @@ class Runbook:
             progress=progress,
             service_version=service_version,
             fast=fast,
+            options=options or {},
         )
         self.target: Target = create_target(spec, context)
         # Database, traffic, config...: done around the driver's steps (rollback/actions/).

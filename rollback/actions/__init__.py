@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from rollback_harness.rollback.targets.base import TargetContext
 
 # name -> "module:Class"; an action module adds its line here.
-ACTIONS: dict[str, str] = {}
+ACTIONS: dict[str, str] = {
+    "database": "rollback_harness.rollback.actions.database:DatabaseAction",
+}
 
 
 def action_classes(config: HarnessConfig, spec: TargetSpec) -> list[type[Action]]:
