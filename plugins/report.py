@@ -544,6 +544,10 @@ class EvidenceReporter:
                     "(swarm: every task replaced at once, a 1 s failure watch, stop-first); the plan says how",
                 }
             )
+        if run.rolls_back and run.options.get("allow_data_loss"):
+            relaxed.append(
+                {"setting": "--allow-data-loss", "effect": "a database downgrade that drops data was permitted"}
+            )
         skipped = self._gates_not_run()
         if skipped:
             selection = " ".join(

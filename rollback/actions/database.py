@@ -33,9 +33,8 @@ from rollback_harness.rollback.errors import HarnessError, RollbackFailed
 from rollback_harness.rollback.targets.base import Finding, TargetContext
 
 if TYPE_CHECKING:
-    from rollback_harness.rollback.database.backup import Backup
-
     from rollback_harness.rollback.config import HarnessConfig, TargetSpec
+    from rollback_harness.rollback.database.backup import Backup
     from rollback_harness.rollback.journal import Journal
 
 # Run options (TargetContext.options) this action reads.
@@ -134,12 +133,13 @@ class DatabaseAction(Action):
                 f"or set database.backward_compatible = true if {found.to_version} runs on the newer schema",
             )
         if found.state == IRREVERSIBLE_DOWNGRADE:
-            listed = found.listing(IRREVERSIBLE) or found.why
-            how = "the harness downgrades Alembic migrations only" if found.tool != "alembic" else listed
+            listed = found.listing(IRREVERSIBLE) or f" {found.why}"
+            how = " the harness downgrades Alembic migrations only" if found.tool != "alembic" else listed
             return Finding(
                 MIGRATIONS_FINDING,
                 False,
-                f"irreversible downgrade: {between}; {how}. Recommended: a forward fix, or restore a backup by hand",
+                f"irreversible downgrade: {between}; it cannot be run:{how}\nRecommended: a forward fix, "
+                "or restore a backup by hand",
             )
         if found.state == DESTRUCTIVE_DOWNGRADE:
             listed = found.listing(DESTRUCTIVE)
@@ -147,14 +147,14 @@ class DatabaseAction(Action):
                 return Finding(
                     MIGRATIONS_FINDING,
                     False,
-                    f"destructive downgrade needed: {between}; data would be lost: {listed}. Refused without "
+                    f"destructive downgrade needed: {between}; data would be lost:{listed}\nRefused without "
                     "--allow-data-loss (a verified backup is taken first); or fix forward",
                 )
             return Finding(
                 MIGRATIONS_FINDING,
                 True,
                 f"destructive downgrade needed, allowed by --allow-data-loss: {between}; "
-                f"data that will be lost: {listed}",
+                f"data that will be lost:{listed}",
             )
         return Finding(MIGRATIONS_FINDING, True, f"reversible downgrade needed: {between}")
 
@@ -177,7 +177,8 @@ class DatabaseAction(Action):
         if not self.will_downgrade:
             return [f"leave the database schema at {found.database_revision} (backward compatible)"], []
         before = [f"back up the database to {self._backup_dir()}/pre-rollback-<time> and verify the backup"]
-        loss = f" (data loss allowed by --allow-data-loss: {found.listing(DESTRUCTIVE)})" if found.issues else ""
+        lost = "; ".join(issue.describe() for issue in found.issues)
+        loss = f" (data loss allowed by --allow-data-loss: {lost})" if found.issues else ""
         after = [
             f"downgrade the database {found.database_revision} -> {found.target_revision} "
             f"({len(found.steps)} revision(s): {', '.join(step.revision for step in found.steps)}){loss}"

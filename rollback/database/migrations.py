@@ -53,7 +53,8 @@ class Assessment:
         return ", ".join(f"{step.revision} ({step.message})" if step.message else step.revision for step in self.steps)
 
     def listing(self, kind: str | None = None) -> str:
-        return "; ".join(issue.describe() for issue in self.issues if kind is None or issue.kind == kind)
+        """The issues of ``kind``, one per line (file:line (revision): what)."""
+        return "".join(f"\n  - {issue.describe()}" for issue in self.issues if kind is None or issue.kind == kind)
 
     def to_dict(self) -> dict[str, Any]:
         return {
