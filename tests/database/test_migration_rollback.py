@@ -337,3 +337,42 @@ def test_password_key_with_url_characters_works_and_never_shows(
     assert {"evidence.json", "junit.xml", "report.html", "journal.jsonl"} <= set(texts)
     for form in (SPECIAL_PASSWORD, quote(SPECIAL_PASSWORD, safe=""), SPECIAL_PASSWORD.partition("@")[2]):
         assert not [name for name, text in texts.items() if form in text], form
+
+
+def test_dry_run_plans_the_backup_and_the_downgrade_and_changes_nothing(
+    pytester: pytest.Pytester, demo: Deployment, sqlite_url: str
+) -> None:
+    migrate(demo, sqlite_url, [BASE, REVERSIBLE], rollback=True)
+
+    result = pytester.runpytest(
+        *demo.harness_args(pytester.path / "reports", "--rollback-to", "v1.2.9", "--rollback-dry-run")
+    )
+
+    result.stdout.fnmatch_lines(
+        [
+            "*1. back up the database to */backups/pre-rollback-<time> and verify the backup",
+            "*point */current at releases/v1.2.9*",
+            f"*downgrade the database {REVERSIBLE.id} -> {BASE.id} (1 revision(s): {REVERSIBLE.id})",
+        ]
+    )
+    assert database_revision(sqlite_url, 5) == REVERSIBLE.id and backups(demo) == []
+
+
+def test_a_backup_that_cannot_be_written_refuses_before_any_change(
+    pytester: pytest.Pytester, demo: Deployment, sqlite_url: str
+) -> None:
+    (demo.layout.root / "not-a-folder").write_text("a file where the backups would go\n")
+    migrate(demo, sqlite_url, [BASE, REVERSIBLE], rollback=True, backup_dir="not-a-folder")
+
+    result = rollback(pytester, demo)
+
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(["*preflight-database-backup*"])
+    assert demo.linked_version() == "v1.3.0" and database_revision(sqlite_url, 5) == REVERSIBLE.id
+
+
+def test_database_options_do_nothing_in_a_verify_gate(pytester: pytest.Pytester, demo: Deployment) -> None:
+    result = pytester.runpytest(*demo.harness_args(pytester.path / "reports", "--gate", "verify", "--allow-data-loss"))
+
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--allow-data-loss applies to a rollback*drop --allow-data-loss*"])
