@@ -19,6 +19,7 @@ def add_options(group: pytest.OptionGroup) -> None:
         help="Downgrade the database schema to the target's revision too, after a verified backup",
     )
     group.addoption(
+        "--rollback-allow-data-loss",
         "--allow-data-loss",
         dest="rollback_allow_data_loss",
         action="store_true",

@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 OPTION_ROLLBACK_DB = "rollback_db"  # --rollback-db
 OPTION_ALLOW_DATA_LOSS = "allow_data_loss"  # --allow-data-loss
 MIGRATIONS_FINDING = "database-migrations"
+_TOOL_HINTS = {
+    "rails": "Rails downgrades with `bin/rails db:migrate VERSION=<the target's last migration>`",
+    "django": "Django downgrades with `python manage.py migrate <app> <the target's last migration>`",
+}
 BACKUP_FINDING = "database-backup"
 
 
@@ -134,7 +138,11 @@ class DatabaseAction(Action):
             )
         if found.state == IRREVERSIBLE_DOWNGRADE:
             listed = found.listing(IRREVERSIBLE) or f" {found.why}"
-            how = " the harness downgrades Alembic migrations only" if found.tool != "alembic" else listed
+            how = (
+                listed
+                if found.tool == "alembic"
+                else f"\n  the harness downgrades Alembic migrations only; {_TOOL_HINTS[found.tool]}"
+            )
             return Finding(
                 MIGRATIONS_FINDING,
                 False,
