@@ -376,3 +376,36 @@ def test_database_options_do_nothing_in_a_verify_gate(pytester: pytest.Pytester,
 
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*--allow-data-loss applies to a rollback*drop --allow-data-loss*"])
+
+
+def test_with_xdist_the_migration_check_sees_the_runbooks_target(
+    pytester: pytest.Pytester, demo: Deployment, sqlite_url: str
+) -> None:
+    migrate(demo, sqlite_url, [BASE, REVERSIBLE], rollback=True)
+
+    result = pytester.runpytest_subprocess(
+        *demo.harness_args(pytester.path / "reports", "-n", "2", "--rollback-to", "v1.2.9", "--rollback-yes")
+    )
+
+    assert result.ret == 0, result.stdout.str()
+    assert database_revision(sqlite_url, 5) == BASE.id
+    after = check(pytester, "verify-migration")
+    assert after["status"] == "passed" and after["measured"]["expected"] == BASE.id
+
+
+def test_a_failed_platform_step_leaves_the_schema_alone(
+    pytester: pytest.Pytester, demo: Deployment, sqlite_url: str
+) -> None:
+    migrate(demo, sqlite_url, [BASE, REVERSIBLE], rollback=True)
+    data = demo.config()
+    data["targets"]["app"]["restart"] = ["false"]
+    demo.write_config(data)
+
+    result = rollback(pytester, demo)
+
+    assert result.ret == 12, result.stdout.str()
+    # The backup was taken (before the platform step), the downgrade never ran.
+    assert database_revision(sqlite_url, 5) == REVERSIBLE.id and len(backups(demo)) == 1
+    states = dict(timeline(pytester))
+    assert states["database:backup"] == "done" and "database:downgrade" not in states
+    assert states["database:undo"] == "skipped"
