@@ -26,8 +26,12 @@ class MigrationError(HarnessError):
 
 
 @contextmanager
-def connect(url: str, timeout: float) -> Iterator[Connection]:
-    """A fresh connection (no pool) whose connect waits at most ``timeout`` seconds."""
+def connect(url: str, timeout: float, *, lock_timeout: float | None = None) -> Iterator[Connection]:
+    """A fresh connection (no pool) whose connect waits at most ``timeout`` seconds.
+
+    ``lock_timeout``: on PostgreSQL, a statement waiting longer for a lock (a DDL statement behind
+    the app's open transaction) fails instead of waiting for ever.
+    """
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
     from sqlalchemy.pool import NullPool
@@ -38,6 +42,8 @@ def connect(url: str, timeout: float) -> Iterator[Connection]:
         args = {"timeout": timeout}
     elif parsed.get_backend_name() == "postgresql":
         args = {"connect_timeout": max(1, int(timeout))}
+        if lock_timeout is not None:
+            args["options"] = f"-c lock_timeout={max(1, int(lock_timeout * 1000))}"
     engine = create_engine(parsed, poolclass=NullPool, connect_args=args)
     try:
         with engine.connect() as connection:
@@ -155,14 +161,15 @@ def downgrade(
 ) -> None:
     """Run each step's ``downgrade()`` in turn, the version table moved after each.
 
-    ``on_step(step)`` returns a context manager wrapping the step (the journal's). Each revision
+    ``on_step(step)`` returns a context manager wrapping the step (the journal's). A statement that
+    waits more than ``timeout`` for a lock fails (PostgreSQL's lock_timeout; SQLite's busy timeout). Each revision
     is one transaction where the database has transactional DDL (PostgreSQL); on SQLite a
     revision that fails half way may leave part of its changes.
     """
     from alembic.operations import Operations
     from alembic.runtime.migration import MigrationContext
 
-    with connect(url, timeout) as connection:
+    with connect(url, timeout, lock_timeout=timeout) as connection:
         for step in steps:
             script = directory.get_revision(step.revision)
             assert script is not None

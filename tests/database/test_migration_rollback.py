@@ -7,6 +7,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -409,3 +410,24 @@ def test_a_failed_platform_step_leaves_the_schema_alone(
     states = dict(timeline(pytester))
     assert states["database:backup"] == "done" and "database:downgrade" not in states
     assert states["database:undo"] == "skipped"
+
+
+def test_a_downgrade_blocked_by_a_lock_fails_within_its_timeout(
+    pytester: pytest.Pytester, demo: Deployment, new_pg_database: Callable[[], str]
+) -> None:
+    import psycopg
+
+    url = new_pg_database()
+    migrate(demo, url, [BASE, REVERSIBLE], rollback=True, timeout="2s")
+    libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq) as holder:  # an open transaction that read orders: DDL on it must wait
+        holder.execute("SELECT count(*) FROM orders")
+        started = time.monotonic()
+        result = rollback(pytester, demo)
+        took = time.monotonic() - started
+
+    assert result.ret == 12, result.stdout.str()
+    assert took < 60  # bounded by the lock timeout, not by the lock holder
+    outcome = read_evidence(pytester.path / "reports")["outcome"]["message"]
+    assert "lock timeout" in outcome and f"the database is at revision {REVERSIBLE.id}" in outcome
+    assert database_revision(url, 5) == REVERSIBLE.id
