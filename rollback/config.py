@@ -202,6 +202,9 @@ class MigrationsConfig(Section):
     release_path: str | None = None
     # One folder holding every revision (relative to the config file), when releases carry none.
     script_location: str | None = None
+    # A git repository of migrations, tagged with the versions: <git_path> at tag <version>.
+    git_repo: str | None = None
+    git_path: str = "migrations"
     # version -> revision each release expects; wins over what the scripts say.
     revisions: dict[str, str] = {}
     version_table: str = Field(default="alembic_version", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")

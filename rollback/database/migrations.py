@@ -6,6 +6,12 @@ Used by the database action's preflight and by the ``migration`` check (checks/m
 
 from __future__ import annotations
 
+import io
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +89,7 @@ class MigrationSource:
         url = config.database_url()
         assert url is not None
         self.url = url
+        self._git_checkouts: dict[str, Path] = {}
 
     @property
     def tool(self) -> str:
@@ -110,13 +117,26 @@ class MigrationSource:
             raise MigrationError(
                 "no [database.migrations] table: the harness cannot see which revision a release expects"
             )
-        if settings.release_path is not None:
+        if settings.release_path is not None or settings.git_repo is not None:
             if version is None:
                 raise MigrationError("the live version is not known, so neither are its migration scripts")
+            if settings.git_repo is not None:
+                return self._from_git(settings.git_repo, settings.git_path, version)
+            assert settings.release_path is not None
             return self.release_folder(version) / settings.release_path
         if settings.script_location is not None:
             return self.config.base_dir / settings.script_location
         raise MigrationError("database.migrations names neither release_path nor script_location")
+
+    def _from_git(self, repo: str, path: str, version: str) -> Path:
+        """``path`` as tag ``version`` of the migrations repository has it, extracted once per run."""
+        folder = self._git_checkouts.get(version)
+        if folder is None:
+            folder = Path(tempfile.mkdtemp(prefix="rollback-migrations-"))
+            weakref.finalize(self, shutil.rmtree, folder, True)
+            _git_extract(self.config.base_dir / repo, version, path, folder, self.database.timeout)
+            self._git_checkouts[version] = folder
+        return folder / path
 
     def scripts(self, version: str | None) -> ScriptDirectory:
         return alembic_state.scripts(self.location(version))
@@ -128,7 +148,7 @@ class MigrationSource:
             for name, revision in settings.revisions.items():
                 if name == version or name.lstrip("v") == version.lstrip("v"):
                     return revision
-        if settings is not None and settings.release_path is None:
+        if settings is not None and settings.release_path is None and settings.git_repo is None:
             raise MigrationError(
                 f"{version} is not in database.migrations.revisions, and one shared script folder cannot say "
                 f'which revision {version} expects: add {version} = "<revision>" there'
@@ -214,3 +234,20 @@ class MigrationSource:
         raise MigrationError(
             f"database.migrations.tool = {self.tool!r} needs release_path (the migrations each release ships)"
         )
+
+
+def _git_extract(repo: Path, tag: str, path: str, into: Path, timeout: float) -> None:
+    """``git archive`` of ``path`` at ``refs/tags/<tag>``, unpacked into ``into`` (argument lists only)."""
+    command = ["git", "-C", str(repo), "archive", "--format=tar", f"refs/tags/{tag}", "--", path]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=max(30.0, timeout), check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MigrationError(f"cannot read tag {tag} of {repo}: {exc}") from None
+    if done.returncode != 0:
+        error = " ".join(done.stderr.decode(errors="replace").split())
+        raise MigrationError(f"tag {tag} of the migrations repository {repo} has no {path}: {error}")
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(into, filter="data")
+        else:  # pragma: no cover - Python before 3.10.12 / 3.11.4; git archive writes plain files
+            archive.extractall(into)

@@ -248,3 +248,36 @@ def _no_wrap(step: object) -> Any:
     from contextlib import nullcontext
 
     return nullcontext()
+
+
+def test_scripts_from_a_tagged_migrations_repository(tmp_path: Path) -> None:
+    import subprocess
+
+    repo = tmp_path / "schema"
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, timeout=30)
+
+    repo.mkdir()
+    git("init", "-q")
+    git("config", "user.email", "t@example.invalid")
+    git("config", "user.name", "t")
+    write_project(repo / "migrations", [BASE])
+    git("add", "-A")
+    git("commit", "-qm", "base")
+    git("tag", "v1.2.9")
+    write_project(repo / "migrations", [BASE, REVERSIBLE])
+    git("add", "-A")
+    git("commit", "-qm", "index")
+    git("tag", "v1.3.0")
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    upgrade_to(url, repo / "migrations", REVERSIBLE.id)
+    config = load_config(config_for(tmp_path, '[database.migrations]\ngit_repo = "schema"'))
+    source = MigrationSource(config, config.target(None))
+
+    found = source.assess("v1.3.0", "v1.2.9")
+
+    assert found.state == REVERSIBLE_STATE and found.target_revision == BASE.id
+    assert [step.revision for step in found.steps] == [REVERSIBLE.id]
+    missing = source.assess("v1.3.0", "v1.2.8")
+    assert missing.state == CANNOT_TELL and "tag v1.2.8 of the migrations repository" in missing.why
