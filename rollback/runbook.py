@@ -351,8 +351,9 @@ class Runbook:
 
     @property
     def already_at_target(self) -> bool:
-        """The platform's record and the service's own answer both say the target; no step is left."""
-        return self.to_version is not None and self.remaining == []
+        """The platform's record and the service's own answer both say the target; no step is left,
+        neither the driver's nor an action's (a database a killed run did not downgrade yet)."""
+        return self.to_version is not None and self.remaining == [] and not any(a.pending() for a in self.actions)
 
     @property
     def from_version(self) -> str | None:
@@ -463,12 +464,12 @@ class Runbook:
             outcome.message = (
                 f"finished the rollback from {self.from_version} to {self.to_version} that run "
                 f"{outcome.resumed_from} left unfinished (done by it: {', '.join(earlier) or 'none'}; "
-                f"done now: {', '.join(self.remaining)})"
+                f"done now: {', '.join(self.remaining) or 'the actions around them'})"
             )
         elif self.live == self.to_version:
             outcome.message = (
                 f"{self.spec.name} was on {self.to_version} but the service answered "
-                f"{self.service_answer or 'nothing'}: did {', '.join(self.remaining)}"
+                f"{self.service_answer or 'nothing'}: did {', '.join(self.remaining) or 'the actions around them'}"
             )
         else:
             outcome.message = f"rolled back from {self.live} to {self.to_version}"

@@ -94,6 +94,10 @@ class DatabaseAction(Action):
             return False
         return found.state == REVERSIBLE or (found.state == DESTRUCTIVE_DOWNGRADE and self.allow_data_loss)
 
+    def pending(self) -> bool:
+        found = self.assessment
+        return self.will_downgrade and found is not None and found.database_revision != found.target_revision
+
     # -- preflight -----------------------------------------------------------------------------
 
     def preflight(self, from_version: str | None, to_version: str) -> list[Finding]:

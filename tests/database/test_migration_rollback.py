@@ -431,3 +431,27 @@ def test_a_downgrade_blocked_by_a_lock_fails_within_its_timeout(
     outcome = read_evidence(pytester.path / "reports")["outcome"]["message"]
     assert "lock timeout" in outcome and f"the database is at revision {REVERSIBLE.id}" in outcome
     assert database_revision(url, 5) == REVERSIBLE.id
+
+
+def test_a_rerun_after_a_failed_downgrade_finishes_it_without_touching_the_platform_again(
+    pytester: pytest.Pytester, demo: Deployment, new_pg_database: Callable[[], str]
+) -> None:
+    import psycopg
+
+    url = new_pg_database()
+    migrate(demo, url, [BASE, REVERSIBLE], rollback=True, timeout="2s")
+    libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq) as holder:
+        holder.execute("SELECT count(*) FROM orders")
+        first = rollback(pytester, demo, "--rollback-report-dir", str(pytester.path / "first"))
+    assert first.ret == 12, first.stdout.str()
+    assert demo.linked_version() == "v1.2.9" and database_revision(url, 5) == REVERSIBLE.id
+
+    again = rollback(pytester, demo)
+
+    assert again.ret == 0, again.stdout.str()
+    assert database_revision(url, 5) == BASE.id
+    assert demo.restarts() == 1  # the platform steps were done once, by the first run
+    states = dict(timeline(pytester))
+    assert states["database:downgrade"] == "done" and states["switch-link"] == "skipped"
+    assert check(pytester, "verify-migration")["status"] == "passed"
