@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -610,9 +611,8 @@ class _Postgres:
             "pg_restore --list of the backup",
             BackupFailed,
         )
+        # An empty database dumps to a valid archive with no entries; a damaged one fails --list.
         entries = [line for line in listed.stdout.splitlines() if line.strip() and not line.startswith(";")]
-        if not entries:
-            raise BackupFailed(f"pg_restore --list found no entries in the backup {partial}")
         data = sum(1 for line in entries if " TABLE DATA " in line)
         # --list reads only the table of contents at the start; a full read decompresses every block.
         _run(
@@ -704,6 +704,15 @@ def _run(
     except OSError as exc:
         raise error(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
     if done.returncode != 0:
-        stderr = source.hide(_cut(done.stderr)) or f"exit status {done.returncode}"
-        raise error(f"{what} failed: {stderr}")
+        raise error(f"{what} failed: {source.hide(_cut(done.stderr)) or _status(argv[0], done.returncode)}")
     return done
+
+
+def _status(tool: str, code: int) -> str:
+    if code > 0:
+        return f"{Path(tool).name} exited with status {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"{Path(tool).name} was killed by {name} ({signal.strsignal(-code) or 'unknown signal'})"
