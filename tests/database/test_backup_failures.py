@@ -30,6 +30,7 @@ import pytest
 from mounts import fill, small_tmpfs
 from sqlalchemy.engine import make_url
 
+from rollback_harness.rollback.database import backup as backup_module
 from rollback_harness.rollback.database.backup import Backup, BackupFailed, take_backup
 
 pytestmark = pytest.mark.integration
@@ -206,21 +207,30 @@ def test_postgres_connection_terminated_mid_dump(tmp_path: Path, locked_source: 
     assert _leftovers(tmp_path / "backups") == []
 
 
-def test_postgres_lock_never_granted_ends_at_the_deadline(tmp_path: Path, locked_source: tuple[str, Any]) -> None:
+def test_postgres_lock_never_granted_ends_at_the_deadline_with_progress(
+    tmp_path: Path, locked_source: tuple[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, holder = locked_source
+    monkeypatch.setattr(backup_module, "PROGRESS_EVERY", 0.5)
+    lines: list[str] = []
     _lock(holder)
     started = time.monotonic()
     try:
         with pytest.raises(BackupFailed) as failed:
-            take_backup(url, tmp_path / "backups", timeout=3)
+            take_backup(url, tmp_path / "backups", timeout=4, progress=lines.append)
     finally:
         holder.rollback()
     assert time.monotonic() - started < BOUND
     assert "pg_dump of " in str(failed.value)
+    assert lines and all(line.startswith("pg_dump of ") and "timeout 4 s" in line for line in lines), lines
     assert _leftovers(tmp_path / "backups") == []
 
 
-def test_sqlite_locked_database_ends_at_the_deadline(tmp_path: Path, databases: Any) -> None:
+def test_sqlite_locked_database_ends_at_the_deadline_with_progress(
+    tmp_path: Path, databases: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backup_module, "PROGRESS_EVERY", 0.5)
+    lines: list[str] = []
     import sqlite3
 
     url = databases.fill_sqlite(tmp_path / "app.db")
@@ -229,12 +239,13 @@ def test_sqlite_locked_database_ends_at_the_deadline(tmp_path: Path, databases: 
     started = time.monotonic()
     try:
         with pytest.raises(BackupFailed, match="stayed locked") as failed:
-            take_backup(url, tmp_path / "backups", timeout=2)
+            take_backup(url, tmp_path / "backups", timeout=2, progress=lines.append)
     finally:
         writer.execute("ROLLBACK")
         writer.close()
     assert time.monotonic() - started < BOUND
     assert "2 s timeout" in str(failed.value)
+    assert lines and "is locked by another connection, waiting" in lines[0], lines
     assert _leftovers(tmp_path / "backups") == []
 
 
