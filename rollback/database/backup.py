@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 from rollback_harness.rollback.errors import HarnessError
 from rollback_harness.rollback.targets.base import Finding
@@ -130,7 +130,8 @@ class _Source:
     def hide(self, text: str) -> str:
         """``text`` with the password, in plain and URL-encoded forms, replaced by ``***``."""
         if self.password:
-            for form in sorted({self.password, quote(self.password, safe=""), quote(self.password)}, key=len)[::-1]:
+            forms = {self.password, quote(self.password, safe=""), quote(self.password), quote_plus(self.password)}
+            for form in sorted(forms, key=len, reverse=True):
                 text = text.replace(form, "***")
         return text
 
@@ -182,7 +183,6 @@ def take_backup(
         if final.exists():
             raise BackupFailed(f"{final} appeared while the backup was taken; it was not overwritten")
         partial.rename(final)
-        _fsync(dest_dir)
     except BaseException as exc:
         _discard(partial)
         if isinstance(exc, OSError):
@@ -193,6 +193,7 @@ def take_backup(
         if isinstance(exc, sqlite3.Error):
             raise BackupFailed(f"backup of {source.shown} into {final} failed: {exc}") from None
         raise
+    _fsync_folder(dest_dir)
     return Backup(
         path=final,
         engine=source.engine,
@@ -313,6 +314,12 @@ def _parse(url: str, password: str | None) -> _Source:
     shown = _SECRET_QUERY.sub(r"\1***", parsed.render_as_string(hide_password=True))
     if backend not in ENGINES:
         raise BackupFailed(f"cannot back up {shown}: a {backend!r} database; backups support {', '.join(ENGINES)}")
+    secret_keys = sorted(key for key in query if _SECRET_QUERY.search(f"?{key}="))
+    if secret_keys and backend == "postgresql":
+        raise BackupFailed(
+            f"cannot back up {shown}: the PostgreSQL tools would get ?{secret_keys[0]}= on their command line; "
+            "give the password as the URL's password or the password setting, or use ~/.pgpass"
+        )
     return _Source(url=parsed, engine=backend, password=secret, shown=shown)
 
 
@@ -389,6 +396,14 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable; some file systems cannot sync a folder, and the file is synced already."""
+    try:
+        _fsync(folder)
+    except OSError:
+        pass
 
 
 def _digest(path: Path) -> tuple[int, str]:

@@ -130,3 +130,13 @@ def test_password_never_in_a_restore_failure(
 
     assert "pg_restore into" in str(failed.value) and "does not exist" in str(failed.value)
     _assert_secret_free(str(failed.value))
+
+
+def test_a_secret_query_parameter_is_refused_rather_than_put_on_a_command_line(tmp_path: Path, pg_url: str) -> None:
+    url = make_url(pg_url).update_query_dict({"sslpassword": PASSWORD}).render_as_string(hide_password=False)
+
+    with pytest.raises(BackupFailed, match=r"would get \?sslpassword= on their command line") as failed:
+        take_backup(url, tmp_path / "backups")
+
+    _assert_secret_free(str(failed.value))
+    assert not (tmp_path / "backups").exists()
