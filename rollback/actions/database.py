@@ -222,7 +222,13 @@ class DatabaseAction(Action):
         url, password = self._url_and_password()
         self.context.progress(f"database: backing up {alembic_state.shown_url(url)} before the downgrade")
         with journal.step("database:backup", revision=current) as step:
-            self.backup = take_backup(url, self._backup_dir(), password=password, timeout=self._backup_timeout())
+            self.backup = take_backup(
+                url,
+                self._backup_dir(),
+                password=password,
+                timeout=self._backup_timeout(),
+                progress=self.context.progress,
+            )
             step.detail.update(self.backup.to_dict())
         self.context.progress(f"database: backup {self.backup.path} verified ({self.backup.verification})")
 

@@ -18,6 +18,8 @@ import hashlib
 import os
 import re
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 from rollback_harness.rollback.errors import HarnessError
 from rollback_harness.rollback.targets.base import Finding
@@ -40,6 +42,7 @@ INCOMPLETE = ".incomplete"
 # Room left over beyond the estimate, so a backup never fills a disk to its last byte.
 SPACE_MARGIN = 16 * 1024 * 1024
 FINDINGS_TIMEOUT = 30.0
+PROGRESS_EVERY = 10.0
 _STDERR_LIMIT = 600
 _SQLITE_STEP_PAGES = 1024
 _SECRET_QUERY = re.compile(r"([?&][^=&]*(?:pass|secret|token)[^=&]*=)[^&]*", re.IGNORECASE)
@@ -88,19 +91,31 @@ class Backup:
 
 @dataclass
 class _Clock:
-    """The one total deadline every step of a backup or restore shares."""
+    """The one total deadline every step of a backup or restore shares, and its progress lines."""
 
     timeout: float
+    progress: Callable[[str], None] | None = None
+    started: float = field(init=False)
     deadline: float = field(init=False)
+    last_report: float = field(init=False)
 
     def __post_init__(self) -> None:
-        self.deadline = time.monotonic() + self.timeout
+        self.started = self.last_report = time.monotonic()
+        self.deadline = self.started + self.timeout
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
     def expired(self) -> bool:
         return self.remaining() <= 0
+
+    def report(self, what: str) -> None:
+        """Say what is being waited on, for how long so far and until when (every PROGRESS_EVERY s)."""
+        now = time.monotonic()
+        if self.progress is None or now - self.last_report < PROGRESS_EVERY:
+            return
+        self.last_report = now
+        self.progress(f"{what}: {now - self.started:.0f} s so far, timeout {self.timeout:g} s")
 
 
 @dataclass
@@ -115,7 +130,8 @@ class _Source:
     def hide(self, text: str) -> str:
         """``text`` with the password, in plain and URL-encoded forms, replaced by ``***``."""
         if self.password:
-            for form in sorted({self.password, quote(self.password, safe=""), quote(self.password)}, key=len)[::-1]:
+            forms = {self.password, quote(self.password, safe=""), quote(self.password), quote_plus(self.password)}
+            for form in sorted(forms, key=len, reverse=True):
                 text = text.replace(form, "***")
         return text
 
@@ -127,6 +143,7 @@ def take_backup(
     password: str | None = None,
     timeout: float = 300.0,
     name: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Backup:
     """Back up the database at ``url`` into ``dest_dir``, verify it, and return what was made.
 
@@ -134,8 +151,9 @@ def take_backup(
     (UTC time), or ``name`` plus that suffix. ``password`` replaces the URL's password. Raises
     BackupFailed, naming what failed, when the database cannot be read, the disk lacks room, the
     tool fails, verification fails or ``timeout`` seconds pass; nothing complete-looking is left.
+    ``progress`` gets a line every PROGRESS_EVERY seconds while a step runs.
     """
-    clock = _Clock(timeout)
+    clock = _Clock(timeout, progress)
     source = _parse(url, password)
     engine = _engine(source, clock)
     dest_dir = Path(dest_dir).absolute()
@@ -165,7 +183,6 @@ def take_backup(
         if final.exists():
             raise BackupFailed(f"{final} appeared while the backup was taken; it was not overwritten")
         partial.rename(final)
-        _fsync(dest_dir)
     except BaseException as exc:
         _discard(partial)
         if isinstance(exc, OSError):
@@ -173,7 +190,10 @@ def take_backup(
                 f"backup of {source.shown} into {final} failed: {source.hide(exc.strerror or str(exc))} "
                 f"({exc.filename or final}); the partial file was removed"
             ) from None
+        if isinstance(exc, sqlite3.Error):
+            raise BackupFailed(f"backup of {source.shown} into {final} failed: {exc}") from None
         raise
+    _fsync_folder(dest_dir)
     return Backup(
         path=final,
         engine=source.engine,
@@ -186,12 +206,19 @@ def take_backup(
     )
 
 
-def restore(backup: Backup, into_url: str, *, password: str | None = None, timeout: float = 300.0) -> None:
+def restore(
+    backup: Backup,
+    into_url: str,
+    *,
+    password: str | None = None,
+    timeout: float = 300.0,
+    progress: Callable[[str], None] | None = None,
+) -> None:
     """Restore ``backup`` into the database at ``into_url`` with the same command as ``restore_command``.
 
     The backup's SHA-256 is checked first. Raises RestoreFailed, naming what failed.
     """
-    clock = _Clock(timeout)
+    clock = _Clock(timeout, progress)
     target = _parse(into_url, password)
     if target.engine != backup.engine:
         raise RestoreFailed(f"a {backup.engine} backup cannot be restored into {target.shown} ({target.engine})")
@@ -287,6 +314,12 @@ def _parse(url: str, password: str | None) -> _Source:
     shown = _SECRET_QUERY.sub(r"\1***", parsed.render_as_string(hide_password=True))
     if backend not in ENGINES:
         raise BackupFailed(f"cannot back up {shown}: a {backend!r} database; backups support {', '.join(ENGINES)}")
+    secret_keys = sorted(key for key in query if _SECRET_QUERY.search(f"?{key}="))
+    if secret_keys and backend == "postgresql":
+        raise BackupFailed(
+            f"cannot back up {shown}: the PostgreSQL tools would get ?{secret_keys[0]}= on their command line; "
+            "give the password as the URL's password or the password setting, or use ~/.pgpass"
+        )
     return _Source(url=parsed, engine=backend, password=secret, shown=shown)
 
 
@@ -365,6 +398,14 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable; some file systems cannot sync a folder, and the file is synced already."""
+    try:
+        _fsync(folder)
+    except OSError:
+        pass
+
+
 def _digest(path: Path) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
@@ -428,8 +469,6 @@ class _Sqlite:
         return None
 
     def _open_source(self) -> Any:
-        import sqlite3
-
         if not self.path.is_file():
             raise BackupFailed(f"cannot back up {self.source.shown}: database file {self.path} does not exist")
         try:
@@ -444,8 +483,6 @@ class _Sqlite:
         return max(0.05, min(1.0, self.clock.remaining()))
 
     def estimate(self) -> int:
-        import sqlite3
-
         connection = self._open_source()
         try:
             while True:
@@ -458,6 +495,7 @@ class _Sqlite:
                         raise BackupFailed(f"cannot read {self.path}: {exc}") from None
                     if self.clock.expired():
                         raise BackupFailed(self._timed_out("the database stayed locked")) from None
+                    self.clock.report(f"SQLite database {self.path} is locked by another connection, waiting")
         finally:
             connection.close()
 
@@ -468,8 +506,6 @@ class _Sqlite:
         )
 
     def dump(self, partial: Path) -> None:
-        import sqlite3
-
         source = self._open_source()
         try:
             target = sqlite3.connect(partial, timeout=self._busy_wait())
@@ -482,6 +518,8 @@ class _Sqlite:
             last.update(status=status, remaining=remaining, total=total)
             if self.clock.expired():
                 raise _DeadlineReached
+            state = "waiting for a lock" if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) else "copying"
+            self.clock.report(f"SQLite backup of {self.path}: {total - remaining} of {total} pages, {state}")
 
         try:
             source.backup(target, pages=_SQLITE_STEP_PAGES, progress=check_deadline, sleep=0.05)
@@ -499,8 +537,6 @@ class _Sqlite:
             source.close()
 
     def verify(self, partial: Path) -> str:
-        import sqlite3
-
         connection = sqlite3.connect(f"file:{quote(str(partial))}?mode=ro&immutable=1", uri=True)
         connection.set_progress_handler(lambda: 1 if self.clock.expired() else 0, 10_000)
         try:
@@ -600,7 +636,7 @@ class _Postgres:
             f"--file={partial}",
             f"--dbname={self.uri}",
         ]
-        _run(argv, self.source, self.clock, f"pg_dump of {self.source.shown}", BackupFailed)
+        _run(argv, self.source, self.clock, f"pg_dump of {self.source.shown}", BackupFailed, writing=partial)
 
     def verify(self, partial: Path) -> str:
         listed = _run(
@@ -610,9 +646,8 @@ class _Postgres:
             "pg_restore --list of the backup",
             BackupFailed,
         )
+        # An empty database dumps to a valid archive with no entries; a damaged one fails --list.
         entries = [line for line in listed.stdout.splitlines() if line.strip() and not line.startswith(";")]
-        if not entries:
-            raise BackupFailed(f"pg_restore --list found no entries in the backup {partial}")
         data = sum(1 for line in entries if " TABLE DATA " in line)
         # --list reads only the table of contents at the start; a full read decompresses every block.
         _run(
@@ -665,8 +700,6 @@ def _tool_version(tool: str) -> int | None:
 
 
 def _sqlite_version() -> str:
-    import sqlite3
-
     return sqlite3.sqlite_version
 
 
@@ -676,6 +709,7 @@ def _run(
     clock: _Clock,
     what: str,
     error: Callable[[str], BackupFailed],
+    writing: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` within the time left; raise ``error`` naming ``what`` and the tool's stderr."""
     remaining = clock.remaining()
@@ -686,24 +720,45 @@ def _run(
         env["PGPASSWORD"] = source.password
     env.setdefault("PGCONNECT_TIMEOUT", str(max(2, min(30, int(remaining)))))
     try:
-        done = subprocess.run(
+        child = subprocess.Popen(
             argv,
             env=env,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            timeout=remaining,
-            check=False,
         )
-    except subprocess.TimeoutExpired:
-        raise error(
-            f"{what} did not finish within the {clock.timeout:g} s timeout (the database stopped answering?); "
-            f"{Path(argv[0]).name} was killed"
-        ) from None
     except OSError as exc:
         raise error(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-    if done.returncode != 0:
-        stderr = source.hide(_cut(done.stderr)) or f"exit status {done.returncode}"
-        raise error(f"{what} failed: {stderr}")
-    return done
+    with child:
+        try:
+            while True:
+                try:
+                    stdout, stderr = child.communicate(timeout=max(0.0, min(PROGRESS_EVERY, clock.remaining())))
+                    break
+                except subprocess.TimeoutExpired:
+                    if clock.expired():
+                        raise error(
+                            f"{what} did not finish within the {clock.timeout:g} s timeout "
+                            f"(the database stopped answering?); {Path(argv[0]).name} was killed"
+                        ) from None
+                    written = f", {_size(writing.stat().st_size)} written" if writing and writing.exists() else ""
+                    clock.report(f"{what}{written}")
+        except BaseException:
+            child.kill()
+            child.communicate()
+            raise
+    if child.returncode != 0:
+        raise error(f"{what} failed: {source.hide(_cut(stderr)) or _status(argv[0], child.returncode)}")
+    return subprocess.CompletedProcess(argv, child.returncode, stdout, stderr)
+
+
+def _status(tool: str, code: int) -> str:
+    if code > 0:
+        return f"{Path(tool).name} exited with status {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"{Path(tool).name} was killed by {name} ({signal.strsignal(-code) or 'unknown signal'})"

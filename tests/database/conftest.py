@@ -72,6 +72,10 @@ class Databases:
     rows = ROWS
 
     @staticmethod
+    def superuser_psql(sql: str) -> None:
+        superuser_psql(sql)
+
+    @staticmethod
     def pg_execute(url: str, sql: str) -> None:
         _pg_execute(url, sql)
 

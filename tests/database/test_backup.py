@@ -8,8 +8,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +201,118 @@ def test_findings_name_what_is_wrong(tmp_path: Path, pg_url: str) -> None:
     assert not findings["backup-destination"].ok and "is not a folder" in findings["backup-destination"].message
     assert not findings["backup-space"].checked
     assert "harness-test-pw" not in str(findings)
+
+
+def _write_pairs_until(stop: threading.Event, write: Callable[[int], None]) -> int:
+    """Writes pair after pair (one row in each of two tables, one transaction) until ``stop``."""
+    count = 0
+    while not stop.is_set():
+        write(count)
+        count += 1
+        stop.wait(0.005)
+    return count
+
+
+def test_sqlite_backup_of_a_database_being_written_is_one_consistent_state(tmp_path: Path) -> None:
+    """Two tables written in the same transactions always hold equal counts; so must the backup."""
+    live = tmp_path / "app.db"
+    setup = sqlite3.connect(live)
+    setup.execute("PRAGMA journal_mode=WAL")
+    setup.executescript("CREATE TABLE a (x BLOB); CREATE TABLE b (x BLOB);")
+    setup.executemany("INSERT INTO a VALUES (?)", [(os.urandom(2000),) for _ in range(3000)])
+    setup.executemany("INSERT INTO b VALUES (?)", [(os.urandom(2000),) for _ in range(3000)])
+    setup.commit()
+    setup.close()
+    writer = sqlite3.connect(live, check_same_thread=False, timeout=30)
+
+    def write(_: int) -> None:
+        with writer:
+            writer.execute("INSERT INTO a VALUES (randomblob(2000))")
+            writer.execute("INSERT INTO b VALUES (randomblob(2000))")
+
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        writes = pool.submit(_write_pairs_until, stop, write)
+        try:
+            backup = take_backup(f"sqlite:///{live}", tmp_path / "backups", timeout=120)
+        finally:
+            stop.set()
+        assert writes.result() > 0
+    writer.close()
+
+    copy = sqlite3.connect(f"file:{backup.path}?mode=ro", uri=True)
+    counts = [copy.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in ("a", "b")]
+    copy.close()
+    assert counts[0] == counts[1] >= 3000
+
+
+def test_postgres_backup_of_a_database_being_written_is_one_snapshot(
+    tmp_path: Path, databases: Any, new_pg_database: Any
+) -> None:
+    import psycopg
+
+    source = new_pg_database()
+    databases.pg_execute(
+        source,
+        "CREATE TABLE a (id int); CREATE TABLE b (id int);"
+        "INSERT INTO a SELECT generate_series(1, 20000); INSERT INTO b SELECT generate_series(1, 20000);",
+    )
+    writer = psycopg.connect(make_url(source).set(drivername="postgresql").render_as_string(hide_password=False))
+
+    def write(count: int) -> None:
+        with writer.transaction():
+            writer.execute("INSERT INTO a VALUES (%s)", (count,))
+            writer.execute("INSERT INTO b VALUES (%s)", (count,))
+
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        writes = pool.submit(_write_pairs_until, stop, write)
+        try:
+            backup = take_backup(source, tmp_path / "backups", timeout=120)
+        finally:
+            stop.set()
+        assert writes.result() > 0
+    writer.close()
+
+    fresh = new_pg_database()
+    restore(backup, fresh, timeout=120)
+    counts = databases.pg_row_counts(fresh)
+    assert counts["a"] == counts["b"] >= 20000
+
+
+def test_findings_refuse_a_pg_dump_older_than_the_server(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pg_dump refuses a newer server; preflight says so before any change (a PATH shim plays 14)."""
+    shims = tmp_path / "old-client"
+    shims.mkdir()
+    for name in ("pg_dump", "pg_restore", "psql"):
+        target = shutil.which(name)
+        assert target is not None
+        script = (
+            f'#!/bin/sh\nif [ "$1" = --version ]; then echo "{name} (PostgreSQL) 14.10"; exit 0; fi\n'
+            f'exec "{target}" "$@"\n'
+        )
+        (shims / name).write_text(script)
+        (shims / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}:{os.environ['PATH']}")
+
+    findings = {f.name: f for f in backup_findings(pg_url, tmp_path / "backups")}
+
+    assert findings["backup-source"].ok
+    assert not findings["backup-tools"].ok
+    assert "is version 14, older than the server (15)" in findings["backup-tools"].message
+
+
+def test_restore_into_a_server_that_is_down_fails_with_the_reason(
+    tmp_path: Path, databases: Any, pg_url: str, new_pg_database: Any
+) -> None:
+    source_url = databases.fill_sqlite(tmp_path / "app.db")
+    sqlite_backup = take_backup(source_url, tmp_path / "backups")
+    with pytest.raises(RestoreFailed, match="folder does not exist"):
+        restore(sqlite_backup, f"sqlite:///{tmp_path / 'missing' / 'app.db'}")
+
+    pg_backup = take_backup(new_pg_database(), tmp_path / "pg-backups", timeout=120)
+    closed = make_url(pg_url).set(port=1).render_as_string(hide_password=False)
+    with pytest.raises(RestoreFailed, match=r"(?i)pg_restore into .* failed: .*refused"):
+        restore(pg_backup, closed, timeout=20)
