@@ -281,3 +281,33 @@ def test_scripts_from_a_tagged_migrations_repository(tmp_path: Path) -> None:
     assert [step.revision for step in found.steps] == [REVERSIBLE.id]
     missing = source.assess("v1.3.0", "v1.2.8")
     assert missing.state == CANNOT_TELL and "tag v1.2.8 of the migrations repository" in missing.why
+
+
+def test_rails_migrations_are_reported_and_their_downgrade_left_to_rails(tmp_path: Path) -> None:
+    from rollback_harness.rollback.actions.database import DatabaseAction
+    from rollback_harness.rollback.targets.base import TargetContext
+
+    with sqlite3.connect(tmp_path / "shop.db") as connection:
+        connection.execute("CREATE TABLE schema_migrations (version TEXT PRIMARY KEY)")
+        connection.executemany("INSERT INTO schema_migrations VALUES (?)", [("20240101000000",), ("20240301000000",)])
+    connection.close()
+    for version, files in {
+        "v1": ["20240101000000_orders.rb"],
+        "v2": ["20240101000000_orders.rb", "20240301000000_coupons.rb"],
+    }.items():
+        folder = tmp_path / "releases" / version / "db" / "migrate"
+        folder.mkdir(parents=True)
+        for name in files:
+            (folder / name).write_text("")
+    config = load_config(
+        config_for(tmp_path, 'rollback = true\n[database.migrations]\ntool = "rails"\nrelease_path = "db"')
+    )
+    context = TargetContext(name="shop", base_dir=tmp_path, progress=lambda _: None, service_version=lambda **_: None)
+    action = DatabaseAction(config, config.target(None), context)
+
+    [finding, _] = action.preflight("v2", "v1")
+
+    assert not finding.ok and action.migrations_present is True
+    assert "applied but not in v1: 20240301000000" in finding.message
+    assert "bin/rails db:migrate VERSION=" in finding.message
+    assert action.preflight("v2", "v2")[0].ok  # nothing between: the database matches v2's files
