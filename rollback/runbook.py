@@ -466,10 +466,13 @@ class Runbook:
                 f"{outcome.resumed_from} left unfinished (done by it: {', '.join(earlier) or 'none'}; "
                 f"done now: {', '.join(self.remaining) or 'the actions around them'})"
             )
+        elif self.live == self.to_version and not self.remaining:
+            pending = ", ".join(action.name for action in self.actions)
+            outcome.message = f"{self.spec.name} was already on {self.to_version}: finished what was left ({pending})"
         elif self.live == self.to_version:
             outcome.message = (
                 f"{self.spec.name} was on {self.to_version} but the service answered "
-                f"{self.service_answer or 'nothing'}: did {', '.join(self.remaining) or 'the actions around them'}"
+                f"{self.service_answer or 'nothing'}: did {', '.join(self.remaining)}"
             )
         else:
             outcome.message = f"rolled back from {self.live} to {self.to_version}"
