@@ -219,7 +219,10 @@ def restore(
     The backup's SHA-256 is checked first. Raises RestoreFailed, naming what failed.
     """
     clock = _Clock(timeout, progress)
-    target = _parse(into_url, password)
+    try:
+        target = _parse(into_url, password)
+    except BackupFailed as exc:
+        raise RestoreFailed(str(exc)) from None
     if target.engine != backup.engine:
         raise RestoreFailed(f"a {backup.engine} backup cannot be restored into {target.shown} ({target.engine})")
     if not backup.path.is_file():
@@ -230,7 +233,10 @@ def restore(
             f"backup {backup.path} changed since it was taken (SHA-256 {digest}, recorded {backup.sha256}); "
             "not restored"
         )
-    engine = _engine(target, clock)
+    try:
+        engine = _engine(target, clock)
+    except BackupFailed as exc:
+        raise RestoreFailed(str(exc)) from None
     engine.restore(backup.path)
 
 
@@ -267,9 +273,10 @@ def backup_findings(
     try:
         estimate = engine.estimate()
     except BackupFailed as exc:
+        problem = engine.tools_problem()
         return [
             Finding("backup-source", False, str(exc)),
-            Finding("backup-tools", True, engine.tools_summary()),
+            Finding("backup-tools", problem is None, problem or engine.tools_summary()),
             destination,
             Finding("backup-space", False, "not checked: the database's size is not known", checked=False),
         ]

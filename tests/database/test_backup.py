@@ -134,6 +134,8 @@ def test_restore_refuses_another_engine(tmp_path: Path, databases: Any, pg_url: 
 
     with pytest.raises(RestoreFailed, match="sqlite backup cannot be restored into postgresql"):
         restore(backup, pg_url)
+    with pytest.raises(RestoreFailed, match="not a database URL"):
+        restore(backup, "nonsense")
 
 
 def test_backups_are_never_overwritten(tmp_path: Path, databases: Any) -> None:
