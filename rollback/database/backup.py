@@ -39,8 +39,10 @@ if TYPE_CHECKING:
 ENGINES = ("postgresql", "sqlite")
 SUFFIXES = {"postgresql": ".dump", "sqlite": ".sqlite3"}
 INCOMPLETE = ".incomplete"
-# Room left over beyond the estimate, so a backup never fills a disk to its last byte.
+# Room a backup leaves free: at least this much, and at least 1/RESERVE_SHARE of the file system, so that
+# a backup never fills the disk the live database (or its logs) may share.
 SPACE_MARGIN = 16 * 1024 * 1024
+RESERVE_SHARE = 50
 FINDINGS_TIMEOUT = 30.0
 PROGRESS_EVERY = 10.0
 _STDERR_LIMIT = 600
@@ -163,12 +165,12 @@ def take_backup(
         raise BackupFailed(f"cannot create the backup folder {dest_dir}: {exc.strerror or exc}") from None
     final = _backup_path(dest_dir, name, SUFFIXES[source.engine])
     estimate = engine.estimate()
-    free = shutil.disk_usage(dest_dir).free
-    if free < estimate + SPACE_MARGIN:
+    free, reserve = _free_and_reserve(dest_dir)
+    if free < estimate + reserve:
         raise BackupFailed(
             f"not enough free space for a backup of {source.shown} in {dest_dir}: {_size(free)} free, "
-            f"about {_size(estimate + SPACE_MARGIN)} needed (the database's size plus {_size(SPACE_MARGIN)}); "
-            "nothing was written"
+            f"{_size(estimate + reserve)} needed (about {_size(estimate)} for the backup, and {_size(reserve)} "
+            "left free after it); nothing was written: free some space or choose another backup folder"
         )
     partial = final.with_name(final.name + INCOMPLETE)
     try:
@@ -286,8 +288,8 @@ def backup_findings(
     if not destination.ok:
         space = Finding("backup-space", False, "not checked: the backup folder is not usable", checked=False)
         return [source_ok, tools, destination, space]
-    free = shutil.disk_usage(_existing_parent(dest_dir)).free
-    needed = estimate + SPACE_MARGIN
+    free, reserve = _free_and_reserve(_existing_parent(dest_dir))
+    needed = estimate + reserve
     space = Finding(
         "backup-space",
         free >= needed,
@@ -430,6 +432,12 @@ def _size(count: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"  # pragma: no cover
+
+
+def _free_and_reserve(folder: Path) -> tuple[int, int]:
+    """Free bytes in ``folder``'s file system, and how many of them a backup must leave free."""
+    usage = shutil.disk_usage(folder)
+    return usage.free, max(SPACE_MARGIN, usage.total // RESERVE_SHARE)
 
 
 def _existing_parent(path: Path) -> Path:

@@ -123,12 +123,18 @@ def test_postgres_disk_full_mid_dump_fails_and_leaves_nothing(tmp_path: Path, lo
 
 
 def test_too_little_free_space_is_refused_before_writing(tmp_path: Path, databases: Any) -> None:
+    """Room for the copy is not enough: 16 MiB (or 2% of the file system) must stay free after it."""
     url = databases.fill_sqlite(tmp_path / "app.db", padding=2048)
-    with small_tmpfs(tmp_path / "disk", size="8m") as disk:
+    size = (tmp_path / "app.db").stat().st_size
+    assert 500_000 < size < 2_000_000
+    with small_tmpfs(tmp_path / "small", size="8m") as small:
         with pytest.raises(BackupFailed, match="not enough free space") as failed:
-            take_backup(url, disk / "backups")
-        assert "nothing was written" in str(failed.value)
-        assert _leftovers(disk / "backups") == []
+            take_backup(url, small / "backups")
+        assert "nothing was written" in str(failed.value) and "16.0 MiB left free after it" in str(failed.value)
+        assert _leftovers(small / "backups") == []
+    with small_tmpfs(tmp_path / "large-enough", size="20m") as large_enough:
+        backup = take_backup(url, large_enough / "backups")
+        assert backup.size == size
 
 
 _UNDER_A_FILE_SIZE_LIMIT = textwrap.dedent(
