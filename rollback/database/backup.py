@@ -642,7 +642,7 @@ class _Postgres:
             raise BackupFailed(f"unexpected answer from psql about {self.source.shown}: {_cut(done.stdout)}") from None
 
     def dump(self, partial: Path) -> None:
-        lock_wait_ms = max(1000, int(self.clock.remaining() * 1000))
+        lock_wait_ms = _lock_timeout_ms(self.clock)
         argv = [
             self.tool("pg_dump"),
             "--format=custom",
@@ -651,7 +651,8 @@ class _Postgres:
             f"--file={partial}",
             f"--dbname={self.uri}",
         ]
-        _run(argv, self.source, self.clock, f"pg_dump of {self.source.shown}", BackupFailed, writing=partial)
+        what = f"pg_dump of {self.source.shown}"
+        _run(argv, self.source, self.clock, what, BackupFailed, writing=partial, extra_env=self.session_options())
 
     def verify(self, partial: Path) -> str:
         listed = _run(
@@ -687,8 +688,33 @@ class _Postgres:
         ]
 
     def restore(self, backup: Path) -> None:
+        self.read_server_version(RestoreFailed)
+        what = f"pg_restore into {self.source.shown}"
         argv = self.restore_command(backup, self.source)
-        _run(argv, self.source, self.clock, f"pg_restore into {self.source.shown}", RestoreFailed)
+        _run(argv, self.source, self.clock, what, RestoreFailed, extra_env=self.session_options())
+
+    def read_server_version(self, error: Callable[[str], BackupFailed]) -> None:
+        argv = [self.tool("psql"), "--no-password", "--no-psqlrc", "--tuples-only", "--no-align"]
+        argv += [f"--dbname={self.uri}", "--command=SHOW server_version_num"]
+        done = _run(argv, self.source, self.clock, f"connecting to {self.source.shown}", error)
+        try:
+            self.server_version = int(done.stdout.strip())
+        except ValueError:
+            raise error(f"unexpected answer from psql about {self.source.shown}: {_cut(done.stdout)}") from None
+
+    def session_options(self) -> dict[str, str]:
+        """PGOPTIONS for the tool's server session: on PostgreSQL 14+ it ends within a second once the
+        tool is gone (killed at the deadline), instead of waiting on, and holding, locks: pg_restore's
+        script sets lock_timeout = 0 itself, and a dropped-but-uncommitted table blocks the application."""
+        if self.server_version is None or self.server_version < 140000:
+            return {}
+        options = os.environ.get("PGOPTIONS", "")
+        return {"PGOPTIONS": f"{options} -c client_connection_check_interval=1000".strip()}
+
+
+def _lock_timeout_ms(clock: _Clock) -> int:
+    """A lock wait that ends a second before the deadline, so the server's own error is what is reported."""
+    return max(500, int((clock.remaining() - 1.0) * 1000))
 
 
 def _pg_bindir() -> Path | None:
@@ -725,6 +751,7 @@ def _run(
     what: str,
     error: Callable[[str], BackupFailed],
     writing: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` within the time left; raise ``error`` naming ``what`` and the tool's stderr."""
     remaining = clock.remaining()
@@ -734,6 +761,7 @@ def _run(
     if source.password is not None:
         env["PGPASSWORD"] = source.password
     env.setdefault("PGCONNECT_TIMEOUT", str(max(2, min(30, int(remaining)))))
+    env.update(extra_env or {})
     try:
         child = subprocess.Popen(
             argv,
