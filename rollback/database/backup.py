@@ -688,15 +688,15 @@ class _Postgres:
         ]
 
     def restore(self, backup: Path) -> None:
-        self.read_server_version(RestoreFailed)
         what = f"pg_restore into {self.source.shown}"
+        self.read_server_version(f"{what} (checking the connection first)", RestoreFailed)
         argv = self.restore_command(backup, self.source)
         _run(argv, self.source, self.clock, what, RestoreFailed, extra_env=self.session_options())
 
-    def read_server_version(self, error: Callable[[str], BackupFailed]) -> None:
+    def read_server_version(self, what: str, error: Callable[[str], BackupFailed]) -> None:
         argv = [self.tool("psql"), "--no-password", "--no-psqlrc", "--tuples-only", "--no-align"]
         argv += [f"--dbname={self.uri}", "--command=SHOW server_version_num"]
-        done = _run(argv, self.source, self.clock, f"connecting to {self.source.shown}", error)
+        done = _run(argv, self.source, self.clock, what, error)
         try:
             self.server_version = int(done.stdout.strip())
         except ValueError:
