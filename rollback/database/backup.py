@@ -377,6 +377,11 @@ def _backup_path(dest_dir: Path, name: str | None, suffix: str) -> Path:
                 "not starting with '.')"
             )
         path = dest_dir / f"{stem}{suffix}"
+        partial = path.with_name(path.name + INCOMPLETE)
+        if partial.exists() and not path.exists():
+            raise BackupFailed(
+                f"an interrupted backup left {partial.name} in {dest_dir}: remove it or choose another name"
+            )
         if taken(path):
             raise BackupFailed(f"{path} already exists; a backup is never overwritten: choose another name")
         return path

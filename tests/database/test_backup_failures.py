@@ -348,8 +348,8 @@ def cluster() -> Iterator[Cluster]:
     )
     assert made.returncode == 0, made.stdout + made.stderr
     result = Cluster(folder, _free_port())
-    result.start()
     try:
+        result.start()
         yield result
     finally:
         for pid in _postgres_pids(folder):
