@@ -39,8 +39,10 @@ if TYPE_CHECKING:
 ENGINES = ("postgresql", "sqlite")
 SUFFIXES = {"postgresql": ".dump", "sqlite": ".sqlite3"}
 INCOMPLETE = ".incomplete"
-# Room left over beyond the estimate, so a backup never fills a disk to its last byte.
+# Room a backup leaves free: at least this much, and at least 1/RESERVE_SHARE of the file system, so that
+# a backup never fills the disk the live database (or its logs) may share.
 SPACE_MARGIN = 16 * 1024 * 1024
+RESERVE_SHARE = 50
 FINDINGS_TIMEOUT = 30.0
 PROGRESS_EVERY = 10.0
 _STDERR_LIMIT = 600
@@ -163,12 +165,12 @@ def take_backup(
         raise BackupFailed(f"cannot create the backup folder {dest_dir}: {exc.strerror or exc}") from None
     final = _backup_path(dest_dir, name, SUFFIXES[source.engine])
     estimate = engine.estimate()
-    free = shutil.disk_usage(dest_dir).free
-    if free < estimate + SPACE_MARGIN:
+    free, reserve = _free_and_reserve(dest_dir)
+    if free < estimate + reserve:
         raise BackupFailed(
             f"not enough free space for a backup of {source.shown} in {dest_dir}: {_size(free)} free, "
-            f"about {_size(estimate + SPACE_MARGIN)} needed (the database's size plus {_size(SPACE_MARGIN)}); "
-            "nothing was written"
+            f"{_size(estimate + reserve)} needed (about {_size(estimate)} for the backup, and {_size(reserve)} "
+            "left free after it); nothing was written: free some space or choose another backup folder"
         )
     partial = final.with_name(final.name + INCOMPLETE)
     try:
@@ -219,7 +221,10 @@ def restore(
     The backup's SHA-256 is checked first. Raises RestoreFailed, naming what failed.
     """
     clock = _Clock(timeout, progress)
-    target = _parse(into_url, password)
+    try:
+        target = _parse(into_url, password)
+    except BackupFailed as exc:
+        raise RestoreFailed(str(exc)) from None
     if target.engine != backup.engine:
         raise RestoreFailed(f"a {backup.engine} backup cannot be restored into {target.shown} ({target.engine})")
     if not backup.path.is_file():
@@ -230,7 +235,10 @@ def restore(
             f"backup {backup.path} changed since it was taken (SHA-256 {digest}, recorded {backup.sha256}); "
             "not restored"
         )
-    engine = _engine(target, clock)
+    try:
+        engine = _engine(target, clock)
+    except BackupFailed as exc:
+        raise RestoreFailed(str(exc)) from None
     engine.restore(backup.path)
 
 
@@ -267,9 +275,10 @@ def backup_findings(
     try:
         estimate = engine.estimate()
     except BackupFailed as exc:
+        problem = engine.tools_problem()
         return [
             Finding("backup-source", False, str(exc)),
-            Finding("backup-tools", True, engine.tools_summary()),
+            Finding("backup-tools", problem is None, problem or engine.tools_summary()),
             destination,
             Finding("backup-space", False, "not checked: the database's size is not known", checked=False),
         ]
@@ -279,8 +288,8 @@ def backup_findings(
     if not destination.ok:
         space = Finding("backup-space", False, "not checked: the backup folder is not usable", checked=False)
         return [source_ok, tools, destination, space]
-    free = shutil.disk_usage(_existing_parent(dest_dir)).free
-    needed = estimate + SPACE_MARGIN
+    free, reserve = _free_and_reserve(_existing_parent(dest_dir))
+    needed = estimate + reserve
     space = Finding(
         "backup-space",
         free >= needed,
@@ -368,6 +377,11 @@ def _backup_path(dest_dir: Path, name: str | None, suffix: str) -> Path:
                 "not starting with '.')"
             )
         path = dest_dir / f"{stem}{suffix}"
+        partial = path.with_name(path.name + INCOMPLETE)
+        if partial.exists() and not path.exists():
+            raise BackupFailed(
+                f"an interrupted backup left {partial.name} in {dest_dir}: remove it or choose another name"
+            )
         if taken(path):
             raise BackupFailed(f"{path} already exists; a backup is never overwritten: choose another name")
         return path
@@ -423,6 +437,12 @@ def _size(count: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"  # pragma: no cover
+
+
+def _free_and_reserve(folder: Path) -> tuple[int, int]:
+    """Free bytes in ``folder``'s file system, and how many of them a backup must leave free."""
+    usage = shutil.disk_usage(folder)
+    return usage.free, max(SPACE_MARGIN, usage.total // RESERVE_SHARE)
 
 
 def _existing_parent(path: Path) -> Path:
@@ -627,7 +647,7 @@ class _Postgres:
             raise BackupFailed(f"unexpected answer from psql about {self.source.shown}: {_cut(done.stdout)}") from None
 
     def dump(self, partial: Path) -> None:
-        lock_wait_ms = max(1000, int(self.clock.remaining() * 1000))
+        lock_wait_ms = _lock_timeout_ms(self.clock)
         argv = [
             self.tool("pg_dump"),
             "--format=custom",
@@ -636,7 +656,8 @@ class _Postgres:
             f"--file={partial}",
             f"--dbname={self.uri}",
         ]
-        _run(argv, self.source, self.clock, f"pg_dump of {self.source.shown}", BackupFailed, writing=partial)
+        what = f"pg_dump of {self.source.shown}"
+        _run(argv, self.source, self.clock, what, BackupFailed, writing=partial, extra_env=self.session_options())
 
     def verify(self, partial: Path) -> str:
         listed = _run(
@@ -672,8 +693,33 @@ class _Postgres:
         ]
 
     def restore(self, backup: Path) -> None:
+        what = f"pg_restore into {self.source.shown}"
+        self.read_server_version(f"{what} (checking the connection first)", RestoreFailed)
         argv = self.restore_command(backup, self.source)
-        _run(argv, self.source, self.clock, f"pg_restore into {self.source.shown}", RestoreFailed)
+        _run(argv, self.source, self.clock, what, RestoreFailed, extra_env=self.session_options())
+
+    def read_server_version(self, what: str, error: Callable[[str], BackupFailed]) -> None:
+        argv = [self.tool("psql"), "--no-password", "--no-psqlrc", "--tuples-only", "--no-align"]
+        argv += [f"--dbname={self.uri}", "--command=SHOW server_version_num"]
+        done = _run(argv, self.source, self.clock, what, error)
+        try:
+            self.server_version = int(done.stdout.strip())
+        except ValueError:
+            raise error(f"unexpected answer from psql about {self.source.shown}: {_cut(done.stdout)}") from None
+
+    def session_options(self) -> dict[str, str]:
+        """PGOPTIONS for the tool's server session: on PostgreSQL 14+ it ends within a second once the
+        tool is gone (killed at the deadline), instead of waiting on, and holding, locks: pg_restore's
+        script sets lock_timeout = 0 itself, and a dropped-but-uncommitted table blocks the application."""
+        if self.server_version is None or self.server_version < 140000:
+            return {}
+        options = os.environ.get("PGOPTIONS", "")
+        return {"PGOPTIONS": f"{options} -c client_connection_check_interval=1000".strip()}
+
+
+def _lock_timeout_ms(clock: _Clock) -> int:
+    """A lock wait that ends a second before the deadline, so the server's own error is what is reported."""
+    return max(500, int((clock.remaining() - 1.0) * 1000))
 
 
 def _pg_bindir() -> Path | None:
@@ -710,6 +756,7 @@ def _run(
     what: str,
     error: Callable[[str], BackupFailed],
     writing: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` within the time left; raise ``error`` naming ``what`` and the tool's stderr."""
     remaining = clock.remaining()
@@ -719,6 +766,7 @@ def _run(
     if source.password is not None:
         env["PGPASSWORD"] = source.password
     env.setdefault("PGCONNECT_TIMEOUT", str(max(2, min(30, int(remaining)))))
+    env.update(extra_env or {})
     try:
         child = subprocess.Popen(
             argv,

@@ -29,6 +29,7 @@ from rollback_harness.rollback.database.backup import (
     take_backup,
 )
 
+pytestmark = pytest.mark.integration
 NAME = re.compile(r"^pre-rollback-\d{8}-\d{6}(-\d+)?\.(dump|sqlite3)$")
 
 
@@ -134,6 +135,8 @@ def test_restore_refuses_another_engine(tmp_path: Path, databases: Any, pg_url: 
 
     with pytest.raises(RestoreFailed, match="sqlite backup cannot be restored into postgresql"):
         restore(backup, pg_url)
+    with pytest.raises(RestoreFailed, match="not a database URL"):
+        restore(backup, "nonsense")
 
 
 def test_backups_are_never_overwritten(tmp_path: Path, databases: Any) -> None:
@@ -146,6 +149,9 @@ def test_backups_are_never_overwritten(tmp_path: Path, databases: Any) -> None:
     assert named.path.name == "before-v1.2.9.sqlite3"
     with pytest.raises(BackupFailed, match="already exists; a backup is never overwritten"):
         take_backup(url, tmp_path / "backups", name="before-v1.2.9")
+    (tmp_path / "backups" / "interrupted.sqlite3.incomplete").write_bytes(b"half")
+    with pytest.raises(BackupFailed, match=re.escape("an interrupted backup left interrupted.sqlite3.incomplete")):
+        take_backup(url, tmp_path / "backups", name="interrupted")
     assert first.sha256 == second.sha256 == named.sha256
 
 

@@ -123,12 +123,18 @@ def test_postgres_disk_full_mid_dump_fails_and_leaves_nothing(tmp_path: Path, lo
 
 
 def test_too_little_free_space_is_refused_before_writing(tmp_path: Path, databases: Any) -> None:
+    """Room for the copy is not enough: 16 MiB (or 2% of the file system) must stay free after it."""
     url = databases.fill_sqlite(tmp_path / "app.db", padding=2048)
-    with small_tmpfs(tmp_path / "disk", size="8m") as disk:
+    size = (tmp_path / "app.db").stat().st_size
+    assert 500_000 < size < 2_000_000
+    with small_tmpfs(tmp_path / "small", size="8m") as small:
         with pytest.raises(BackupFailed, match="not enough free space") as failed:
-            take_backup(url, disk / "backups")
-        assert "nothing was written" in str(failed.value)
-        assert _leftovers(disk / "backups") == []
+            take_backup(url, small / "backups")
+        assert "nothing was written" in str(failed.value) and "16.0 MiB left free after it" in str(failed.value)
+        assert _leftovers(small / "backups") == []
+    with small_tmpfs(tmp_path / "large-enough", size="20m") as large_enough:
+        backup = take_backup(url, large_enough / "backups")
+        assert backup.size == size
 
 
 _UNDER_A_FILE_SIZE_LIMIT = textwrap.dedent(
@@ -342,8 +348,8 @@ def cluster() -> Iterator[Cluster]:
     )
     assert made.returncode == 0, made.stdout + made.stderr
     result = Cluster(folder, _free_port())
-    result.start()
     try:
+        result.start()
         yield result
     finally:
         for pid in _postgres_pids(folder):
@@ -439,3 +445,47 @@ def _running_pg_dump(folder: Path) -> bool:
             if argv and argv[0].endswith(b"pg_dump") and any(str(folder).encode() in part for part in argv):
                 return True
     return False
+
+
+def test_postgres_restore_blocked_by_a_lock_ends_at_the_deadline_and_changes_nothing(
+    tmp_path: Path, locked_source: tuple[str, Any], databases: Any
+) -> None:
+    """The application still holds a lock: the restore gives up at its deadline, in one transaction."""
+    from rollback_harness.rollback.database.backup import RestoreFailed, restore
+
+    url, holder = locked_source
+    backup = take_backup(url, tmp_path / "backups", timeout=120)
+    databases.pg_execute(url, "DELETE FROM audit_log")  # what the restore would put back
+    before = databases.pg_row_counts(url)
+    _lock(holder)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RestoreFailed) as failed:
+            restore(backup, url, timeout=4)
+        assert time.monotonic() - started < BOUND
+        # While the application still holds its lock, the restore's server session is gone too: it
+        # does not wait on, holding the tables it had already dropped in its uncommitted transaction.
+        _wait_until_no_session(url, "pg_restore")
+    finally:
+        holder.rollback()
+    assert "did not finish within the 4 s timeout" in str(failed.value) and "pg_restore was killed" in str(failed.value)
+    assert databases.pg_row_counts(url) == before
+    restore(backup, url, timeout=120)
+    assert databases.pg_row_counts(url)["audit_log"] == databases.rows["audit_log"]
+
+
+def _wait_until_no_session(url: str, application: str) -> None:
+    import psycopg
+
+    database = make_url(url).database
+    deadline = time.monotonic() + BOUND
+    with psycopg.connect(_libpq(url), autocommit=True) as watcher:
+        while time.monotonic() < deadline:
+            row = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+                (database, application),
+            ).fetchone()
+            if row is not None and row[0] == 0:
+                return
+            time.sleep(0.05)
+    pytest.fail(f"a {application} session still runs on {database}")
