@@ -27,12 +27,14 @@ def add_options(group: pytest.OptionGroup) -> None:
     )
 
 
-def run_options(config: pytest.Config, mode: str) -> dict[str, Any]:
+def run_options(config: pytest.Config, mode: str | None) -> dict[str, Any]:
     """The options the database action reads; a usage error where they would do nothing."""
     from rollback_harness.plugins.state import MODE_GATE_VERIFY
 
     given = {"--rollback-db": config.option.rollback_db, "--allow-data-loss": config.option.rollback_allow_data_loss}
     for flag, value in given.items():
+        if value and mode is None:
+            raise pytest.UsageError(f"{flag} needs --rollback-to VERSION: it applies to a rollback")
         if value and mode == MODE_GATE_VERIFY:
             raise pytest.UsageError(
                 f"{flag} applies to a rollback; --rollback-gate verify changes nothing: drop {flag}"

@@ -230,6 +230,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     mode = _mode(config)
     if mode is None:
+        database_plugin.run_options(config, mode)  # a usage error when its options are given alone
         return
     if getattr(config.option, "dist", "no") == "each":
         raise pytest.UsageError("--dist each would run the runbook on every worker: use -n N with another --dist mode")

@@ -455,3 +455,12 @@ def test_a_rerun_after_a_failed_downgrade_finishes_it_without_touching_the_platf
     states = dict(timeline(pytester))
     assert states["database:downgrade"] == "done" and states["switch-link"] == "skipped"
     assert check(pytester, "verify-migration")["status"] == "passed"
+
+
+def test_database_options_alone_are_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+
+    result = pytester.runpytest("--rollback-db")
+
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--rollback-db needs --rollback-to VERSION*"])
