@@ -104,7 +104,7 @@ def run_demo() -> int:
         print(f"stopped the previous demo in {root}")
     clear_folder(root)
     port = demo_port()
-    layout = lay_out(root, port=port)
+    layout = lay_out(root, port=port, migrations=True)
     # Its own pytest.ini makes the demo folder pytest's rootdir, whatever surrounds it.
     (root / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\n")
     (root / "test_demo_gates.py").write_text(EXAMPLE_GATES + EXAMPLE_DATABASE_GATE)
@@ -116,8 +116,9 @@ def run_demo() -> int:
         return 1
     print(f"demo is serving {live_version(layout)} at {layout.base_url}")
     print("  v1.3.0 is bad: every page takes ~400 ms and /api/orders answers 500")
+    print("  v1.3.0 also migrated demo.db (orders.note, a coupons table): the rollback backs it up, then downgrades it")
     print(f"  deployment in {root}, harness config {layout.config_path}")
-    print(f"rolling back with: pytest --rollback-to {TARGET} --rollback-yes", flush=True)
+    print(f"rolling back with: pytest --rollback-to {TARGET} --rollback-yes --allow-data-loss", flush=True)
 
     reports = report_dir()
     command = [
@@ -130,6 +131,8 @@ def run_demo() -> int:
         "--rollback-to",
         TARGET,
         "--rollback-yes",
+        # The downgrade drops v1.3.0's new column and table (empty in the demo); the backup keeps them.
+        "--allow-data-loss",
         f"--report-dir={reports}",
         "--rootdir",
         str(layout.root),

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from demo import migrations as demo_migrations
+
 APP_SOURCE = Path(__file__).resolve().parent / "app.py"
 LAYOUT_FILE = "demo.json"
 SOCKET_NAME = "supervisor.sock"
@@ -123,8 +125,13 @@ def lay_out(
     live: str = "v1.3.0",
     port: int | None = None,
     env: Mapping[str, str] | None = None,
+    migrations: bool = False,
 ) -> DemoLayout:
-    """Write releases, the `current` link, demo.db, supervisord.conf and rollback.toml."""
+    """Write releases, the `current` link, demo.db, supervisord.conf and rollback.toml.
+
+    ``migrations``: each release ships an Alembic project (v1.3.0 adds a revision, demo/migrations.py),
+    demo.db is at the live release's head, and rollback.toml turns migration care on.
+    """
     root = Path(root).absolute()
     releases = tuple(releases)
     versions = [r.version for r in releases]
@@ -140,6 +147,8 @@ def lay_out(
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(APP_SOURCE, folder / "app.py")
         (folder / "release.json").write_text(json.dumps(release.to_json(), indent=2) + "\n", encoding="utf-8")
+        if migrations:
+            demo_migrations.write_scripts(folder, release.version)
     layout = DemoLayout(
         root=root,
         releases_dir=releases_dir,
@@ -152,8 +161,11 @@ def lay_out(
     )
     switch_release(layout, live)
     _write_database(layout.database)
+    if migrations:
+        live_scripts = releases_dir / live / demo_migrations.FOLDER
+        demo_migrations.upgrade(layout.database, live_scripts, stamped=demo_migrations.BASE)
     layout.supervisor_conf.write_text(_supervisor_conf(layout, env or {}), encoding="utf-8")
-    layout.config_path.write_text(_rollback_toml(layout), encoding="utf-8")
+    layout.config_path.write_text(_rollback_toml(layout, migrations=migrations), encoding="utf-8")
     (root / LAYOUT_FILE).write_text(json.dumps(layout.to_json(), indent=2) + "\n", "utf-8")
     return layout
 
@@ -480,7 +492,7 @@ path = "/api/orders"
 """
 
 
-def _rollback_toml(layout: DemoLayout) -> str:
+def _rollback_toml(layout: DemoLayout, *, migrations: bool = False) -> str:
     base = layout.config_path.parent
 
     def rel(path: Path) -> str:
@@ -503,7 +515,7 @@ max_error_rate = 0.0
 [database]
 url = {_toml_str("sqlite:///" + os.path.relpath(layout.database, base))}
 timeout = "2s"
-
+{demo_migrations.config_toml() if migrations else ""}
 [targets.app]
 kind = "symlink"
 releases_dir = {rel(layout.releases_dir)}

@@ -43,6 +43,7 @@ def runbook_for(run: HarnessRun) -> Runbook:
             run_id=run.run_id,
             fast=run.fast,
             break_lock=run.break_lock,
+            options=run.options,
         )
     return run.runbook
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from rollback_harness.plugins import database as database_plugin
 from rollback_harness.plugins import incident, locks
 from rollback_harness.plugins.fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
     _rollback_gate,
@@ -114,6 +115,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     locks.add_options(group)
     incident.add_options(group)
+    database_plugin.add_options(group)
     parser.addini(INI_CONFIG, "Harness config file, relative to the ini file (--rollback-config wins)")
     parser.addini(
         INI_REPORT_DIR, "Where run folders are written, relative to the ini file (--rollback-report-dir wins)"
@@ -232,6 +234,7 @@ def pytest_configure(config: pytest.Config) -> None:
     mode = _mode(config)
     incident.check_options(config, mode)
     if mode is None:
+        database_plugin.run_options(config, mode)  # a usage error when its options are given alone
         return
     if getattr(config.option, "dist", "no") == "each":
         raise pytest.UsageError("--dist each would run the runbook on every worker: use -n N with another --dist mode")
@@ -277,6 +280,7 @@ def pytest_configure(config: pytest.Config) -> None:
         assume_yes=config.option.rollback_yes,
         fast=config.option.rollback_fast,
         break_lock=locks.break_lock_option(config),
+        options=database_plugin.run_options(config, mode),
         run_id=run_id,
         run_dir=run_dir,
         is_worker=worker is not None,

@@ -102,6 +102,10 @@ def check_specs(run: HarnessRun) -> list[CheckSpec]:
         specs.append(CheckSpec(key, _probe("latency", latency, key)))
     if settings.database is not None:
         specs.append(CheckSpec("database", _probe("database")))
+        if settings.database.migrations is not None or settings.database.critical_tables:
+            from rollback_harness.plugins.database import migration_probe
+
+            specs.append(CheckSpec("migration", migration_probe))
     return specs + incident.check_specs(run)
 
 

@@ -551,6 +551,10 @@ class EvidenceReporter:
                 }
             )
         relaxed.extend(incident.relaxed(run, self.config))
+        if run.rolls_back and run.options.get("allow_data_loss"):
+            relaxed.append(
+                {"setting": "--allow-data-loss", "effect": "a database downgrade that drops data was permitted"}
+            )
         skipped = self._gates_not_run()
         if skipped:
             selection = " ".join(

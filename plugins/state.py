@@ -50,6 +50,8 @@ class HarnessRun:
     fast: bool = False
     # --rollback-break-lock RUN_ID: break that run's lock on the target (plugins/locks.py).
     break_lock: str | None = None
+    # Options the actions read by name (TargetContext.options), e.g. allow_data_loss.
+    options: dict[str, Any] = field(default_factory=dict)
     journal: Journal = field(init=False)
     # Everything the run writes or prints passes through it: secrets never leave the process.
     redactor: Redactor = field(init=False)

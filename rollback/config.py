@@ -195,9 +195,35 @@ class LatencyConfig(Section):
         return min(self.samples, self.min_samples or max(1, self.samples // 2))
 
 
+class MigrationsConfig(Section):
+    """``[database.migrations]``: where each release's migrations are (docs/database.md)."""
+
+    tool: Literal["alembic", "rails", "django"] = "alembic"
+    # In each release folder (symlink targets): releases/<version>/<release_path>.
+    release_path: str | None = None
+    # One folder holding every revision (relative to the config file), when releases carry none.
+    script_location: str | None = None
+    # A git repository of migrations, tagged with the versions: <git_path> at tag <version>.
+    git_repo: str | None = None
+    git_path: str = "migrations"
+    # version -> revision each release expects; wins over what the scripts say.
+    revisions: dict[str, str] = {}
+    version_table: str = Field(default="alembic_version", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 class DatabaseConfig(Section):
     url: str = Field(min_length=1)
     timeout: Timeout = 5.0
+    # Kept out of the URL: any character may appear in it (docs/database.md).
+    password: str | None = None
+    # Downgrade the schema with the app (also --rollback-db); else the app goes back alone.
+    rollback: bool = False
+    # The target's app runs on the live (newer) schema: an app-only rollback is safe.
+    backward_compatible: bool = False
+    critical_tables: list[Annotated[str, Field(min_length=1)]] = []
+    # Where pre-rollback backups go, relative to the config file.
+    backup_dir: str = "backups"
+    migrations: MigrationsConfig | None = None
 
 
 class ReportsConfig(Section):
@@ -455,10 +481,21 @@ class HarnessConfig:
         return self.targets[name]
 
     def database_url(self) -> str | None:
-        """The database URL with a relative SQLite path resolved against the config's folder."""
+        """The database URL with a relative SQLite path resolved against the config's folder,
+        and ``database.password`` put in (encoded by SQLAlchemy, so any character is safe)."""
         if self.settings.database is None:
             return None
-        return resolve_sqlite_path(self.settings.database.url, self.base_dir)
+        url = resolve_sqlite_path(self.settings.database.url, self.base_dir)
+        if self.settings.database.password is None:
+            return url
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            with_password = make_url(url).set(password=self.settings.database.password)
+        except (ArgumentError, ValueError):
+            return url  # the database check says it is not a URL
+        return with_password.render_as_string(hide_password=False)
 
 
 def resolve_sqlite_path(url: str, base_dir: Path) -> str:
@@ -517,6 +554,8 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Harness
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, prefix, HarnessSettings, data, substituted)) from None
 
+    if settings.database is not None and settings.database.password:
+        secrets.add(settings.database.password)  # a password written in the file is one too
     targets: dict[str, TargetSpec] = {}
     for name, raw in sorted(settings.targets.items()):
         key = f"{prefix}targets.{name}"

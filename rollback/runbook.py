@@ -91,6 +91,7 @@ class Runbook:
         run_id: str,
         fast: bool = False,
         break_lock: str | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.spec = spec
@@ -103,6 +104,7 @@ class Runbook:
             progress=progress,
             service_version=service_version,
             fast=fast,
+            options=options or {},
         )
         self.target: Target = create_target(spec, context)
         # Database, traffic, config...: done around the driver's steps (rollback/actions/).
@@ -359,8 +361,9 @@ class Runbook:
 
     @property
     def already_at_target(self) -> bool:
-        """The platform's record and the service's own answer both say the target; no step is left."""
-        return self.to_version is not None and self.remaining == []
+        """The platform's record and the service's own answer both say the target; no step is left,
+        neither the driver's nor an action's (a database a killed run did not downgrade yet)."""
+        return self.to_version is not None and self.remaining == [] and not any(a.pending() for a in self.actions)
 
     @property
     def from_version(self) -> str | None:
@@ -474,8 +477,11 @@ class Runbook:
             outcome.message = (
                 f"finished the rollback from {self.from_version} to {self.to_version} that run "
                 f"{outcome.resumed_from} left unfinished (done by it: {', '.join(earlier) or 'none'}; "
-                f"done now: {', '.join(self.remaining)})"
+                f"done now: {', '.join(self.remaining) or 'the actions around them'})"
             )
+        elif self.live == self.to_version and not self.remaining:
+            pending = ", ".join(action.name for action in self.actions)
+            outcome.message = f"{self.spec.name} was already on {self.to_version}: finished what was left ({pending})"
         elif self.live == self.to_version:
             outcome.message = (
                 f"{self.spec.name} was on {self.to_version} but the service answered "

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 # name -> "module:Class"; an action module adds its line here.
 ACTIONS: dict[str, str] = {
     "config": "rollback_harness.rollback.actions.config:ConfigAction",
+    "database": "rollback_harness.rollback.actions.database:DatabaseAction",
 }
 
 

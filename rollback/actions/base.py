@@ -51,6 +51,11 @@ class Action(ABC):
     def plan(self, from_version: str | None, to_version: str) -> tuple[list[str], list[str]]:
         """What ``before`` and ``after`` would do, in words a person can check: (before, after)."""
 
+    def pending(self) -> bool:
+        """After preflight: work is left even if the platform is already on the target (a run killed
+        after the platform step, before this action's after()). The runbook then runs the actions."""
+        return False
+
     def before(self, from_version: str | None, to_version: str, journal: Journal) -> None:
         """Before the driver's steps (drain traffic, back up, ...)."""
         return None

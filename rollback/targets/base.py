@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,6 +36,8 @@ class TargetContext:
     service_version: Callable[..., str | None]
     # --rollback-fast: the emergency mode; a driver that has one says in plan() what it trades.
     fast: bool = False
+    # Run options actions read (--rollback-db, --allow-data-loss, ...): plain builtins by name.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Target(ABC):

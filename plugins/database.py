@@ -1,0 +1,90 @@
+"""The database's options and its ``migration`` check, wired into the harness (docs/database.md)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from rollback_harness.plugins.state import HarnessRun
+    from rollback_harness.rollback.results import CheckResult
+
+
+def add_options(group: pytest.OptionGroup) -> None:
+    group.addoption(
+        "--rollback-db",
+        dest="rollback_db",
+        action="store_true",
+        help="Downgrade the database schema to the target's revision too, after a verified backup",
+    )
+    group.addoption(
+        "--rollback-allow-data-loss",
+        "--allow-data-loss",
+        dest="rollback_allow_data_loss",
+        action="store_true",
+        help="Permit a database downgrade that drops tables, columns or data (recorded in the evidence)",
+    )
+
+
+def run_options(config: pytest.Config, mode: str | None) -> dict[str, Any]:
+    """The options the database action reads; a usage error where they would do nothing."""
+    from rollback_harness.plugins.state import MODE_GATE_VERIFY
+
+    given = {"--rollback-db": config.option.rollback_db, "--allow-data-loss": config.option.rollback_allow_data_loss}
+    for flag, value in given.items():
+        if value and mode is None:
+            raise pytest.UsageError(f"{flag} needs --rollback-to VERSION: it applies to a rollback")
+        if value and mode == MODE_GATE_VERIFY:
+            raise pytest.UsageError(
+                f"{flag} applies to a rollback; --rollback-gate verify changes nothing: drop {flag}"
+            )
+    return {
+        "rollback_db": bool(config.option.rollback_db),
+        "allow_data_loss": bool(config.option.rollback_allow_data_loss),
+    }
+
+
+def migration_probe(run: HarnessRun, phase: str) -> CheckResult:
+    """The ``migration`` check: in verify, the revision the target expects (or the one kept)."""
+    from rollback_harness.checks.migrations import check_migration
+    from rollback_harness.rollback.database.migrations import MigrationSource
+
+    database = run.config.settings.database
+    assert database is not None
+    source = MigrationSource(run.config, run.target_spec)
+    expected, problem = (None, None) if phase != "verify" else _expected(run, source)
+    return check_migration(
+        source.url,
+        timeout=database.timeout,
+        expected=expected,
+        expected_problem=problem,
+        critical_tables=database.critical_tables,
+        version_table=source.version_table,
+        tool=source.tool if database.migrations is not None else None,
+    )
+
+
+def _expected(run: HarnessRun, source: Any) -> tuple[str | None, str | None]:
+    """The revision verify expects, or why it is not known."""
+    from rollback_harness.rollback.database.alembic_state import MigrationError
+
+    if source.settings is None or source.tool != "alembic":
+        return None, None
+    action = _database_action(run)
+    if action is not None and action.assessment is not None and not action.will_downgrade:
+        # The app went back alone (backward compatible): the schema was to stay as it was.
+        return action.assessment.database_revision, None
+    version = run.runbook.to_version if run.rolls_back and run.runbook is not None else run.verify_expects
+    if version is None:
+        return None, "the version to expect is not known, so neither is its revision"
+    try:
+        return source.expected_revision(version), None
+    except MigrationError as exc:
+        return None, f"the revision {version} expects is not known: {exc}"
+
+
+def _database_action(run: HarnessRun) -> Any:
+    if run.runbook is None:
+        return None
+    return next((action for action in run.runbook.actions if action.name == "database"), None)

@@ -1,0 +1,1 @@
+"""Database care around a rollback: migrations (Alembic, Rails, Django), backups, the downgrade."""
