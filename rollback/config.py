@@ -231,6 +231,8 @@ class TargetSpec:
     name: str
     kind: str
     settings: BaseModel
+    # ``[targets.NAME.checks]``: this target's checks go to their own service (a fleet run).
+    checks: ServiceConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -328,11 +330,27 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Harness
         kind = raw.get("kind")
         model = settings_model_for(kind, f"{path}: {key}.kind")
         try:
-            target_settings = model.model_validate({k: v for k, v in raw.items() if k != "kind"})
+            target_settings = model.model_validate({k: v for k, v in raw.items() if k not in ("kind", "checks")})
         except ValidationError as exc:
             raise ConfigError(_describe(exc, path, f"{key}.", model, raw, substituted)) from None
-        targets[name] = TargetSpec(name=name, kind=str(kind), settings=target_settings)
+        checks = _target_checks(raw.get("checks"), settings.service, path, f"{key}.checks", substituted)
+        targets[name] = TargetSpec(name=name, kind=str(kind), settings=target_settings, checks=checks)
     return HarnessConfig(path=path, settings=settings, targets=targets, secrets=frozenset(secrets))
+
+
+def _target_checks(
+    raw: Any, service: ServiceConfig, path: Path, key: str, substituted: set[str]
+) -> ServiceConfig | None:
+    """``[targets.NAME.checks]``: the keys of ``[service]`` this target's checks use instead."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: {key} = {_shown_value(raw, substituted)}: expected a table of [service] keys")
+    merged = {**service.model_dump(), **raw}
+    try:
+        return ServiceConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, f"{key}.", ServiceConfig, merged, substituted)) from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

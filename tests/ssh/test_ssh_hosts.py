@@ -1,0 +1,114 @@
+"""The symlink driver on three hosts over SSH: real OpenSSH servers on loopback ports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from ssh_fixtures import SshFleet
+
+pytestmark = pytest.mark.integration
+
+
+def linked(app: Path) -> str:
+    import os
+
+    return Path(os.readlink(app / "current")).name
+
+
+def restarts(home: Path) -> int:
+    log = home / "restarts.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def evidence(reports: Path) -> dict:
+    (folder,) = [p for p in reports.iterdir() if p.is_dir()]
+    return json.loads((folder / "evidence.json").read_text())
+
+
+def journal(reports: Path) -> list[dict]:
+    (folder,) = [p for p in reports.iterdir() if p.is_dir()]
+    return [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()]
+
+
+def test_three_hosts_roll_back_one_at_a_time(pytester: pytest.Pytester, ssh_fleet: SshFleet) -> None:
+    reports = pytester.path / "reports"
+    result = pytester.runpytest(*ssh_fleet.args(reports, "--rollback-to", "v1.2.9", "--rollback-yes"))
+
+    assert result.ret == 0, result.stdout.str()
+    assert [linked(ssh_fleet.app(name)) for name in ssh_fleet.hosts] == ["v1.2.9"] * 3
+    assert [restarts(host.home) for host in ssh_fleet.hosts.values()] == [1, 1, 1]
+    result.stdout.fnmatch_lines(
+        [
+            "*batch 1 (web1): point app/current at releases/v1.2.9 (atomic rename); restart: sh restart.sh; "
+            "wait until web1 answer v1.2.9",
+            "*shop: rolled back from v1.3.0 to v1.2.9; verified*",
+            "host web1: done: switch-link done, restart done, wait-ready done",
+            "host web3: done: switch-link done, restart done, wait-ready done",
+            "exit code 0: success",
+        ]
+    )
+    # One host at a time: web2's switch starts only after web1 answered the target.
+    order = [(e["step"], e["status"]) for e in journal(reports) if "@" in e["step"]]
+    assert order.index(("wait-ready@web1", "done")) < order.index(("switch-link@web2", "started"))
+    assert order.index(("wait-ready@web2", "done")) < order.index(("switch-link@web3", "started"))
+    data = evidence(reports)
+    assert data["target"]["hosts"] == ["web1", "web2", "web3"]
+    assert set(data["hosts"]) == {"web1", "web2", "web3"}
+    assert data["hosts"]["web2"]["steps"] == {"switch-link": "done", "restart": "done", "wait-ready": "done"}
+
+
+def test_a_failing_host_stops_the_rollout_and_each_host_says_where_it_stands(
+    pytester: pytest.Pytester, ssh_fleet: SshFleet
+) -> None:
+    (ssh_fleet.hosts["web2"].home / "restart.sh").write_text("echo cannot restart >&2; exit 3\n")
+    reports = pytester.path / "reports"
+    result = pytester.runpytest(*ssh_fleet.args(reports, "--rollback-to", "v1.2.9", "--rollback-yes"))
+
+    assert result.ret == 12, result.stdout.str()
+    assert [linked(ssh_fleet.app(name)) for name in ssh_fleet.hosts] == ["v1.2.9", "v1.2.9", "v1.3.0"]
+    assert restarts(ssh_fleet.hosts["web3"].home) == 0
+    result.stdout.fnmatch_lines(
+        [
+            "*rollback failed: web2: restart command exited 3: sh restart.sh: cannot restart; "
+            "not started, left as they were: web3*",
+            "host web1: done*",
+            "host web2: failed at restart",
+            "host web3: not started: nothing was changed on it",
+        ]
+    )
+    data = evidence(reports)
+    assert data["hosts"]["web3"]["steps"] == {}
+    assert "ssh -p" in data["outcome"]["way_back"]
+
+
+def test_an_unknown_host_key_is_refused_before_any_change(pytester: pytest.Pytester, ssh_fleet: SshFleet) -> None:
+    lines = ssh_fleet.known_hosts.read_text().splitlines(keepends=True)
+    ssh_fleet.known_hosts.write_text(lines[0] + lines[2])  # web2's key is not known
+    reports = pytester.path / "reports"
+    result = pytester.runpytest(*ssh_fleet.args(reports, "--rollback-to", "v1.2.9", "--rollback-yes"))
+
+    assert result.ret == 10, result.stdout.str()
+    assert [linked(ssh_fleet.app(name)) for name in ssh_fleet.hosts] == ["v1.3.0"] * 3
+    result.stdout.fnmatch_lines(
+        [f"*web2 (*@127.0.0.1:*): cannot connect: its host key is not in {ssh_fleet.known_hosts}*"]
+    )
+
+
+def test_a_version_with_shell_characters_never_reaches_a_host(pytester: pytest.Pytester, ssh_fleet: SshFleet) -> None:
+    reports = pytester.path / "reports"
+    result = pytester.runpytest(*ssh_fleet.args(reports, "--rollback-to", "v1;touch pwned", "--rollback-yes"))
+
+    assert result.ret == 10, result.stdout.str()
+    assert not any(host.home.joinpath("pwned").exists() for host in ssh_fleet.hosts.values())
+    assert [restarts(host.home) for host in ssh_fleet.hosts.values()] == [0, 0, 0]
+
+
+def test_hosts_without_an_ssh_table_is_a_config_error(pytester: pytest.Pytester, ssh_fleet: SshFleet) -> None:
+    target = ssh_fleet.target()
+    del target["ssh"]
+    ssh_fleet.write({"web": target})
+    result = pytester.runpytest(*ssh_fleet.args(pytester.path / "reports", "--rollback-to", "v1.2.9"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*targets.web.hosts = *: needs an ?ssh? table with at least known_hosts*"])
