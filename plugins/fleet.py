@@ -289,10 +289,10 @@ def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
         run.fleet[name].journal.record(
             "plan", "planned", steps=plan, resumes=resumed, **{"from": runbook.from_version, "to": runbook.to_version}
         )
-        lines.append(
-            f"{name}: {runbook.from_version} -> {runbook.to_version}"
-            + (f" (finishing run {resumed})" if resumed else "")
-        )
+        if resumed is not None:
+            steps = runbook.previous.describe_steps(runbook.target.steps())
+            lines.append(f"{name}: run {resumed} left this rollback unfinished: {steps}")
+        lines.append(f"{name}: {runbook.from_version} -> {runbook.to_version}")
         lines.extend(f"  {number}. {step}" for number, step in enumerate(plan, 1))
     run.journal.record(
         "plan",

@@ -141,3 +141,37 @@ def test_a_targets_checks_table_is_validated(pytester: pytest.Pytester, fleet: F
     text = result.stderr.str()
     assert "targets.b.checks.colour: unknown key" in text, text
     assert "targets.b.checks.base_url = 'ftp://x': expected an http:// or https:// URL" in text, text
+
+
+def test_one_confirmation_for_the_whole_fleet_refused_without_a_tty(pytester: pytest.Pytester, fleet: Fleet) -> None:
+    reports = pytester.path / "reports"
+    result = pytester.runpytest(*fleet.args(reports, "--rollback-to", "v1.2.9", "--rollback-target", "all"))
+
+    assert result.ret == 11, result.stdout.str()
+    assert {name: linked(root) for name, root in fleet.roots.items()} == dict.fromkeys("abc", "v1.3.0")
+    result.stdout.fnmatch_lines(["*fleet of 3 targets: not-confirmed*nothing was changed*"])
+    folder = next(reports.iterdir())
+    assert [e["step"] for e in journal(folder)].count("confirmation") == 1
+
+
+def test_a_dry_run_plans_every_target_and_changes_nothing(pytester: pytest.Pytester, fleet: Fleet) -> None:
+    reports = pytester.path / "reports"
+    result = pytester.runpytest(
+        *fleet.args(reports, "--rollback-to", "v1.2.9", "--rollback-target", "b,a", "--rollback-dry-run")
+    )
+
+    assert result.ret == 0, result.stdout.str()
+    assert {name: linked(root) for name, root in fleet.roots.items()} == dict.fromkeys("abc", "v1.3.0")
+    result.stdout.fnmatch_lines(["*fleet plan for shop: 2 targets, 4 at a time", "*b: v1.3.0 -> v1.2.9", "*1. point*"])
+    assert [t["name"] for t in evidence(reports)["targets"]] == ["b", "a"]
+
+
+def test_a_fleet_under_xdist(pytester: pytest.Pytester, fleet: Fleet) -> None:
+    reports = pytester.path / "reports"
+    result = pytester.runpytest(
+        *fleet.args(reports, "--rollback-to", "v1.2.9", "--rollback-target", "all", "--rollback-yes", "-n", "2")
+    )
+
+    assert result.ret == 0, result.stdout.str()
+    assert {name: linked(root) for name, root in fleet.roots.items()} == dict.fromkeys("abc", "v1.2.9")
+    assert {t["verify"] for t in evidence(reports)["targets"]} == {"passed"}

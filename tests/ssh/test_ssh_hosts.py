@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from fleet_support import make_release_folder, symlink_target, version_server
 from ssh_fixtures import SshFleet
 
 pytestmark = pytest.mark.integration
 
 
 def linked(app: Path) -> str:
-    import os
-
     return Path(os.readlink(app / "current")).name
 
 
@@ -112,3 +113,38 @@ def test_hosts_without_an_ssh_table_is_a_config_error(pytester: pytest.Pytester,
     result = pytester.runpytest(*ssh_fleet.args(pytester.path / "reports", "--rollback-to", "v1.2.9"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*targets.web.hosts = *: needs an ?ssh? table with at least known_hosts*"])
+
+
+def test_a_three_target_fleet_with_a_three_host_target_rolls_back_in_one_run(
+    pytester: pytest.Pytester, ssh_fleet: SshFleet, tmp_path: Path
+) -> None:
+    """Done when (issue 12): two local targets and the SSH target on three hosts, one run, one report."""
+    with ExitStack() as stack:
+        roots = {name: make_release_folder(tmp_path / name) for name in ("api", "worker")}
+        urls = {name: stack.enter_context(version_server(root)) for name, root in roots.items()}
+        targets = {name: symlink_target(root, urls[name]) for name, root in roots.items()}
+        ssh_fleet.write({**targets, "web": ssh_fleet.target()})
+        reports = pytester.path / "reports"
+        result = pytester.runpytest(
+            *ssh_fleet.args(reports, "--rollback-to", "v1.2.9", "--rollback-target", "all", "--rollback-yes")
+        )
+
+        assert result.ret == 0, result.stdout.str()
+        assert [linked(root) for root in roots.values()] == ["v1.2.9", "v1.2.9"]
+        assert [linked(ssh_fleet.app(name)) for name in ssh_fleet.hosts] == ["v1.2.9"] * 3
+        result.stdout.fnmatch_lines(
+            [
+                "*shop: fleet of 3 targets rolled back to v1.2.9*verified*",
+                "target api: rolled back from v1.3.0 to v1.2.9; verified",
+                "target web: rolled back from v1.3.0 to v1.2.9; verified",
+                "  host web1: done: switch-link done, restart done, wait-ready done",
+                "  host web3: done: switch-link done, restart done, wait-ready done",
+            ]
+        )
+        (folder,) = [p for p in reports.iterdir() if p.is_dir()]
+        data = json.loads((folder / "evidence.json").read_text())
+        web = next(t for t in data["targets"] if t["name"] == "web")
+        assert web["hosts"]["web2"]["steps"] == {"switch-link": "done", "restart": "done", "wait-ready": "done"}
+        html = (folder / "report.html").read_text()
+        assert all(f'id="rollback-target-{name}"' in html for name in ("api", "worker", "web"))
+        assert html.count('class="rollback-hosts"') == 1
