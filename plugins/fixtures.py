@@ -188,7 +188,8 @@ def _rollback_gate(request: pytest.FixtureRequest) -> None:
 
             if outcome is None or outcome.status not in SUCCESS:
                 # A user's verify gate checks the whole service: only a fleet that rolled back completely.
-                pytest.fail(f"the fleet did not roll back completely: {outcome.message if outcome else 'no outcome'}")
+                why = outcome.message if outcome else "no outcome"
+                pytest.fail(f"the fleet did not roll back completely: {why}", pytrace=False)
 
 
 def gate_phase(phase: str) -> str:

@@ -10,6 +10,7 @@ at a time; one summary and one report, with a section per target.
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from rollback_harness.rollback.runbook import RollbackOutcome
 
 ALL = "all"
+TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 DEFAULT_PARALLEL = 4
 MAX_PARALLEL = 64
 PREFLIGHT_THREADS = 16
@@ -50,9 +52,7 @@ def fleet_names(value: str, config: HarnessConfig) -> list[str]:
     from rollback_harness.rollback.errors import ConfigError
 
     known = sorted(config.targets)
-    if value.strip() == ALL:
-        return known
-    names = [name.strip() for name in value.split(",")]
+    names = known if value.strip() == ALL else [name.strip() for name in value.split(",")]
     if any(not name for name in names):
         raise ConfigError(f"--rollback-target {value!r}: an empty name in the list; write names as a,b,c")
     unknown = [name for name in names if name not in config.targets]
@@ -64,6 +64,13 @@ def fleet_names(value: str, config: HarnessConfig) -> list[str]:
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise ConfigError(f"--rollback-target {value!r}: {', '.join(twice)} named more than once")
+    odd = [name for name in names if not TARGET_NAME.match(name)]
+    if odd:
+        # The name becomes a node of the test ids and a folder of the run: no '::', '/' or markup.
+        raise ConfigError(
+            f"{config.path}: targets.{odd[0]!r}: a fleet's target names are letters, digits, '.', '_' and '-' "
+            "(they name its items and its folder); rename the table"
+        )
     return names
 
 

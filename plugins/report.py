@@ -23,6 +23,7 @@ from rollback_harness.plugins.fixtures import RUN_LOCK_NAME, recorded_outcome
 from rollback_harness.plugins.items import CHECK_PROPERTY, GATE_PROPERTY, TARGET_PROPERTY
 from rollback_harness.plugins.state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY, XDIST_GROUP, HarnessRun
 from rollback_harness.rollback.evidence import MANIFEST_NAME, write_json, write_manifest
+from rollback_harness.rollback.fleet import STATUS_PARTIAL
 from rollback_harness.rollback.runbook import (
     STATUS_ALREADY_AT_TARGET,
     STATUS_CONFLICT,
@@ -33,7 +34,6 @@ from rollback_harness.rollback.runbook import (
     RollbackOutcome,
 )
 
-STATUS_PARTIAL = "partially-rolled-back"  # rollback/fleet.py, not imported by runs on one target
 EVIDENCE_NAME = "evidence.json"
 
 

@@ -175,3 +175,39 @@ def test_a_fleet_under_xdist(pytester: pytest.Pytester, fleet: Fleet) -> None:
     assert result.ret == 0, result.stdout.str()
     assert {name: linked(root) for name, root in fleet.roots.items()} == dict.fromkeys("abc", "v1.2.9")
     assert {t["verify"] for t in evidence(reports)["targets"]} == {"passed"}
+
+
+def test_a_user_verify_gate_fails_unless_every_target_rolled_back(pytester: pytest.Pytester, fleet: Fleet) -> None:
+    fleet.write(c={"restart": ["false"]})
+    pytester.makepyfile(
+        test_gates="""
+        import pytest
+
+        @pytest.mark.gate("verify")
+        def test_whole_service(rollback_outcome):
+            assert rollback_outcome.status == "rolled-back"
+        """
+    )
+    reports = pytester.path / "reports"
+    result = pytester.runpytest(
+        *fleet.args(reports, "--rollback-to", "v1.2.9", "--rollback-target", "all", "--rollback-yes", "test_gates.py")
+    )
+
+    assert result.ret == 21, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_whole_service*",
+            "the fleet did not roll back completely: fleet of 3 targets PARTIALLY*",
+        ]
+    )
+
+
+def test_a_fleet_target_name_must_be_a_plain_name(pytester: pytest.Pytester, fleet: Fleet) -> None:
+    text = fleet.config_path.read_text().replace("[targets.b]", '[targets."b::<i>x</i>"]')
+    text = text.replace("[targets.b.checks]", '[targets."b::<i>x</i>".checks]')
+    fleet.config_path.write_text(text)
+    result = pytester.runpytest(
+        *fleet.args(pytester.path / "reports", "--rollback-to", "v1.2.9", "--rollback-target", "all")
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*a fleet's target names are letters, digits*rename the table*"])
