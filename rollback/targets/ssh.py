@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import AfterValidator, Field, model_validator
 
 from rollback_harness.rollback.config import Duration, Section
-from rollback_harness.rollback.errors import RollbackFailed
+from rollback_harness.rollback.errors import HarnessError, RollbackFailed
 
 if TYPE_CHECKING:
     import paramiko
@@ -209,7 +209,7 @@ class Connection:
 
 def describe_error(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return text if isinstance(exc, (RollbackFailed, OSError)) else f"{type(exc).__name__}: {text}"
+    return text if isinstance(exc, (HarnessError, OSError)) else f"{type(exc).__name__}: {text}"
 
 
 def connection_facts(host: HostAddress) -> dict[str, Any]:

@@ -148,3 +148,34 @@ def test_a_three_target_fleet_with_a_three_host_target_rolls_back_in_one_run(
         html = (folder / "report.html").read_text()
         assert all(f'id="rollback-target-{name}"' in html for name in ("api", "worker", "web"))
         assert html.count('class="rollback-hosts"') == 1
+
+
+def test_a_host_moved_by_another_deploy_mid_rollout_is_a_conflict_and_is_not_written(
+    pytester: pytest.Pytester, ssh_fleet: SshFleet
+) -> None:
+    # web1's restart moves web2's link (as another deploy would) after preflight read it.
+    web2_link = ssh_fleet.app("web2") / "current"
+    (ssh_fleet.hosts["web1"].home / "restart.sh").write_text(f"ln -sfn ./releases/v1.3.0 {web2_link}\n")
+    reports = pytester.path / "reports"
+    result = pytester.runpytest(*ssh_fleet.args(reports, "--rollback-to", "v1.2.9", "--rollback-yes"))
+
+    assert result.ret == 14, result.stdout.str()
+    assert os.readlink(web2_link) == "./releases/v1.3.0"  # not overwritten
+    assert linked(ssh_fleet.app("web3")) == "v1.3.0"
+    result.stdout.fnmatch_lines(
+        ["*conflict: web2: app/current changed after this run read it*not started, left as they were: web3*"]
+    )
+
+
+def test_temporary_links_of_a_killed_switch_are_removed_on_each_host(
+    pytester: pytest.Pytester, ssh_fleet: SshFleet
+) -> None:
+    leftover = ssh_fleet.app("web2") / ".current.rollback-4242"
+    os.symlink("releases/v1.2.9", leftover)
+    reports = pytester.path / "reports"
+    result = pytester.runpytest(*ssh_fleet.args(reports, "--rollback-to", "v1.2.9", "--rollback-yes"))
+
+    assert result.ret == 0, result.stdout.str()
+    assert not leftover.is_symlink()
+    switch = next(e for e in journal(reports) if e["step"] == "switch-link@web2" and e["status"] == "done")
+    assert switch["removed"] == [".current.rollback-4242"]
