@@ -321,7 +321,12 @@ def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
         run.journal.record("confirmation", "given" if confirmed else "refused", how=how)
         if not confirmed:
             return each(STATUS_NOT_CONFIRMED, f"not confirmed ({how}): nothing was changed")
-    return _settle(run, run_fleet(runbooks, run.fleet_parallel, run.progress))
+    from rollback_harness.rollback.fleet import fleet_outcome, outcome_record
+
+    def record(name: str, outcome: RollbackOutcome) -> None:
+        run.fleet[name].journal.record("outcome", outcome.status, **outcome_record(outcome))
+
+    return fleet_outcome(run_fleet(runbooks, run.fleet_parallel, run.progress, on_outcome=record))
 
 
 def _settle(run: HarnessRun, outcomes: dict[str, RollbackOutcome]) -> RollbackOutcome:
@@ -362,12 +367,13 @@ def _target_evidence(name: str, child: HarnessRun, tests: dict[str, dict[str, An
     for test in own:
         counts[test["outcome"]] = counts.get(test["outcome"], 0) + 1
     spec = child.target_spec
+    steps = ", ".join(f"{step} {state}" for step, state in _driver_steps(child).items())
     return {
         **{k: v for k, v in described.items() if k not in ("ts", "step", "status")},
         "name": name,
         "kind": spec.kind if spec else None,
         "checks_base_url": child.config.settings.service.base_url,
-        "state": target_state(outcome, verify),
+        "state": target_state(outcome, verify) if outcome or not steps else f"did NOT finish: {steps}",
         "status": outcome.status if outcome else None,
         "verify": verify,
         "from_version": outcome.from_version if outcome else None,
@@ -377,6 +383,21 @@ def _target_evidence(name: str, child: HarnessRun, tests: dict[str, dict[str, An
         "hosts": host_states(entries),
         "tests": counts,
         "journal": f"{TARGETS_DIR}/{name}/{child.journal.path.name}",
+    }
+
+
+def _driver_steps(child: HarnessRun) -> dict[str, str]:
+    """What the target's journal says its steps got to (the outcome is not written yet: cut short)."""
+    return {
+        step: state
+        for step, state in child.journal.step_states().items()
+        if not step.startswith("preflight:") and step != "rollback" and "@" not in step
+    }
+
+
+def steps_of_targets(run: HarnessRun) -> dict[str, str]:
+    return {
+        f"{name}: {step}": state for name, child in run.fleet.items() for step, state in _driver_steps(child).items()
     }
 
 

@@ -397,6 +397,9 @@ class EvidenceReporter:
                 # "rollback" wraps the driver's steps; the steps themselves say how far it got.
                 if not step.startswith("preflight:") and step != "rollback"
             }
+            from rollback_harness.plugins.fleet import steps_of_targets
+
+            steps.update(steps_of_targets(run))  # a fleet: each target's steps, named "target: step"
             if steps:
                 # Cut short mid-rollback (Ctrl-C, a crash): say exactly which steps got how far.
                 done = ", ".join(f"{step} {state}" for step, state in steps.items())

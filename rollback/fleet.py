@@ -38,12 +38,16 @@ JOIN_EVERY = 0.2  # seconds: the waiting thread wakes this often, so Ctrl-C land
 
 
 def run_fleet(
-    runbooks: Mapping[str, Runbook], parallel: int, progress: Callable[[str], None]
+    runbooks: Mapping[str, Runbook],
+    parallel: int,
+    progress: Callable[[str], None],
+    on_outcome: Callable[[str, RollbackOutcome], None] = lambda name, outcome: None,
 ) -> dict[str, RollbackOutcome]:
     """Execute every runbook (preflight already passed), at most ``parallel`` at once, in order.
 
-    Returns each target's outcome; a target never started says why. Never raises but for
-    KeyboardInterrupt, after which no further target starts.
+    Returns each target's outcome; a target never started says why. ``on_outcome`` hears each
+    one as soon as it is known (the journal keeps it, even if the run is killed next). Never
+    raises but for KeyboardInterrupt, after which no further target starts.
     """
     queue = deque(runbooks)
     guard = threading.Lock()
@@ -57,6 +61,7 @@ def run_fleet(
                 if not stopped_by:
                     return name
                 outcomes[name] = not_started(runbooks[name], f"stopped because {', '.join(stopped_by)} failed")
+                on_outcome(name, outcomes[name])
             return None
 
     def work() -> None:
@@ -64,6 +69,7 @@ def run_fleet(
             runbook = runbooks[name]
             progress(f"{name}: rolling back {runbook.from_version} -> {runbook.to_version}")
             outcome = runbook.execute()  # raises nothing: every failure is in the outcome
+            on_outcome(name, outcome)
             progress(f"{name}: {outcome.status}")
             with guard:
                 outcomes[name] = outcome
@@ -140,7 +146,7 @@ def fleet_outcome(outcomes: Mapping[str, RollbackOutcome]) -> RollbackOutcome:
 def target_state(outcome: RollbackOutcome | None, verify: str | None = None) -> str:
     """One line on where a target stands, for the summary and its report section."""
     if outcome is None:
-        return "no rollback was attempted"
+        return "not started: nothing was changed on it"
     if outcome.status in SUCCESS:
         verdict = {"passed": "verified", "failed": "verify FAILED"}.get(verify or "", "NOT verified")
         return f"{outcome.message}; {verdict}"
