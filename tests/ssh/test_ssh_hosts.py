@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -179,3 +183,52 @@ def test_temporary_links_of_a_killed_switch_are_removed_on_each_host(
     assert not leftover.is_symlink()
     switch = next(e for e in journal(reports) if e["step"] == "switch-link@web2" and e["status"] == "done")
     assert switch["removed"] == [".current.rollback-4242"]
+
+
+def test_a_rollout_killed_on_the_second_host_is_finished_by_the_next_run(ssh_fleet: SshFleet, tmp_path: Path) -> None:
+    gate, hold, holding = tmp_path / "release-web2", tmp_path / "hold-web2", tmp_path / "holding-web2"
+    hold.touch()
+    # The script stays the same for both runs (a shell reads a running script as it goes).
+    (ssh_fleet.hosts["web2"].home / "restart.sh").write_text(
+        f"if [ -e {hold} ]; then\n"
+        f"  touch {holding}\n"
+        f"  while [ ! -e {gate} ]; do [ -e {gate}.cancel ] && exit 3; sleep 0.02; done\n"
+        "fi\n"
+        "echo restart >> restarts.log\n"
+    )
+
+    def command(reports: Path) -> list[str]:
+        return [sys.executable, "-m", "pytest", *ssh_fleet.args(reports, "--rollback-to", "v1.2.9", "--rollback-yes")]
+
+    first = tmp_path / "reports1"
+    process = subprocess.Popen(
+        command(first), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not holding.exists():  # until web2's restart is running on web2
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "web2's restart never started"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        process.kill()
+        process.communicate()
+        Path(f"{gate}.cancel").touch()  # the held restart gives up: it never ran
+    assert [linked(ssh_fleet.app(name)) for name in ssh_fleet.hosts] == ["v1.2.9", "v1.2.9", "v1.3.0"]
+
+    hold.unlink()
+    second = tmp_path / "reports2"
+    rerun = subprocess.run(command(second), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert [linked(ssh_fleet.app(name)) for name in ssh_fleet.hosts] == ["v1.2.9"] * 3
+    entries = journal(second)
+    skipped = {e["step"] for e in entries if e["status"] == "skipped" and "@" in e["step"]}
+    # Hosts whose link is on the target and whose version_url answers it are not done again.
+    assert skipped == {"switch-link@web1", "switch-link@web2"}, skipped
+    assert [restarts(host.home) for host in ssh_fleet.hosts.values()] == [1, 0, 1]
+    (folder,) = [p for p in second.iterdir() if p.is_dir()]
+    data = json.loads((folder / "evidence.json").read_text())
+    assert data["outcome"]["resumed_from"] is not None
