@@ -211,3 +211,15 @@ def test_a_fleet_target_name_must_be_a_plain_name(pytester: pytest.Pytester, fle
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*a fleet's target names are letters, digits*rename the table*"])
+
+
+def test_listing_a_fleets_items_leaves_no_run_folder(pytester: pytest.Pytester, fleet: Fleet) -> None:
+    reports = pytester.path / "reports"
+    result = pytester.runpytest(
+        *fleet.args(reports, "--rollback-to", "v1.2.9", "--rollback-target", "a,c", "--co", "-q")
+    )
+
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*rollback.toml::a::preflight-target-version", "*rollback.toml::c::verify-health"])
+    assert "rollback.toml::b::" not in result.stdout.str()
+    assert not any(reports.iterdir())
