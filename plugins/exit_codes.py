@@ -13,6 +13,8 @@ NOT_CONFIRMED = 11  # the rollback was not confirmed (prompt answered no, or no 
 ROLLBACK_FAILED = 12  # a rollback step failed: see the journal for what was done
 VERIFY_FAILED = 13  # rolled back (or deployed), but a verify gate failed or none ran
 CONFLICT = 14  # the target changed after preflight read it (another deploy): the run stopped before writing
+# A fleet (--rollback-target all): some targets rolled back, another failed, conflicted or was not started.
+PARTIAL = 21
 
 MEANINGS = {
     OK: "success",
@@ -26,4 +28,6 @@ MEANINGS = {
     ROLLBACK_FAILED: "rollback failed or not attempted: see the report for what was done",
     VERIFY_FAILED: "verify failed, or no verify gate ran",
     CONFLICT: "conflict: the target changed after preflight; the run stopped before its next write",
+    PARTIAL: "fleet partially rolled back: some targets rolled back, others failed or were not started; "
+    "see each target's state",
 }

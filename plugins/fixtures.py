@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rollback_harness.plugins.state import RUN_KEY, HarnessRun
+from rollback_harness.plugins.state import RUN_KEY, TARGET_KEY, HarnessRun
 
 if TYPE_CHECKING:
     from rollback_harness.rollback.runbook import RollbackOutcome, Runbook
@@ -113,6 +113,16 @@ def config_service(run: HarnessRun) -> str:
 def _confirm(
     run: HarnessRun, config: pytest.Config, live: str | None, target: str | None, resumed: str | None
 ) -> tuple[bool, str]:
+    question = f"Proceed with rollback of {config_service(run)} from {live} to {target}? (yes/no) "
+    if resumed is not None:
+        question = (
+            f"Finish the rollback of {config_service(run)} from {live} to {target} left by run {resumed}? (yes/no) "
+        )
+    return confirm(run, config, question)
+
+
+def confirm(run: HarnessRun, config: pytest.Config, question: str) -> tuple[bool, str]:
+    """Whether to proceed, and how that was decided; the prompt defaults to no."""
     if run.assume_yes:
         return True, "--rollback-yes"
     if run.is_worker:
@@ -123,11 +133,6 @@ def _confirm(
     try:
         if not sys.stdin.isatty():
             return False, "no TTY to ask on: pass --rollback-yes to proceed without a prompt"
-        question = f"Proceed with rollback of {config_service(run)} from {live} to {target}? (yes/no) "
-        if resumed is not None:
-            question = (
-                f"Finish the rollback of {config_service(run)} from {live} to {target} left by run {resumed}? (yes/no) "
-            )
         try:
             answer = input("\n" + question)
         except EOFError:
@@ -158,6 +163,13 @@ def rollback_outcome(request: pytest.FixtureRequest) -> RollbackOutcome | None:
     run = harness_run(request.config, "rollback_outcome")
     if not run.rolls_back:
         return None
+    if run.is_fleet:
+        from rollback_harness.plugins.fleet import perform_fleet_rollback
+
+        outcome = perform_fleet_rollback(run, request.config)
+        if outcome.status in (STATUS_REFUSED, STATUS_NOT_CONFIRMED, STATUS_DRY_RUN):
+            pytest.skip(outcome.message)
+        return outcome  # each target's items judge their own target; user gates, the fleet's (_rollback_gate)
     outcome = perform_rollback(run, request.config)
     if outcome.status in (STATUS_REFUSED, STATUS_NOT_CONFIRMED, STATUS_DRY_RUN):
         pytest.skip(outcome.message)
@@ -173,7 +185,15 @@ def _rollback_gate(request: pytest.FixtureRequest) -> None:
         return
     marker = request.node.get_closest_marker("gate")
     if marker is not None and gate_phase(*marker.args, **marker.kwargs) == "verify":
-        request.getfixturevalue("rollback_outcome")
+        outcome = request.getfixturevalue("rollback_outcome")
+        run = request.config.stash[RUN_KEY]
+        if run.is_fleet and TARGET_KEY not in request.node.stash:
+            from rollback_harness.rollback.fleet import SUCCESS
+
+            if outcome is None or outcome.status not in SUCCESS:
+                # A user's verify gate checks the whole service: only a fleet that rolled back completely.
+                why = outcome.message if outcome else "no outcome"
+                pytest.fail(f"the fleet did not roll back completely: {why}", pytrace=False)
 
 
 def gate_phase(phase: str) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from rollback_harness.plugins import database as database_plugin
-from rollback_harness.plugins import incident, locks
+from rollback_harness.plugins import fleet, incident, locks
 from rollback_harness.plugins.fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
     _rollback_gate,
     gate_phase,
@@ -38,6 +38,7 @@ from rollback_harness.plugins.state import (
     UNGATED_ORDER,
     HarnessRun,
     new_run_id,
+    run_for,
 )
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     locks.add_options(group)
     incident.add_options(group)
     database_plugin.add_options(group)
+    fleet.add_options(group)
     parser.addini(INI_CONFIG, "Harness config file, relative to the ini file (--rollback-config wins)")
     parser.addini(
         INI_REPORT_DIR, "Where run folders are written, relative to the ini file (--rollback-report-dir wins)"
@@ -241,9 +243,16 @@ def pytest_configure(config: pytest.Config) -> None:
     from rollback_harness.rollback.config import load_config
     from rollback_harness.rollback.errors import ConfigError
 
+    fleet_option = config.option.rollback_target or str(config.getini(INI_TARGET) or "").strip() or None
+    is_fleet = fleet.is_fleet_request(fleet_option)
+    parallel = fleet.check_usage(config, mode, is_fleet)
     try:
         harness_config = load_config(_config_path(config))
-        target_spec = _target_spec(config, harness_config, mode)
+        if is_fleet:
+            assert fleet_option is not None
+            fleet_targets, target_spec = fleet.fleet_names(fleet_option, harness_config), None
+        else:
+            target_spec = _target_spec(config, harness_config, mode)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -292,12 +301,15 @@ def pytest_configure(config: pytest.Config) -> None:
         run.progress = progress.write
     else:
         run.progress = _progress_writer(config, run.redactor.text)
+    if is_fleet:
+        fleet.attach(run, fleet_targets, parallel)
     config.stash[RUN_KEY] = run
     incident.start(config, run)
     _handle_sigterm(config, run)
 
     if config.option.collectonly:
         # Listing the runbook's checks is not a run: no evidence, no report folder.
+        fleet.remove_empty_folders(run)
         run_dir.rmdir()
         return
     # Each only when its plugin is there: -p no:html or -p no:junitxml leave the option out.
@@ -445,15 +457,18 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
     """The process that ran the runbook lets go of the target's lock, after every writer,
     whether they succeeded or not; the controller stops relaying the workers' progress."""
     run = session.config.stash.get(RUN_KEY, None)
-    if run is not None and run.runbook is not None:
-        _finish_actions(run)
+    # A fleet: each target's run, as a run on one target.
+    members = [member for member in run.members() if member.runbook is not None] if run is not None else []
+    for member in members:
+        _finish_actions(member)
         if session.exitstatus == 0:
-            _cleanup_after_verified_rollback(run)
+            _cleanup_after_verified_rollback(member)
     try:
         return (yield)
     finally:
-        if run is not None and run.runbook is not None:
-            run.runbook.close()
+        for member in members:
+            assert member.runbook is not None
+            member.runbook.close()
         relay = session.config.stash.get(RELAY_KEY, None)
         if relay is not None:
             relay.stop()
@@ -465,7 +480,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Tally the verify gates this process ran (the one that holds the runbook runs them all)."""
     report = yield
-    run = item.config.stash.get(RUN_KEY, None)
+    run = run_for(item.config, item) if RUN_KEY in item.config.stash else None
     if run is not None and dict(report.user_properties).get(GATE_PROPERTY) == "verify":
         if report.failed:
             run.verify_failed = True

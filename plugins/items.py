@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
-from rollback_harness.plugins.state import MODE_GATE_VERIFY, RUN_KEY, HarnessRun
+from rollback_harness.plugins.state import MODE_GATE_VERIFY, RUN_KEY, TARGET_KEY, HarnessRun, run_for
 from rollback_harness.rollback.results import CheckResult
 
 CHECK_PROPERTY = "rollback_check"
 GATE_PROPERTY = "rollback_gate"
+# A fleet's items name their target (plugins/fleet.py).
+TARGET_PROPERTY = "rollback_target"
 
 
 @dataclass(frozen=True)
@@ -32,23 +34,34 @@ class CheckSpec:
 class RunbookFile(pytest.File):
     """The config file, seen as the collector of the runbook's items."""
 
-    def collect(self) -> Iterator[pytest.Item]:
-        from rollback_harness.plugins import incident
-
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         run = self.config.stash[RUN_KEY]
-        if "preflight" in run.phases:
-            from rollback_harness.rollback.runbook import preflight_finding_names
+        if run.is_fleet:
+            from rollback_harness.plugins.fleet import TargetNode
 
-            for name in preflight_finding_names(run.config, run.target_spec):
-                yield _item(self, f"preflight-{name}", _run_preflight, "preflight", name)
-            if incident.decision_wanted(self.config):
-                yield _item(self, "preflight-decision", incident.decision_item, "preflight", "decision")
-        specs = check_specs(run)
-        for phase in ("baseline", "verify"):
-            if phase in run.phases:
-                runner = _run_baseline if phase == "baseline" else _run_verify
-                for spec in specs:
-                    yield _item(self, f"{phase}-{spec.key}", runner, phase, spec.key)
+            for name in run.fleet:
+                yield TargetNode.from_parent(self, name=name)
+            return
+        yield from runbook_items(self, run)
+
+
+def runbook_items(parent: pytest.Collector, run: HarnessRun, target: str | None = None) -> Iterator[pytest.Item]:
+    """The runbook's items of ``run``; in a fleet, ``target`` names the target they belong to."""
+    from rollback_harness.plugins import incident
+
+    if "preflight" in run.phases:
+        from rollback_harness.rollback.runbook import preflight_finding_names
+
+        for name in preflight_finding_names(run.config, run.target_spec):
+            yield _item(parent, f"preflight-{name}", _run_preflight, "preflight", name, target)
+        if incident.decision_wanted(parent.config):
+            yield _item(parent, "preflight-decision", incident.decision_item, "preflight", "decision", target)
+    specs = check_specs(run)
+    for phase in ("baseline", "verify"):
+        if phase in run.phases:
+            runner = _run_baseline if phase == "baseline" else _run_verify
+            for spec in specs:
+                yield _item(parent, f"{phase}-{spec.key}", runner, phase, spec.key, target)
 
 
 class RunbookItem(pytest.Function):
@@ -63,10 +76,15 @@ SPEC_KEY = pytest.StashKey[str]()
 PHASE_KEY = pytest.StashKey[str]()
 
 
-def _item(parent: RunbookFile, name: str, func: Callable[..., None], phase: str, key: str) -> pytest.Item:
+def _item(
+    parent: pytest.Collector, name: str, func: Callable[..., None], phase: str, key: str, target: str | None = None
+) -> pytest.Item:
     item = RunbookItem.from_parent(parent, name=name, callobj=func)
     item.stash[PHASE_KEY] = phase
     item.stash[SPEC_KEY] = key
+    if target is not None:
+        item.stash[TARGET_KEY] = target
+        item.user_properties.append((TARGET_PROPERTY, target))
     item.add_marker(pytest.mark.gate(phase))
     return item
 
@@ -113,7 +131,11 @@ def _phase_result(request: pytest.FixtureRequest, phase: str) -> CheckResult:
     """This item's result; the phase's first item starts all the phase's checks at once."""
     from rollback_harness.plugins.phase import PhaseChecks
 
-    run = request.config.stash[RUN_KEY]
+    run = run_for(request.config, request.node)
+    if run is not request.config.stash[RUN_KEY]:
+        from rollback_harness.plugins.fleet import start_phase
+
+        start_phase(request.config.stash[RUN_KEY], phase)  # every target's checks of the phase at once
     if phase not in run.phase_checks:
         selected = run.selected_checks.get(phase, [])
         specs = [spec for spec in check_specs(run) if spec.key in selected]
@@ -126,7 +148,8 @@ def remember_selected(items: list[pytest.Item], run: HarnessRun) -> None:
     """After -k/-m deselection: which checks each phase will report, so only those run."""
     for item in items:
         if SPEC_KEY in item.stash and item.stash[PHASE_KEY] in ("baseline", "verify"):
-            run.selected_checks.setdefault(item.stash[PHASE_KEY], []).append(item.stash[SPEC_KEY])
+            owner = run_for(item.config, item)
+            owner.selected_checks.setdefault(item.stash[PHASE_KEY], []).append(item.stash[SPEC_KEY])
 
 
 def _record(request: pytest.FixtureRequest, result: dict[str, Any]) -> None:
@@ -139,7 +162,11 @@ def _record(request: pytest.FixtureRequest, result: dict[str, Any]) -> None:
 def _run_preflight(request: pytest.FixtureRequest) -> None:
     from rollback_harness.plugins.fixtures import runbook_for
 
-    run = request.config.stash[RUN_KEY]
+    run = run_for(request.config, request.node)
+    if run is not request.config.stash[RUN_KEY]:
+        from rollback_harness.plugins.fleet import preflight_all
+
+        preflight_all(request.config.stash[RUN_KEY])  # every target's preflight at once
     finding = runbook_for(run).preflight()[request.node.stash[SPEC_KEY]]
     status = "passed" if finding.ok else ("failed" if finding.checked else "not-checked")
     _record(request, {"name": finding.name, "status": status, "summary": finding.message, "measured": {}})
@@ -157,7 +184,7 @@ def _run_baseline(request: pytest.FixtureRequest) -> None:
     """
     from rollback_harness.plugins.fixtures import runbook_for
 
-    lock = runbook_for(request.config.stash[RUN_KEY]).preflight()["target-lock"]
+    lock = runbook_for(run_for(request.config, request.node)).preflight()["target-lock"]
     if not lock.ok:  # another run is acting on the target: its restart is not our "before"
         pytest.skip(f"not measured: {lock.message}")
     result = _phase_result(request, "baseline")
@@ -167,7 +194,11 @@ def _run_baseline(request: pytest.FixtureRequest) -> None:
 
 
 def _run_verify(request: pytest.FixtureRequest, rollback_outcome: object) -> None:
-    run = request.config.stash[RUN_KEY]
+    run = run_for(request.config, request.node)
+    if run is not request.config.stash[RUN_KEY]:
+        from rollback_harness.plugins.fleet import require_rolled_back
+
+        require_rolled_back(run)  # this target's own outcome: failed, or not started
     if run.mode == MODE_GATE_VERIFY:
         expect_from_platform(run)
     result = _phase_result(request, "verify")

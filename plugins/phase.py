@@ -99,6 +99,12 @@ class PhaseChecks:
         self._settled: list[str] = []
         self._started = threading.Lock()
 
+    def start(self) -> None:
+        """Start every check now, before any item asks (a fleet starts each target's phase at once)."""
+        with self._started:
+            if not self._futures:
+                self._start()
+
     def result(self, key: str) -> CheckResult:
         with self._started:
             if not self._futures:

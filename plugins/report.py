@@ -20,9 +20,10 @@ import pytest
 
 from rollback_harness.plugins import exit_codes, incident, pictures
 from rollback_harness.plugins.fixtures import RUN_LOCK_NAME, recorded_outcome
-from rollback_harness.plugins.items import CHECK_PROPERTY, GATE_PROPERTY
+from rollback_harness.plugins.items import CHECK_PROPERTY, GATE_PROPERTY, TARGET_PROPERTY
 from rollback_harness.plugins.state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY, XDIST_GROUP, HarnessRun
 from rollback_harness.rollback.evidence import MANIFEST_NAME, write_json, write_manifest
+from rollback_harness.rollback.fleet import STATUS_PARTIAL
 from rollback_harness.rollback.runbook import (
     STATUS_ALREADY_AT_TARGET,
     STATUS_CONFLICT,
@@ -160,6 +161,9 @@ class EvidenceReporter:
                 "worker": _worker(report),
             },
         )
+        target = _property(report, TARGET_PROPERTY)
+        if target is not None:
+            entry["target"] = target  # a fleet's item: the target it checks
         entry["duration_s"] = round(entry["duration_s"] + report.duration, 3)
         if report.when == "call":
             self.called.add(nodeid)
@@ -186,6 +190,8 @@ class EvidenceReporter:
             MODE_GATE_PREFLIGHT: f"preflight gate for a rollback to {run.requested}",
         }.get(run.mode, f"rollback to {run.requested}{' (dry run)' if run.dry_run else ''}")
         target = f", target {run.target_spec.name} ({run.target_spec.kind})" if run.target_spec else ""
+        if run.is_fleet:
+            target = f", fleet of {len(run.fleet)} targets ({', '.join(run.fleet)}), {run.fleet_parallel} at a time"
         return [
             f"rollback: {run.config.settings.service.name}: {what}{target}",
             f"rollback: config {run.config.path}; evidence in {run.run_dir}",
@@ -284,6 +290,9 @@ class EvidenceReporter:
         if self.run.is_worker or not run_dir.is_dir():
             return
         _remove_quietly(run_dir / RUN_LOCK_NAME)
+        from rollback_harness.plugins.fleet import remove_empty_folders
+
+        remove_empty_folders(self.run)
         if not (run_dir / self.run.journal.path.name).exists() and not (run_dir / EVIDENCE_NAME).exists():
             # Nothing ran and nothing was recorded (a usage error): the empty report pytest-html
             # and JUnit XML wrote go, and the folder with them if nothing else is in it.
@@ -333,6 +342,8 @@ class EvidenceReporter:
         status = outcome.status if outcome else None
         if self._failed("preflight") or status == STATUS_REFUSED:
             return exit_codes.PREFLIGHT_REFUSED
+        if status == STATUS_PARTIAL:
+            return exit_codes.PARTIAL
         if status == STATUS_NOT_CONFIRMED:
             return exit_codes.NOT_CONFIRMED
         if status == STATUS_FAILED:
@@ -390,6 +401,9 @@ class EvidenceReporter:
                 # "rollback" wraps the driver's steps; the steps themselves say how far it got.
                 if not step.startswith("preflight:") and step != "rollback"
             }
+            from rollback_harness.plugins.fleet import steps_of_targets
+
+            steps.update(steps_of_targets(run))  # a fleet: each target's steps, named "target: step"
             if steps:
                 # Cut short mid-rollback (Ctrl-C, a crash): say exactly which steps got how far.
                 done = ", ".join(f"{step} {state}" for step, state in steps.items())
@@ -429,7 +443,8 @@ class EvidenceReporter:
             if check is None or test["gate"] not in ("baseline", "verify"):
                 continue
             side = "before" if test["gate"] == "baseline" else "after"
-            rows.setdefault(check["name"], {"check": check["name"], "before": None, "after": None})[side] = check
+            name = f"{test['target']}: {check['name']}" if test.get("target") else check["name"]
+            rows.setdefault(name, {"check": name, "before": None, "after": None})[side] = check
         return list(rows.values())
 
     def timeline(self) -> list[dict[str, Any]]:
@@ -485,7 +500,7 @@ class EvidenceReporter:
         outcome: RollbackOutcome | None = recorded_outcome(run)
         plan = next((e for e in reversed(run.journal.entries()) if e["step"] == "plan"), None)
         code = self.exit_code if self.exit_code is not None else 0
-        return {
+        evidence: dict[str, Any] = {
             "schema": "rollback-evidence/1",
             **incident.evidence_fields(run, self.config),  # the decision and its inputs come first
             "run_id": run.run_id,
@@ -518,6 +533,10 @@ class EvidenceReporter:
                 **incident.artifacts(run, self.config),
             },
         }
+        from rollback_harness.plugins.fleet import evidence_additions
+
+        evidence.update(evidence_additions(run, self.tests))  # a fleet's targets, a target's hosts
+        return evidence
 
     def relaxed_safety(self) -> list[dict[str, str]]:
         """Every setting of this run that lowered a guard, so no reader takes the result for more."""
@@ -627,7 +646,9 @@ class EvidenceReporter:
         measured = self._cell(check) if check else ""
         before = ""
         if check and gate == "verify":
-            baseline = next((c["before"] for c in self.comparisons() if c["check"] == check["name"]), None)
+            target = _property(report, TARGET_PROPERTY)
+            name = f"{target}: {check['name']}" if target else check["name"]
+            baseline = next((c["before"] for c in self.comparisons() if c["check"] == name), None)
             before = self._cell(baseline) if baseline else ""
         test_id = report.nodeid if report.when == "call" else f"{report.nodeid}::{report.when}"
         # pytest-html puts the test id in unescaped: names can carry a target's text.
@@ -688,6 +709,9 @@ class EvidenceReporter:
             '<table id="rollback-timeline"><tr><th>At (UTC)</th><th>Step</th><th>Status</th>'
             f"<th>Duration</th><th>Detail</th></tr>{timeline}</table>"
         )
+        from rollback_harness.plugins.fleet import html_sections
+
+        parts.extend(html_sections(evidence, h, self._cell))
         parts.append(
             f"<p>Evidence beside this report: {EVIDENCE_NAME}, journal.jsonl, {MANIFEST_NAME} (sha256sum -c).</p>"
         )
@@ -734,6 +758,10 @@ class EvidenceReporter:
                             f"{c['check']}\n  before: {_short(c['before'], 200)}\n  after:  {_short(c['after'], 200)}"
                         )
                     )
+        from rollback_harness.plugins.fleet import terminal_lines
+
+        for line in terminal_lines(self.final_evidence or self.evidence()):
+            write(self.redactor.text(line))
         for relaxed in self.relaxed_safety():
             write(self.redactor.text(f"relaxed safety: {relaxed['setting']}: {relaxed['effect']}"))
         write(f"exit code {code}: {exit_codes.MEANINGS.get(code, 'see pytest exit codes')}")

@@ -75,6 +75,11 @@ class HarnessRun:
     verify_failed: bool = False
     # "SIGTERM" when a signal other than Ctrl-C interrupted the run (plugins/harness.py).
     terminated_by: str | None = None
+    # A fleet run (--rollback-target all, or a list): one run per target, each with its own folder,
+    # journal, runbook and checks (plugins/fleet.py). Empty in a run on one target.
+    fleet: dict[str, HarnessRun] = field(default_factory=dict)
+    # --rollback-parallel: how many targets of a fleet roll back at once.
+    fleet_parallel: int = 1
 
     def __post_init__(self) -> None:
         from rollback_harness.rollback.evidence import Redactor
@@ -100,5 +105,22 @@ class HarnessRun:
     def rolls_back(self) -> bool:
         return self.mode == MODE_ROLLBACK
 
+    @property
+    def is_fleet(self) -> bool:
+        return bool(self.fleet)
+
+    def members(self) -> list[HarnessRun]:
+        """This run, then each target's run of a fleet."""
+        return [self, *self.fleet.values()]
+
 
 RUN_KEY = pytest.StashKey[HarnessRun]()
+# On a fleet's items: the target they belong to (a key of ``HarnessRun.fleet``).
+TARGET_KEY = pytest.StashKey[str]()
+
+
+def run_for(config: pytest.Config, node: pytest.Item | pytest.Collector) -> HarnessRun:
+    """The run an item belongs to: its target's in a fleet, else the run itself."""
+    run = config.stash[RUN_KEY]
+    target = node.stash.get(TARGET_KEY, None)
+    return run.fleet[target] if target is not None and target in run.fleet else run

@@ -454,6 +454,8 @@ class TargetSpec:
     settings: BaseModel
     # [targets.NAME.lock] merged over [lock]; None: [lock] as it is.
     lock: LockConfig | None = None
+    # ``[targets.NAME.checks]``: this target's checks go to their own service (a fleet run).
+    checks: ServiceConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -564,12 +566,15 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Harness
         kind = raw.get("kind")
         model = settings_model_for(kind, f"{path}: {key}.kind")
         try:
-            target_settings = model.model_validate({k: v for k, v in raw.items() if k not in ("kind", "lock")})
+            target_settings = model.model_validate(
+                {k: v for k, v in raw.items() if k not in ("kind", "lock", "checks")}
+            )
         except ValidationError as exc:
             raise ConfigError(_describe(exc, path, f"{key}.", model, raw, substituted)) from None
         lock = _target_lock(settings, raw.get("lock"), path, f"{key}.lock", substituted)
         check_lock(lock or settings.lock, str(kind), settings, path, f"{key}.lock" if lock else f"{prefix}lock")
-        targets[name] = TargetSpec(name=name, kind=str(kind), settings=target_settings, lock=lock)
+        checks = _target_checks(raw.get("checks"), settings.service, path, f"{key}.checks", substituted)
+        targets[name] = TargetSpec(name=name, kind=str(kind), settings=target_settings, lock=lock, checks=checks)
     return HarnessConfig(path=path, settings=settings, targets=targets, secrets=frozenset(secrets))
 
 
@@ -612,6 +617,21 @@ def check_lock(lock: LockConfig, kind: str, settings: HarnessSettings, path: Pat
             f"{path}: {key}.backend = 'kubernetes' on a {kind!r} target needs {key}.namespace "
             "(and kubeconfig / context unless the defaults reach the cluster); a kubernetes target lends its own"
         )
+
+
+def _target_checks(
+    raw: Any, service: ServiceConfig, path: Path, key: str, substituted: set[str]
+) -> ServiceConfig | None:
+    """``[targets.NAME.checks]``: the keys of ``[service]`` this target's checks use instead."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: {key} = {_shown_value(raw, substituted)}: expected a table of [service] keys")
+    merged = {**service.model_dump(), **raw}
+    try:
+        return ServiceConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, f"{key}.", ServiceConfig, merged, substituted)) from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

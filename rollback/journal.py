@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,12 +56,14 @@ class Journal:
         self.path = path
         self.redact = redact or (lambda value: value)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Several threads may write (a driver's hosts in one batch): one whole line at a time.
+        self._lock = threading.Lock()
 
     def record(self, step: str, status: str, **detail: Any) -> dict[str, Any]:
         # Redact first, then cut: a cut through a secret would leave part of it unrecognised.
         entry: dict[str, Any] = cut_long_text(self.redact({"ts": utc_now(), "step": step, "status": status, **detail}))
         line = json.dumps(entry, default=str, sort_keys=False)
-        with self.path.open("a", encoding="utf-8") as handle:
+        with self._lock, self.path.open("a", encoding="utf-8") as handle:
             if handle.tell() and not self._ends_with_newline():
                 # The last line was cut short by a crash: start a new line, so this entry is not
                 # glued to the partial one and lost with it.

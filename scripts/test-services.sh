@@ -2,7 +2,8 @@
 # What `make test` needs besides Python, set up before the tests run:
 #   - PostgreSQL with the test role and database (tests/integration/test_database_postgres.py);
 #   - Debian's Chromium at /usr/bin/chromium (tests/report renders the HTML report);
-#   - a Docker Engine in swarm mode and Debian's static busybox (tests/swarm; scripts/start-docker.sh).
+#   - a Docker Engine in swarm mode and Debian's static busybox (tests/swarm; scripts/start-docker.sh);
+#   - Debian's openssh-server (/usr/sbin/sshd): tests/ssh starts one sshd per "host" on loopback ports.
 # As root it installs and starts them. Otherwise it says, in one line each, what it could not do
 # and how to do it; the tests that need them then fail with the same advice. Never fails itself.
 set -uo pipefail
@@ -45,6 +46,16 @@ if [ ! -x /usr/bin/chromium ]; then
     else
         say "Chromium (/usr/bin/chromium) is missing and installing it needs root:" \
             "run 'sudo apt-get install -y chromium'; the report-rendering tests will fail"
+    fi
+fi
+if [ ! -x /usr/sbin/sshd ]; then
+    if $root; then
+        echo "installing Debian's openssh-server for the SSH host tests" >&2
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; } ||
+            say "could not install openssh-server (see above); the SSH host tests will be skipped"
+    else
+        say "OpenSSH's server (/usr/sbin/sshd) is missing and installing it needs root:" \
+            "run 'sudo apt-get install -y openssh-server'; the SSH host tests (tests/ssh) are skipped without it"
     fi
 fi
 exit 0

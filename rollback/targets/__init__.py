@@ -32,6 +32,7 @@ DRIVERS: dict[str, str] = {
 EXTRAS: dict[str, str] = {
     "kubernetes": "kubernetes",
     "swarm": "swarm",
+    "ssh": "ssh",  # a symlink target with hosts = [...]
 }
 
 
@@ -73,4 +74,4 @@ def settings_model_for(kind: object, where: str) -> type[BaseModel]:
 
 
 def create_target(spec: TargetSpec, context: TargetContext) -> Target:
-    return driver_class(spec.kind, f"targets.{spec.name}.kind")(spec.settings, context)
+    return driver_class(spec.kind, f"targets.{spec.name}.kind").create(spec.settings, context)

@@ -65,6 +65,11 @@ class Target(ABC):
         self.settings = settings
         self.context = context
 
+    @classmethod
+    def create(cls, settings: BaseModel, context: TargetContext) -> Target:
+        """The driver for ``settings``: this class, unless its settings pick a variant of it."""
+        return cls(settings, context)
+
     @abstractmethod
     def live_version(self) -> str:
         """The version the platform runs now; raise RollbackFailed when it cannot tell."""

@@ -15,16 +15,18 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
 
 from rollback_harness.rollback.config import Duration, Section
 from rollback_harness.rollback.durations import format_duration
 from rollback_harness.rollback.errors import Conflict, RollbackFailed
 from rollback_harness.rollback.journal import Journal
-from rollback_harness.rollback.targets.base import Finding, Target
+from rollback_harness.rollback.targets.base import Finding, Target, TargetContext
+from rollback_harness.rollback.targets.ssh import HostName, SshSettings
 from rollback_harness.rollback.versions import same_version, sort_versions, version_problem
 
 POLL_INTERVAL = 0.05  # seconds between version probes while waiting for readiness
@@ -60,12 +62,50 @@ class SymlinkSettings(Section):
     ready_consecutive: int = Field(default=3, ge=1, le=100)
     # Files a release folder must hold to be deployable, relative to it (e.g. "app.py").
     required_files: list[str] = []
+    # Other hosts, reached over SSH (rollback/targets/remote.py): the same folders on each, switched
+    # and restarted ``batch`` hosts at a time (default: all at once).
+    ssh: SshSettings | None = None
+    batch: int | None = Field(default=None, ge=1)
+    hosts: list[HostName] = Field(default=[], validate_default=True)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str], info: ValidationInfo) -> list[str]:
+        ssh, batch = info.data.get("ssh"), info.data.get("batch")
+        if not hosts:
+            if ssh is not None or batch is not None:
+                raise ValueError('ssh and batch apply to hosts: list the hosts, e.g. hosts = ["web1", "web2"]')
+            return hosts
+        if ssh is None and "ssh" not in info.data:
+            return hosts  # [ssh] itself is invalid: its own error says why
+        if ssh is None:
+            raise ValueError("needs an [ssh] table with at least known_hosts (the file host keys are checked in)")
+        if len(set(hosts)) != len(hosts):
+            raise ValueError("a host is named more than once")
+        unknown = sorted(set(ssh.hosts) - set(hosts))
+        if unknown:
+            raise ValueError(f"ssh.hosts names {', '.join(unknown)}, not listed here: add it or drop its table")
+        if find_spec("paramiko") is None:
+            raise ValueError(
+                "hosts are reached over SSH with paramiko, which is not installed; "
+                "install it with: pip install 'pytest-rollback-harness[ssh]'"
+            )
+        return hosts
 
 
 class SymlinkTarget(Target):
     kind = "symlink"
     settings_model = SymlinkSettings
     settings: SymlinkSettings
+
+    @classmethod
+    def create(cls, settings: BaseModel, context: TargetContext) -> Target:
+        """On this machine, or on ``hosts`` over SSH (the ``[ssh]`` extra)."""
+        if isinstance(settings, SymlinkSettings) and settings.hosts:
+            from rollback_harness.rollback.targets.remote import RemoteSymlinkTarget  # paramiko: checked at load
+
+            return RemoteSymlinkTarget(settings, context)
+        return cls(settings, context)
 
     @property
     def releases_dir(self) -> Path:

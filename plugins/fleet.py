@@ -1,0 +1,487 @@
+"""Fleet runs: ``--rollback-target all`` (or ``a,b``) rolls back several targets of one config.
+
+Each target gets a run of its own (``HarnessRun.fleet``): its own folder under the run folder
+(``targets/NAME/``), journal, runbook, lock and checks, and its items under a node named after
+it (``rollback.toml::web::verify-version``). What is shared is decided once for the fleet: one
+plan and one confirmation, then ``rollback/fleet.py`` runs the runbooks, ``--rollback-parallel``
+at a time; one summary and one report, with a section per target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from rollback_harness.plugins.state import MODE_ROLLBACK, RUN_KEY, HarnessRun
+
+if TYPE_CHECKING:
+    from rollback_harness.rollback.config import HarnessConfig, TargetSpec
+    from rollback_harness.rollback.runbook import RollbackOutcome
+
+ALL = "all"
+TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+DEFAULT_PARALLEL = 4
+MAX_PARALLEL = 64
+PREFLIGHT_THREADS = 16
+TARGETS_DIR = "targets"
+
+
+def add_options(group: pytest.OptionGroup) -> None:
+    group.addoption(
+        "--rollback-parallel",
+        dest="rollback_parallel",
+        type=int,
+        metavar="N",
+        help=f"How many targets of a fleet (--rollback-target all, or a comma list) roll back at once "
+        f"(default: {DEFAULT_PARALLEL})",
+    )
+
+
+def is_fleet_request(value: str | None) -> bool:
+    """``all`` or a comma list: a fleet run; one name: a run on one target, as before."""
+    return value is not None and (value.strip() == ALL or "," in value)
+
+
+def fleet_names(value: str, config: HarnessConfig) -> list[str]:
+    """The targets ``--rollback-target`` names, in config order; a ConfigError names bad ones."""
+    from rollback_harness.rollback.errors import ConfigError
+
+    known = sorted(config.targets)
+    names = known if value.strip() == ALL else [name.strip() for name in value.split(",")]
+    if any(not name for name in names):
+        raise ConfigError(f"--rollback-target {value!r}: an empty name in the list; write names as a,b,c")
+    unknown = [name for name in names if name not in config.targets]
+    if unknown:
+        raise ConfigError(
+            f"--rollback-target {value!r}: no such target {', '.join(repr(n) for n in unknown)} in {config.path}; "
+            f"known: {', '.join(known)} (or 'all')"
+        )
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ConfigError(f"--rollback-target {value!r}: {', '.join(twice)} named more than once")
+    odd = [name for name in names if not TARGET_NAME.match(name)]
+    if odd:
+        # The name becomes a node of the test ids and a folder of the run: no '::', '/' or markup.
+        raise ConfigError(
+            f"{config.path}: targets.{odd[0]!r}: a fleet's target names are letters, digits, '.', '_' and '-' "
+            "(they name its items and its folder); rename the table"
+        )
+    return names
+
+
+def check_usage(config: pytest.Config, mode: str | None, fleet: bool) -> int:
+    """Usage errors of the fleet options; the parallelism to use."""
+    parallel = config.option.rollback_parallel
+    if parallel is not None and not fleet:
+        raise pytest.UsageError(
+            "--rollback-parallel applies to a fleet: pass --rollback-target all (or a comma list of targets)"
+        )
+    if parallel is not None and not 1 <= parallel <= MAX_PARALLEL:
+        raise pytest.UsageError(f"--rollback-parallel {parallel}: expected a number from 1 to {MAX_PARALLEL}")
+    if fleet and mode != MODE_ROLLBACK:
+        raise pytest.UsageError(
+            "--rollback-target all (or a list) rolls a fleet back and needs --rollback-to VERSION; "
+            "a gate checks one target: pass --rollback-target NAME"
+        )
+    return parallel or DEFAULT_PARALLEL
+
+
+def attach(run: HarnessRun, names: list[str], parallel: int) -> None:
+    """Give ``run`` one run per target, each in its own folder under the run folder."""
+    for name in names:
+        spec = run.config.targets[name]
+        child = HarnessRun(
+            mode=run.mode,
+            config=_target_config(run.config, spec),
+            target_spec=spec,
+            requested=run.requested,
+            expect_version=None,
+            dry_run=run.dry_run,
+            assume_yes=run.assume_yes,
+            fast=run.fast,
+            run_id=run.run_id,
+            run_dir=run.run_dir / TARGETS_DIR / name,
+            is_worker=run.is_worker,
+        )
+        child.progress = _prefixed(run, name)
+        run.fleet[name] = child
+    run.fleet_parallel = parallel
+
+
+def _target_config(config: HarnessConfig, spec: TargetSpec) -> HarnessConfig:
+    """The config as the target's checks see it: ``[targets.NAME.checks]`` replaces ``[service]``."""
+    if spec.checks is None:
+        return config
+    return dataclasses.replace(config, settings=config.settings.model_copy(update={"service": spec.checks}))
+
+
+def _prefixed(run: HarnessRun, name: str) -> Any:
+    def progress(message: str) -> None:
+        run.progress(f"{name}: {message}")
+
+    return progress
+
+
+def remove_empty_folders(run: HarnessRun) -> None:
+    """The targets' folders, when nothing was written in them (a listing, a usage error)."""
+    for child in run.fleet.values():
+        _rmdir(child.run_dir)
+    if run.fleet:
+        _rmdir(run.run_dir / TARGETS_DIR)
+
+
+def _rmdir(folder: Any) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+class TargetNode(pytest.Collector):
+    """A fleet's target: its runbook items hang under it (``rollback.toml::web::verify-version``)."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        from rollback_harness.plugins.items import runbook_items
+
+        run = self.config.stash[RUN_KEY]
+        yield from runbook_items(self, run.fleet[self.name], self.name)
+
+
+# -- running every target's phase at once ------------------------------------------------------
+
+_preflight_lock = threading.Lock()
+
+
+def preflight_all(run: HarnessRun) -> None:
+    """Every target's preflight, concurrently, the first time any target's preflight item runs.
+
+    A preflight that raises here is left to its own items, which ask again and report it.
+    """
+    from rollback_harness.plugins.fixtures import runbook_for
+
+    with _preflight_lock:
+        if run.phase_checks.get("preflight") is not None:
+            return
+        run.phase_checks["preflight"] = "started"
+        slots = threading.BoundedSemaphore(PREFLIGHT_THREADS)
+
+        def judge(child: HarnessRun) -> None:
+            with slots:
+                try:
+                    runbook_for(child).preflight()
+                except Exception:
+                    return
+
+        threads = [threading.Thread(target=judge, args=(child,), daemon=True) for child in run.fleet.values()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+
+
+def start_phase(run: HarnessRun, phase: str) -> None:
+    """Start the phase's checks of every target at once (each target's own run keeps them)."""
+    from rollback_harness.plugins.items import check_specs
+    from rollback_harness.plugins.phase import PhaseChecks
+
+    with _preflight_lock:
+        for child in run.fleet.values():
+            if phase in child.phase_checks:
+                continue
+            if phase == "verify" and not _rolled_back(child):
+                continue  # its items fail or skip on its outcome; nothing to probe
+            selected = child.selected_checks.get(phase, [])
+            specs = [spec for spec in check_specs(child) if spec.key in selected]
+            checks = PhaseChecks(child, phase, specs)
+            child.phase_checks[phase] = checks
+            checks.start()
+
+
+def _rolled_back(child: HarnessRun) -> bool:
+    from rollback_harness.plugins.fixtures import recorded_outcome
+    from rollback_harness.rollback.fleet import SUCCESS
+
+    outcome = recorded_outcome(child)
+    return outcome is not None and outcome.status in SUCCESS
+
+
+def require_rolled_back(child: HarnessRun) -> None:
+    """A target's verify item judges its own target: failed fails, not started skips."""
+    from rollback_harness.plugins.fixtures import recorded_outcome
+    from rollback_harness.rollback.fleet import STATUS_NOT_STARTED, SUCCESS
+
+    outcome = recorded_outcome(child)
+    name = child.target_spec.name if child.target_spec else "target"
+    if outcome is None:
+        pytest.fail(f"{name}: no rollback outcome was recorded for this target", pytrace=False)
+    if outcome.status == STATUS_NOT_STARTED:
+        pytest.skip(f"{name}: {outcome.message}")
+    if outcome.status not in SUCCESS:
+        pytest.fail(f"{name}: {outcome.message}", pytrace=False)
+
+
+# -- the fleet's rollback ------------------------------------------------------------------------
+
+
+def perform_fleet_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
+    """Once per run: every target's preflight passed, one plan, one confirmation, then the fleet."""
+    from filelock import FileLock
+
+    from rollback_harness.plugins.fixtures import RUN_LOCK_NAME, recorded_outcome
+    from rollback_harness.rollback.fleet import outcome_record
+
+    with FileLock(str(run.run_dir / RUN_LOCK_NAME)):
+        done = recorded_outcome(run)
+        if done is not None:
+            return done
+        outcome = _decide_and_act(run, config)
+        run.journal.record("outcome", outcome.status, **outcome_record(outcome))
+        return outcome
+
+
+def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
+    from rollback_harness.plugins.fixtures import confirm, runbook_for
+    from rollback_harness.rollback.fleet import run_fleet
+    from rollback_harness.rollback.runbook import (
+        STATUS_DRY_RUN,
+        STATUS_NOT_CONFIRMED,
+        STATUS_REFUSED,
+        RollbackOutcome,
+    )
+
+    preflight_all(run)
+    runbooks = {name: runbook_for(child) for name, child in run.fleet.items()}
+    refusals: dict[str, list[str]] = {}
+    for name, runbook in runbooks.items():
+        found = [f"{f.name}: {f.message}" for f in runbook.refusals() if f.checked]
+        if found:
+            refusals[name] = found
+    users = [f"{nodeid} failed" for nodeid in run.preflight_failures]
+
+    def each(status: str, message: str) -> RollbackOutcome:
+        outcomes = {
+            name: RollbackOutcome(status, message, runbook.from_version, runbook.to_version)
+            for name, runbook in runbooks.items()
+        }
+        return _settle(run, outcomes)
+
+    if refusals or users:
+        why = [f"{name}: {'; '.join(found)}" for name, found in refusals.items()] + users
+        outcomes = {}
+        for name, runbook in runbooks.items():
+            own = refusals.get(name)
+            message = (
+                f"preflight refused: {'; '.join(own)}"
+                if own
+                else f"not rolled back: the fleet's preflight refused ({', '.join(refusals) or 'a user gate'}); "
+                "nothing was changed"
+            )
+            outcomes[name] = RollbackOutcome(STATUS_REFUSED, message, runbook.from_version, runbook.to_version)
+        _settle(run, outcomes)
+        return RollbackOutcome(
+            STATUS_REFUSED, "preflight refused the fleet: " + " | ".join(why) + "; nothing was changed", None, None
+        )
+    plans = {}
+    lines = []
+    for name, runbook in runbooks.items():
+        plan = runbook.plan()
+        plans[name] = plan
+        resumed = runbook.previous.run_id if runbook.resuming else None
+        run.fleet[name].journal.record(
+            "plan", "planned", steps=plan, resumes=resumed, **{"from": runbook.from_version, "to": runbook.to_version}
+        )
+        if resumed is not None:
+            steps = runbook.previous.describe_steps(runbook.target.steps())
+            lines.append(f"{name}: run {resumed} left this rollback unfinished: {steps}")
+        lines.append(f"{name}: {runbook.from_version} -> {runbook.to_version}")
+        lines.extend(f"  {number}. {step}" for number, step in enumerate(plan, 1))
+    run.journal.record(
+        "plan",
+        "planned",
+        steps=[f"{name}: {step}" for name, plan in plans.items() for step in plan],
+        targets=list(runbooks),
+        parallel=run.fleet_parallel,
+    )
+    service = run.config.settings.service.name
+    run.progress(f"fleet plan for {service}: {len(runbooks)} targets, {run.fleet_parallel} at a time")
+    for line in lines:
+        run.progress(line)
+    if run.dry_run:
+        return each(STATUS_DRY_RUN, "dry run: nothing was changed")
+    if not all(runbook.already_at_target for runbook in runbooks.values()):
+        moves = ", ".join(f"{name} {rb.from_version} -> {rb.to_version}" for name, rb in runbooks.items())
+        question = f"Proceed with the rollback of {len(runbooks)} targets of {service} ({moves})? (yes/no) "
+        confirmed, how = confirm(run, config, question)
+        run.journal.record("confirmation", "given" if confirmed else "refused", how=how)
+        if not confirmed:
+            return each(STATUS_NOT_CONFIRMED, f"not confirmed ({how}): nothing was changed")
+    from rollback_harness.rollback.fleet import fleet_outcome, outcome_record
+
+    def record(name: str, outcome: RollbackOutcome) -> None:
+        run.fleet[name].journal.record("outcome", outcome.status, **outcome_record(outcome))
+
+    return fleet_outcome(run_fleet(runbooks, run.fleet_parallel, run.progress, on_outcome=record))
+
+
+def _settle(run: HarnessRun, outcomes: dict[str, RollbackOutcome]) -> RollbackOutcome:
+    """Journal each target's outcome in its own journal; the fleet's outcome."""
+    from rollback_harness.rollback.fleet import fleet_outcome, outcome_record
+
+    for name, outcome in outcomes.items():
+        run.fleet[name].journal.record("outcome", outcome.status, **outcome_record(outcome))
+    return fleet_outcome(outcomes)
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+def evidence_additions(run: HarnessRun, tests: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The evidence's ``targets`` (a fleet) and ``hosts`` (a target on several hosts); nothing else,
+    so that a run on one target on this machine writes the evidence it always wrote."""
+    if not run.is_fleet:
+        hosts = host_states(run.journal.entries())
+        return {"hosts": hosts} if hosts else {}
+    return {
+        "parallel": run.fleet_parallel,
+        "targets": [_target_evidence(name, child, tests) for name, child in run.fleet.items()],
+    }
+
+
+def _target_evidence(name: str, child: HarnessRun, tests: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from rollback_harness.plugins.fixtures import recorded_outcome
+    from rollback_harness.rollback.fleet import target_state
+
+    entries = child.journal.entries()
+    outcome = recorded_outcome(child)
+    described = next((e for e in entries if e["step"] == "target"), {})
+    plan = next((e for e in reversed(entries) if e["step"] == "plan"), None)
+    own = [t for t in tests.values() if t.get("target") == name]
+    verify = _verify(own)
+    counts: dict[str, int] = {}
+    for test in own:
+        counts[test["outcome"]] = counts.get(test["outcome"], 0) + 1
+    spec = child.target_spec
+    steps = ", ".join(f"{step} {state}" for step, state in _driver_steps(child).items())
+    return {
+        **{k: v for k, v in described.items() if k not in ("ts", "step", "status")},
+        "name": name,
+        "kind": spec.kind if spec else None,
+        "checks_base_url": child.config.settings.service.base_url,
+        "state": target_state(outcome, verify) if outcome or not steps else f"did NOT finish: {steps}",
+        "status": outcome.status if outcome else None,
+        "verify": verify,
+        "from_version": outcome.from_version if outcome else None,
+        "to_version": outcome.to_version if outcome else None,
+        "outcome": outcome.to_dict() if outcome else None,
+        "plan": plan["steps"] if plan else [],
+        "hosts": host_states(entries),
+        "tests": counts,
+        "journal": f"{TARGETS_DIR}/{name}/{child.journal.path.name}",
+    }
+
+
+def _driver_steps(child: HarnessRun) -> dict[str, str]:
+    """What the target's journal says its steps got to (the outcome is not written yet: cut short)."""
+    return {
+        step: state
+        for step, state in child.journal.step_states().items()
+        if not step.startswith("preflight:") and step != "rollback" and "@" not in step
+    }
+
+
+def steps_of_targets(run: HarnessRun) -> dict[str, str]:
+    return {
+        f"{name}: {step}": state for name, child in run.fleet.items() for step, state in _driver_steps(child).items()
+    }
+
+
+def _verify(tests: list[dict[str, Any]]) -> str | None:
+    verify = [t for t in tests if t["gate"] == "verify"]
+    if any(t["outcome"] in ("failed", "error") for t in verify):
+        return "failed"
+    if verify and all(t["outcome"] == "passed" for t in verify):
+        return "passed"
+    return None
+
+
+def host_states(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each host's steps (journaled as ``STEP@HOST``) and where it stands, in the order named."""
+    described = next((e for e in entries if e["step"] == "target"), {})
+    names = [str(host) for host in described.get("hosts", [])]
+    steps: dict[str, dict[str, str]] = {name: {} for name in names}
+    for entry in entries:
+        step, _, host = str(entry["step"]).rpartition("@")
+        if step and host and entry.get("status") in ("started", "done", "failed", "interrupted", "skipped"):
+            steps.setdefault(host, {})[step] = entry["status"]
+    return {host: {"state": _host_words(done), "steps": done} for host, done in steps.items()}
+
+
+def _host_words(steps: dict[str, str]) -> str:
+    if not steps:
+        return "not started: nothing was changed on it"
+    for step, status in steps.items():
+        if status == "failed":
+            return f"failed at {step}"
+        if status in ("started", "interrupted"):
+            return f"cut short at {step} ({'in flight' if status == 'started' else 'interrupted'})"
+    return "done: " + ", ".join(f"{step} {status}" for step, status in steps.items())
+
+
+def terminal_lines(evidence: dict[str, Any]) -> list[str]:
+    """Per target (and per host) where it stands, for the terminal summary."""
+    lines = []
+    for target in evidence.get("targets", []):
+        lines.append(f"target {target['name']}: {target['state']}")
+        lines.extend(f"  host {host}: {state['state']}" for host, state in target["hosts"].items())
+    lines.extend(f"host {host}: {state['state']}" for host, state in evidence.get("hosts", {}).items())
+    return lines
+
+
+def html_sections(evidence: dict[str, Any], h: Any, cell: Any) -> list[str]:
+    """A section per target of a fleet (and the hosts of a target on several hosts)."""
+    parts = []
+    if evidence.get("hosts"):
+        parts.append("<h3>Hosts</h3>" + _hosts_table(evidence["hosts"], h))
+    for target in evidence.get("targets", []):
+        name = h(target["name"])
+        body = [
+            f'<section class="rollback-target" id="rollback-target-{name}">',
+            f"<h3>Target {name} ({h(target['kind'])})</h3>",
+            f"<p>{h(target['state'])}</p>",
+            f"<p>Checks against {h(target['checks_base_url'])}; journal {h(target['journal'])}.</p>",
+        ]
+        if target["plan"]:
+            body.append("<ol>" + "".join(f"<li>{h(step)}</li>" for step in target["plan"]) + "</ol>")
+        steps = (target["outcome"] or {}).get("steps") or {}
+        if steps:
+            body.append(
+                "<table><tr><th>Step</th><th>State</th></tr>"
+                + "".join(f"<tr><td>{h(step)}</td><td>{h(state)}</td></tr>" for step, state in steps.items())
+                + "</table>"
+            )
+        if target["hosts"]:
+            body.append(_hosts_table(target["hosts"], h))
+        rows = [c for c in evidence["comparisons"] if str(c["check"]).startswith(f"{target['name']}: ")]
+        if rows:
+            body.append(
+                "<table><tr><th>Check</th><th>Before (baseline)</th><th>After (verify)</th></tr>"
+                + "".join(
+                    f"<tr><td>{h(c['check'])}</td><td>{cell(c['before'])}</td><td>{cell(c['after'])}</td></tr>"
+                    for c in rows
+                )
+                + "</table>"
+            )
+        body.append("</section>")
+        parts.append("".join(body))
+    return parts
+
+
+def _hosts_table(hosts: dict[str, dict[str, Any]], h: Any) -> str:
+    rows = "".join(f"<tr><td>{h(host)}</td><td>{h(state['state'])}</td></tr>" for host, state in hosts.items())
+    return f'<table class="rollback-hosts"><tr><th>Host</th><th>State</th></tr>{rows}</table>'
