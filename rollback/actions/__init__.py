@@ -24,7 +24,10 @@ if TYPE_CHECKING:
     from rollback_harness.rollback.targets.base import TargetContext
 
 # name -> "module:Class"; an action module adds its line here.
-ACTIONS: dict[str, str] = {}
+ACTIONS: dict[str, str] = {
+    "traffic": "rollback_harness.rollback.actions.traffic:TrafficAction",
+    "flags": "rollback_harness.rollback.actions.flags:FlagsAction",
+}
 
 
 def action_classes(config: HarnessConfig, spec: TargetSpec) -> list[type[Action]]:
