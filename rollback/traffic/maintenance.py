@@ -84,6 +84,12 @@ class Maintenance:
         if self.settings.check_url:
             step.detail["check"] = self._wait_for(on)
 
+    def _page_text(self) -> str:
+        try:
+            return self.page.read_text(encoding="utf-8").strip()
+        except OSError:
+            return "(the maintenance page cannot be read)"
+
     def _put_back(self, old: str | None) -> None:
         if old is None:
             self.include.unlink(missing_ok=True)
@@ -98,12 +104,15 @@ class Maintenance:
         answer = Answer(None, "", "not asked")
         while True:
             answer = get(url, timeout=min(2.0, max(0.05, deadline - time.monotonic())))
-            if (answer.status == 503) == on and answer.status is not None:
+            if on and answer.status == 503 and self._page_text() in answer.body:
+                return f"{url} answered {answer.describe()} with the maintenance page"
+            if not on and answer.status is not None and answer.status != 503:
                 return f"{url} answered {answer.describe()}"
             if time.monotonic() >= deadline:
                 state = "on" if on else "off"
                 raise ProxyError(
                     f"nginx reloaded but {url} still answered {answer.describe()} "
-                    f"{self.settings.timeout:g} s later (expected maintenance {state})"
+                    f"{self.settings.timeout:g} s later (expected maintenance {state}"
+                    + (", with the page)" if on else ")")
                 )
             time.sleep(0.05)
