@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from demo.deployment import APP_SOURCE, EXAMPLE_GATES, Release, free_port, service_checks_toml
+from rollback_harness.rollback.targets.bluegreen import MARKER
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TARGET = "v1.2.9"
@@ -142,7 +143,7 @@ def render(template: str, layout: BlueGreenLayout, colour: str) -> str:
     values |= {"port": str(layout.ports[colour]), "idle_port": str(layout.ports[idle])}
     for key, value in values.items():
         template = template.replace("{{" + key + "}}", value)
-    return template
+    return MARKER.format(colour=colour) + template
 
 
 def rollback_toml(layout: BlueGreenLayout, *, drain_pause: str = "1s") -> str:

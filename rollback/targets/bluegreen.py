@@ -38,6 +38,9 @@ from rollback_harness.rollback.versions import same_version, sort_versions, vers
 STEP_CHECK, STEP_SWITCH, STEP_WAIT = "check-colour", "switch-proxy", "wait-ready"
 PLACEHOLDERS = ("colour", "host", "port", "url", "idle_colour", "idle_host", "idle_port", "idle_url")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]+)\s*\}\}")
+# The first line of every config the driver writes: which colour it sends traffic to.
+MARKER = "# active colour: {colour} (written by pytest-rollback-harness from the template)\n"
+_MARKER = re.compile(r"^# active colour: ([A-Za-z0-9_-]+) ")
 _URL_ACCEPTED = "expected an http:// URL with a host and port, e.g. http://127.0.0.1:8001"
 
 
@@ -125,11 +128,10 @@ class BlueGreenTarget(Target):
         else:
             haproxy.check_config(self.program, path, self.settings.reload_timeout)
 
-    def _reload(self) -> None:
+    def _reload(self) -> str:
         if self.settings.proxy == "nginx":
-            self._nginx().reload()
-        else:
-            haproxy.reload_master(self._pid_file())
+            return self._nginx().reload()
+        return f"SIGUSR2 sent to HAProxy's master (pid {haproxy.reload_master(self._pid_file())})"
 
     def _reload_words(self) -> str:
         if self.settings.proxy == "nginx":
@@ -171,19 +173,25 @@ class BlueGreenTarget(Target):
                 )
             return values[key]
 
-        return _PLACEHOLDER.sub(replace, text)
+        return MARKER.format(colour=colour) + _PLACEHOLDER.sub(replace, text)
 
     def live_colour(self) -> str:
-        """The colour the live config file sends traffic to (it must be one template rendering)."""
+        """The colour the live config sends traffic to: its first line says (every config this
+        driver writes starts with it); a config without it must equal one colour's rendering."""
         text = read_text(self.config_file)
         if text is None:
             raise RollbackFailed(f"the proxy config {self.config_file} does not exist")
+        marked = _MARKER.match(text)
+        if marked is not None and marked.group(1) in self.settings.colours:
+            return marked.group(1)
         for colour in self.settings.colours:
-            if text == self.render(colour):
+            rendered = self.render(colour)
+            if text in (rendered, rendered.partition("\n")[2]):
                 return colour
         raise RollbackFailed(
-            f"{self.config_file} matches neither colour's rendering of {self.template} "
-            f"({' nor '.join(self.settings.colours)}): it was changed by hand; render it again or fix the template"
+            f"{self.config_file} names no active colour on its first line and matches neither colour's rendering "
+            f"of {self.template} ({' nor '.join(self.settings.colours)}): it was changed by hand; render it from "
+            "the template for the colour that is live"
         )
 
     def colour_version(self, colour: str) -> str | None:
@@ -369,7 +377,7 @@ class BlueGreenTarget(Target):
         wanted = self.render(colour)
         if old == wanted:
             detail["note"] = f"{self.config_file.name} already had {colour} active: reloaded only"
-            self._reload()
+            detail["reload"] = self._reload()
             return
         temporary = self._validated_rendering(colour)  # a config the proxy refuses never goes further
         if old is not None:
@@ -377,7 +385,7 @@ class BlueGreenTarget(Target):
         os.replace(temporary, self.config_file)
         detail.update(before=digest(old), after=digest(wanted), backup=str(self.backup))
         try:
-            self._reload()
+            detail["reload"] = self._reload()
         except ProxyError as exc:
             if old is not None:
                 atomic_write(self.config_file, old)

@@ -77,7 +77,7 @@ class Maintenance:
         atomic_write(self.include, wanted)
         try:
             self.nginx.check()
-            self.nginx.reload()
+            step.detail["reload"] = self.nginx.reload()
         except ProxyError as exc:
             self._put_back(old)
             raise ProxyError(f"{exc}; {self.include} was put back and the running config stays live") from None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +29,62 @@ class Nginx:
             raise ProxyError(f"nginx -t -c {path} refused the config: {output or f'exit {code}'}")
         return output
 
-    def reload(self) -> None:
-        """Signal the master (found through the config's pid file) to load the config again."""
+    def reload(self) -> str:
+        """Signal the master (found through the config's pid file) to load the config again, then
+        wait until the workers of the old config have exited: until then they may still accept
+        connections and answer with the old config. Returns what happened, for the journal."""
+        master = self._master_pid()
+        old_workers = _children(master) if master is not None else set()
         code, output = run([self.binary, "-s", "reload", "-c", str(self.config)], self.timeout)
         if code != 0:
             raise ProxyError(f"nginx -s reload -c {self.config} failed: {output or f'exit {code}'}")
+        deadline = time.monotonic() + self.timeout
+        while old_workers and time.monotonic() < deadline:
+            old_workers = {pid for pid in old_workers if _alive(pid)}
+            if old_workers:
+                time.sleep(0.02)
+        if old_workers:
+            return f"reloaded; {len(old_workers)} worker(s) of the old config still finishing requests"
+        return "reloaded; the old config's workers have exited"
+
+    def _master_pid(self) -> int | None:
+        """The master's pid from the config's ``pid`` file, if the config names one we can read."""
+        for line in self.config.read_text(encoding="utf-8", errors="replace").splitlines():
+            words = line.split("#", 1)[0].strip().rstrip(";").split()
+            if len(words) == 2 and words[0] == "pid":
+                try:
+                    return int(Path(words[1].strip("\"'")).read_text().split()[0])
+                except (OSError, ValueError, IndexError):
+                    return None
+        return None
 
     def reload_command(self) -> str:
         return f"{self.binary} -s reload -c {self.config}"
+
+
+def _children(parent: int) -> set[int]:
+    """The processes whose parent is ``parent`` (Linux /proc; empty elsewhere)."""
+    found = set()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 1 and fields[1] == str(parent):
+            found.add(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
