@@ -19,13 +19,22 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from demo.deployment import APP_SOURCE, EXAMPLE_GATES, Release, free_port, service_checks_toml
+from demo.deployment import (
+    APP_SOURCE,
+    EXAMPLE_GATES,
+    MAX_SOCKET_PATH,
+    SOCKET_TMP_PREFIX,
+    Release,
+    free_port,
+    service_checks_toml,
+)
 from rollback_harness.rollback.targets.bluegreen import MARKER
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +54,8 @@ class BlueGreenLayout:
     public_port: int
     ops_port: int
     live: str  # the colour the proxy config sends traffic to at start
+    # HAProxy's stats socket: in root when its path is short enough for AF_UNIX, else in /tmp.
+    stats_socket: Path = Path()
     pids: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -70,10 +81,6 @@ class BlueGreenLayout:
     @property
     def proxy_pid_file(self) -> Path:
         return self.root / f"{self.proxy}.pid"
-
-    @property
-    def stats_socket(self) -> Path:
-        return self.root / "haproxy.sock"
 
     @property
     def maintenance_include(self) -> Path:
@@ -163,7 +170,7 @@ check_url = "{layout.public_url}/"
     else:
         traffic = f"""\
 [traffic.drain]
-socket = "{layout.stats_socket.name}"
+socket = "{layout.stats_socket}"
 backend = "app"
 drain_steps = [50, 0]
 restore_steps = [50, 100]
@@ -209,6 +216,7 @@ def lay_out(
         public_port=free_port(),
         ops_port=free_port(),
         live=live,
+        stats_socket=_socket_path(root),
     )
     for colour, release in chosen.items():
         folder = root / "releases" / colour
@@ -224,6 +232,13 @@ def lay_out(
     layout.config_path.write_text(rollback_toml(layout))
     (root / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\n")
     return layout
+
+
+def _socket_path(root: Path) -> Path:
+    candidate = root / "haproxy.sock"
+    if len(os.fsencode(candidate)) <= MAX_SOCKET_PATH:
+        return candidate
+    return Path(tempfile.mkdtemp(prefix=SOCKET_TMP_PREFIX, dir="/tmp")) / "haproxy.sock"
 
 
 def _answer(url: str, timeout: float = 1.0) -> str | None:
@@ -326,6 +341,8 @@ def stop(layout: BlueGreenLayout) -> None:
         _end(pid, group=False)
     for colour_pid in layout.pids.values():
         _end(colour_pid, group=True)
+    if layout.stats_socket.parent.name.startswith(SOCKET_TMP_PREFIX):
+        shutil.rmtree(layout.stats_socket.parent, ignore_errors=True)
 
 
 def served_by(layout: BlueGreenLayout) -> str | None:

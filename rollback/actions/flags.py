@@ -60,6 +60,10 @@ class FlagsAction(Action):
             return [Finding(FINDING, False, "; ".join(problems))]
         return [Finding(FINDING, True, "; ".join(facts))]
 
+    def left_over(self) -> str | None:
+        saved = [f.name for f in self.config.settings.flags if self._saved(f).exists()]
+        return f"flags {', '.join(saved)} off (saved by an earlier run)" if saved else None
+
     def plan(self, from_version: str | None, to_version: str) -> tuple[list[str], list[str]]:
         flags = self.config.settings.flags
         before = [f"flag {f.name} off: write {f.off!r} to {self._path(f)}" for f in flags]

@@ -34,6 +34,7 @@ class TrafficAction(Action):
         self.maintenance = Maintenance(settings.maintenance, base) if settings.maintenance else None
         self.drain = Drain(settings.drain, base, context.progress) if settings.drain else None
         self.drained: list[str] = []
+        self.left: list[str] = []  # what an earlier run left, read in preflight
 
     @classmethod
     def applies(cls, config: HarnessConfig, spec: TargetSpec) -> bool:
@@ -51,17 +52,26 @@ class TrafficAction(Action):
             found = self.maintenance.problems()
             problems += [f"maintenance: {p}" for p in found]
             if not found:
-                state = "on (left by an earlier run)" if self.maintenance.is_on() else "off"
+                state = "off"
+                if self.maintenance.is_on():
+                    state = "on (left by an earlier run)"
+                    self.left.append("maintenance on")
                 facts.append(f"nginx config {self.maintenance.nginx.config} is valid; maintenance is {state}")
         if self.drain is not None:
             try:
                 self.drained, why = self.drain.choose(from_version)
+                low = [s for s in self.drained if self.drain.below_full(s)]
+                if low:
+                    self.left.append(f"{', '.join(low)} drained")
                 facts.append(f"HAProxy backend {self.drain.backend}: drain {', '.join(self.drained)} ({why})")
             except HarnessError as exc:
                 problems.append(f"drain: {exc}")
         if problems:
             return [Finding(FINDING, False, "; ".join(problems))]
         return [Finding(FINDING, True, "; ".join(facts))]
+
+    def left_over(self) -> str | None:
+        return "; ".join(self.left) or None
 
     def plan(self, from_version: str | None, to_version: str) -> tuple[list[str], list[str]]:
         before: list[str] = []

@@ -93,6 +93,10 @@ class Drain:
             if index + 1 < len(steps):
                 time.sleep(self.settings.pause)
 
+    def below_full(self, server: str) -> bool:
+        current, initial = self.api.weight(self.backend, server)
+        return current < initial
+
     def _above(self, server: str, percent: int) -> bool:
         current, initial = self.api.weight(self.backend, server)
         return current > initial * percent // 100

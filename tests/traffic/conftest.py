@@ -7,8 +7,10 @@ tmp_path, and stopped at teardown."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,7 +56,8 @@ def haproxy_in_front(demo: Deployment, tmp_path: Path) -> Iterator[Path]:
     need(bluegreen.HAPROXY)
     folder = tmp_path / "haproxy"
     folder.mkdir()
-    socket_path, pid_file, config = folder / "admin.sock", folder / "haproxy.pid", folder / "haproxy.cfg"
+    socket_folder = Path(tempfile.mkdtemp(prefix="harness-test-", dir="/tmp"))  # AF_UNIX paths are short
+    socket_path, pid_file, config = socket_folder / "admin.sock", folder / "haproxy.pid", folder / "haproxy.cfg"
     config.write_text(
         f"""\
 global
@@ -82,3 +85,4 @@ backend app
         yield socket_path
     finally:
         os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+        shutil.rmtree(socket_folder, ignore_errors=True)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -260,9 +262,8 @@ def test_a_drained_server_is_restored_in_steps_after_verify(
     web1 restored 50% -> 100% once verify passed; every step with HAProxy's own counters."""
     demo.update_config(traffic={"drain": {"socket": str(haproxy_in_front), "backend": "app", "pause": "100ms"}})
 
-    result = pytester.runpytest(
-        *demo.harness_args(pytester.path / "reports", "--rollback-to", "v1.2.9", "--rollback-yes")
-    )
+    reports = pytester.path / "reports"
+    result = pytester.runpytest(*demo.harness_args(reports, "--rollback-to", "v1.2.9", "--rollback-yes"))
 
     assert result.ret == 0, result.stdout.str()
     events = [e for e in read_evidence(reports)["timeline"] if e["status"] in ("done", "passed")]
@@ -274,3 +275,58 @@ def test_a_drained_server_is_restored_in_steps_after_verify(
     assert [e["detail"]["counters"]["web1"]["weight"] for e in restores] == ["50", "100"]
     assert names.index("traffic:restore-50%") > last_verify  # restored only once verify had passed
     assert RuntimeAPI(haproxy_in_front).weight("app", "web1") == (100, 100)
+
+
+HOLD_GATE = """
+import os, time
+from pathlib import Path
+import pytest
+
+@pytest.mark.gate("verify")
+def test_hold():
+    Path(os.environ["HOLD_MARKER"]).write_text("verifying")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # held here until the test kills this run
+        time.sleep(0.05)
+"""
+
+
+def test_a_run_killed_before_the_restore_is_finished_by_the_next(
+    tmp_path: Path, demo: Deployment, haproxy_in_front: Path
+) -> None:
+    """Killed during verify (web1 drained, the release switched): the next run, finding every driver
+    step done, still restores web1 after its own verify."""
+    demo.update_config(traffic={"drain": {"socket": str(haproxy_in_front), "backend": "app", "pause": "100ms"}})
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    (gates / "test_hold.py").write_text(HOLD_GATE)
+    marker = tmp_path / "verifying"
+    command = [sys.executable, "-m", "pytest", "--rollback-to", "v1.2.9", "--rollback-yes", "--rootdir", str(gates)]
+    first = subprocess.Popen(
+        [*command, *demo.harness_args(tmp_path / "first"), str(gates)],
+        cwd=gates, env={**os.environ, "HOLD_MARKER": str(marker)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while not marker.exists():
+            assert first.poll() is None and time.monotonic() < deadline, "the first run never reached verify"
+            time.sleep(0.05)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    api = RuntimeAPI(haproxy_in_front)
+    assert api.weight("app", "web1") == (0, 100)  # left drained by the killed run
+
+    (gates / "test_hold.py").unlink()  # the next run verifies with the harness's own checks only
+    second = subprocess.run(
+        [*command, *demo.harness_args(tmp_path / "second"), str(gates)],
+        cwd=gates, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "already at target v1.2.9" in second.stdout
+    steps = {e["what"]: e["status"] for e in read_evidence(tmp_path / "second")["timeline"]}
+    assert "traffic:restore-50%" in steps, "\n".join(f"{k}: {v}" for k, v in steps.items())
+    assert steps["traffic:restore-50%"] == "done" and steps["traffic:restore-100%"] == "done"
+    assert api.weight("app", "web1") == (100, 100)
