@@ -412,6 +412,7 @@ class Runbook:
         outcome.status = STATUS_ALREADY_AT_TARGET
         # What a killed run's actions left (maintenance on, servers drained, flags off): after()
         # now, finish() after verify, as that run would have.
+        assert self.to_version is not None
         for action in reversed(self.actions):
             if action.left_over() is not None:
                 self.started_actions.append(action)

@@ -64,7 +64,7 @@ class Nginx:
 
 def _children(parent: int) -> set[int]:
     """The processes whose parent is ``parent`` (Linux /proc; empty elsewhere)."""
-    found = set()
+    found: set[int] = set()
     try:
         entries = os.listdir("/proc")
     except OSError:
