@@ -131,7 +131,7 @@ class BlueGreenTarget(Target):
     def _reload(self) -> str:
         if self.settings.proxy == "nginx":
             return self._nginx().reload()
-        return f"SIGUSR2 sent to HAProxy's master (pid {haproxy.reload_master(self._pid_file())})"
+        return haproxy.reload_master(self._pid_file(), self.settings.reload_timeout)
 
     def _reload_words(self) -> str:
         if self.settings.proxy == "nginx":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 from rollback_harness.rollback.durations import format_duration
 from rollback_harness.rollback.errors import RollbackFailed
@@ -32,3 +34,31 @@ def run(command: Sequence[str], timeout: float) -> tuple[int, str]:
     except OSError as exc:
         raise ProxyError(f"{command[0]} could not be started: {exc.strerror}") from None
     return done.returncode, (done.stdout + done.stderr).strip()
+
+
+def children(parent: int) -> set[int]:
+    """The processes whose parent is ``parent`` (Linux /proc; empty elsewhere)."""
+    found: set[int] = set()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 1 and fields[1] == str(parent):
+            found.add(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")

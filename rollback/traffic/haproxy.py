@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollback_harness.rollback.traffic.commands import ProxyError, run
+from rollback_harness.rollback.traffic.commands import ProxyError, alive, children, run
 
 # The counters of `show stat` a timeline row carries for each server.
 STAT_FIELDS = ("status", "weight", "scur", "stot", "hrsp_5xx")
@@ -26,18 +26,30 @@ def check_config(binary: str, config: Path, timeout: float) -> str:
     return output
 
 
-def reload_master(pid_file: Path) -> int:
-    """SIGUSR2 to the master of ``haproxy -W``: it loads the config again (a bad one keeps the
-    old workers serving). Returns the master's pid."""
+def reload_master(pid_file: Path, timeout: float) -> str:
+    """SIGUSR2 to the master of ``haproxy -W``, then wait until it runs a worker it did not run
+    before: a master that cannot load the new config (a port it cannot bind) keeps the old
+    workers, and that is a failed reload (ProxyError). Returns what happened, for the journal."""
     try:
         pid = int(pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError) as exc:
         raise ProxyError(f"cannot read HAProxy's master pid from {pid_file}: {exc}") from None
+    before = children(pid)
     try:
         os.kill(pid, signal.SIGUSR2)
     except OSError as exc:
         raise ProxyError(f"cannot signal HAProxy's master (pid {pid} from {pid_file}): {exc.strerror}") from None
-    return pid
+    deadline = time.monotonic() + timeout
+    while True:
+        new = {worker for worker in children(pid) - before if alive(worker)}
+        if new:
+            return f"HAProxy's master (pid {pid}) reloaded: new worker {', '.join(map(str, sorted(new)))}"
+        if time.monotonic() >= deadline:
+            raise ProxyError(
+                f"HAProxy's master (pid {pid}) started no worker with the new config within {timeout:g} s "
+                "(it keeps serving with the old one; see HAProxy's log)"
+            )
+        time.sleep(0.02)
 
 
 @dataclass(frozen=True)

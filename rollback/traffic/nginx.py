@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollback_harness.rollback.traffic.commands import ProxyError, run
+from rollback_harness.rollback.traffic.commands import ProxyError, alive, children, run
 
 
 @dataclass(frozen=True)
@@ -34,13 +33,13 @@ class Nginx:
         wait until the workers of the old config have exited: until then they may still accept
         connections and answer with the old config. Returns what happened, for the journal."""
         master = self._master_pid()
-        old_workers = _children(master) if master is not None else set()
+        old_workers = children(master) if master is not None else set()
         code, output = run([self.binary, "-s", "reload", "-c", str(self.config)], self.timeout)
         if code != 0:
             raise ProxyError(f"nginx -s reload -c {self.config} failed: {output or f'exit {code}'}")
         deadline = time.monotonic() + self.timeout
         while old_workers and time.monotonic() < deadline:
-            old_workers = {pid for pid in old_workers if _alive(pid)}
+            old_workers = {pid for pid in old_workers if alive(pid)}
             if old_workers:
                 time.sleep(0.02)
         if old_workers:
@@ -60,31 +59,3 @@ class Nginx:
 
     def reload_command(self) -> str:
         return f"{self.binary} -s reload -c {self.config}"
-
-
-def _children(parent: int) -> set[int]:
-    """The processes whose parent is ``parent`` (Linux /proc; empty elsewhere)."""
-    found: set[int] = set()
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rpartition(")")[2].split()
-        if len(fields) > 1 and fields[1] == str(parent):
-            found.add(int(entry))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -242,3 +243,24 @@ def test_a_run_killed_during_the_drain_is_finished_by_the_next(tmp_path: Path, m
     assert entries["traffic:drain-0%"]["status"] == "done"
     assert entries["switch-proxy"]["status"] == "done"
     assert answers(layout.public_url + "/version") == {"v1.2.9"}
+
+
+def test_a_haproxy_reload_that_fails_puts_the_old_config_back(make_bluegreen: MakeBlueGreen) -> None:
+    """The new config passes `haproxy -c` but the master cannot load it (a port taken): no new
+    worker, so the switch fails, the old file goes back, and the old workers keep serving green."""
+    layout = make_bluegreen("haproxy")
+    target = target_of(layout)
+    token = target.observe()
+    live_config = layout.proxy_config.read_text()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        extra = f"\nfrontend extra\n    bind 127.0.0.1:{port}\n    default_backend app\n"
+        layout.template.write_text(layout.template.read_text() + extra)
+
+        with pytest.raises(ProxyError, match="started no worker with the new config"):
+            target.rollback("v1.2.9", Journal(layout.root / "journal.jsonl"), token)
+
+    assert layout.proxy_config.read_text() == live_config
+    assert answers(layout.public_url + "/version") == {"v1.3.0"}
