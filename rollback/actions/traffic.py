@@ -106,12 +106,16 @@ class TrafficAction(Action):
     def _maintenance(self, journal: Journal, *, on: bool, step_name: str | None = None) -> None:
         assert self.maintenance is not None
         name = step_name or f"traffic:maintenance-{'on' if on else 'off'}"
+        state = "on" if on else "off"
         if self.maintenance.is_on() == on:
-            journal.record(name, "skipped", reason=f"maintenance is already {'on' if on else 'off'}")
-            return
+            # The file says so; nginx may not run it yet (a run killed between write and reload).
+            shown = self.maintenance.shows(on)
+            if shown is not None:
+                journal.record(name, "skipped", reason=f"maintenance is already {state}: {shown}")
+                return
         with journal.step(name) as step:
             self.maintenance.switch(on, step)
-        self.context.progress(f"traffic: maintenance {'on' if on else 'off'}")
+        self.context.progress(f"traffic: maintenance {state}")
 
     def undo(self, journal: Journal) -> None:
         problems = []

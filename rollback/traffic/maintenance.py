@@ -84,6 +84,19 @@ class Maintenance:
         if self.settings.check_url:
             step.detail["check"] = self._wait_for(on)
 
+    def shows(self, on: bool) -> str | None:
+        """With a check URL: one probe that shows maintenance ``on`` (or off), in words; else None
+        (without a check URL nothing can show it: the switch is done again, which is harmless)."""
+        url = self.settings.check_url
+        if url is None:
+            return None
+        answer = get(url, timeout=min(2.0, self.settings.timeout))
+        if on and answer.status == 503 and self._page_text() in answer.body:
+            return f"{url} answers {answer.describe()} with the maintenance page"
+        if not on and answer.status is not None and answer.status != 503:
+            return f"{url} answers {answer.describe()}"
+        return None
+
     def _page_text(self) -> str:
         try:
             return self.page.read_text(encoding="utf-8").strip()

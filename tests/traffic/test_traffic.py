@@ -24,6 +24,7 @@ from rollback_harness.rollback.journal import Journal
 from rollback_harness.rollback.runbook import STATUS_FAILED, Runbook
 from rollback_harness.rollback.traffic.commands import ProxyError
 from rollback_harness.rollback.traffic.haproxy import RuntimeAPI
+from rollback_harness.rollback.traffic.maintenance import include_text
 
 pytestmark = pytest.mark.integration
 
@@ -330,3 +331,22 @@ def test_a_run_killed_before_the_restore_is_finished_by_the_next(
     assert "traffic:restore-50%" in steps, "\n".join(f"{k}: {v}" for k, v in steps.items())
     assert steps["traffic:restore-50%"] == "done" and steps["traffic:restore-100%"] == "done"
     assert api.weight("app", "web1") == (100, 100)
+
+
+def test_an_include_written_but_never_reloaded_is_switched_for_real(
+    pytester: pytest.Pytester, make_bluegreen: MakeBlueGreen
+) -> None:
+    """A run killed between writing the include and reloading nginx: the file says 'on', nginx does
+    not. The next run does not trust the file: it switches (check, reload) and sees the page."""
+    layout = make_bluegreen("nginx")
+    layout.maintenance_include.write_text(include_text(True, layout.root / "maintenance.html"))
+    assert fetch(layout.public_url + "/version") == (200, "v1.3.0")  # nginx never loaded it
+
+    result = harness(pytester, layout)
+
+    assert result.ret == 0, result.stdout.str()
+    events = {e["what"]: e for e in read_evidence(pytester.path / "reports")["timeline"]}
+    assert events["traffic:maintenance-on"]["status"] == "done"
+    assert "with the maintenance page" in events["traffic:maintenance-on"]["detail"]["check"]
+    assert events["traffic:maintenance-off"]["status"] == "done"
+    assert fetch(layout.public_url + "/version") == (200, "v1.2.9")
