@@ -105,7 +105,7 @@ def test_config_path_that_is_a_folder_is_a_config_error(tmp_path: Path) -> None:
 def test_unknown_top_level_key_lists_accepted_keys(tmp_path: Path) -> None:
     message = error(tmp_path, "colour = 1\n" + BASE)
     assert "colour: unknown key" in message
-    assert "accepted keys here: database, endpoints, health, latency, reports, service, targets" in message
+    assert "accepted keys here: database, endpoints, flags, health, latency, reports, service, targets, traffic" in message
 
 
 def test_unknown_service_key_is_named_with_its_table(tmp_path: Path) -> None:
@@ -255,7 +255,7 @@ def test_parse_duration_directly() -> None:
 
 def test_unknown_target_kind_names_key_value_and_kinds(tmp_path: Path) -> None:
     message = error(tmp_path, BASE.replace('kind = "symlink"', 'kind = "k8s"'))
-    assert "targets.app.kind = 'k8s': unknown target kind; accepted: kubernetes, swarm, symlink" in message
+    assert "targets.app.kind = 'k8s': unknown target kind; accepted: bluegreen, kubernetes, swarm, symlink" in message
 
 
 def test_unknown_target_kind_is_a_config_error(tmp_path: Path) -> None:
@@ -266,11 +266,11 @@ def test_unknown_target_kind_is_a_config_error(tmp_path: Path) -> None:
 
 def test_missing_target_kind(tmp_path: Path) -> None:
     message = error(tmp_path, BASE.replace('kind = "symlink"\n', ""))
-    assert "targets.app.kind is required but missing; accepted: kubernetes, swarm, symlink" in message
+    assert "targets.app.kind is required but missing; accepted: bluegreen, kubernetes, swarm, symlink" in message
 
 
 def test_target_kind_of_the_wrong_type(tmp_path: Path) -> None:
-    assert "targets.app.kind = 1: unknown target kind; accepted: kubernetes, swarm, symlink" in error(
+    assert "targets.app.kind = 1: unknown target kind; accepted: bluegreen, kubernetes, swarm, symlink" in error(
         tmp_path, BASE.replace('kind = "symlink"', "kind = 1")
     )
 

@@ -36,7 +36,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
         (GOOD.replace('name = "shop"', 'name = "shop"\ncolour = 1'), "*service.colour: unknown key*base_url*"),
         (
             GOOD.replace('"symlink"', '"k8s-typo"'),
-            "*targets.web.kind = 'k8s-typo': unknown target kind; accepted: kubernetes, swarm, symlink*",
+            "*targets.web.kind = 'k8s-typo': unknown target kind; accepted: bluegreen, kubernetes, swarm, symlink*",
         ),
         (
             GOOD + "[[latency]]\np95 = '300 msec'\n",
