@@ -204,6 +204,12 @@ class ReportsConfig(Section):
     keep: int | None = Field(default=None, ge=1)
 
 
+def _http_url(value: str) -> str:
+    if not value.lower().startswith(("http://", "https://")) or not urlsplit(value).hostname:
+        raise ValueError("expected an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080/")
+    return value
+
+
 class MaintenanceConfig(Section):
     """[traffic.maintenance]: nginx answers 503 and a page while the platform step runs (docs/traffic.md)."""
 
@@ -212,7 +218,7 @@ class MaintenanceConfig(Section):
     page: Path  # the maintenance page (HTML) nginx serves with the 503
     nginx: str = "nginx"
     # A URL through nginx that must answer 503 while on, and something else once off.
-    check_url: str | None = None
+    check_url: Annotated[str, AfterValidator(_http_url)] | None = None
     timeout: Timeout = 10.0
 
 

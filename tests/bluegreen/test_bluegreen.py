@@ -20,7 +20,7 @@ from deployments import read_evidence
 from demo.bluegreen import BlueGreenLayout
 from demo.deployment import Release
 from rollback_harness.rollback.config import load_config
-from rollback_harness.rollback.errors import RollbackFailed
+from rollback_harness.rollback.errors import ConfigError, RollbackFailed
 from rollback_harness.rollback.journal import Journal
 from rollback_harness.rollback.runbook import STATUS_FAILED, Runbook
 from rollback_harness.rollback.targets import create_target
@@ -264,3 +264,43 @@ def test_a_haproxy_reload_that_fails_puts_the_old_config_back(make_bluegreen: Ma
 
     assert layout.proxy_config.read_text() == live_config
     assert answers(layout.public_url + "/version") == {"v1.3.0"}
+
+
+RED = '[targets.shop.colours.red]\nurl = "http://127.0.0.1:1"\n\n[targets.shop.colours.blue]'
+ACCEPTED_MAINTENANCE = "accepted keys here: check_url, include, nginx, nginx_config, page, timeout"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ('proxy = "nginx"', 'proxy = "apache"'),
+            "targets.shop.proxy = 'apache': Input should be 'nginx' or 'haproxy'",
+        ),
+        (("[targets.shop.colours.blue]", RED), "expected exactly two colours, e.g. blue and green; got 3"),
+        (('check_url = "', 'check_url = "ftp://'), "targets.shop.check_url = 'ftp://"),
+        (('check_url = "http://127.0.0.1', 'check_url = "http://'), "expected an http:// URL with a host and port"),
+        (('page = "maintenance.html"', 'page = "maintenance.html"\ncolor = 1'), ACCEPTED_MAINTENANCE),
+    ],
+    ids=["proxy", "three-colours", "check-url-scheme", "check-url-host", "maintenance-keys"],
+)
+def test_bad_bluegreen_and_traffic_settings_are_config_errors(
+    tmp_path: Path, change: tuple[str, str], expected: str
+) -> None:
+    layout = bluegreen_layout_only(tmp_path)
+    text = layout.config_path.read_text()
+    assert change[0] in text
+    layout.config_path.write_text(text.replace(change[0], change[1], 1))
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(layout.config_path)
+
+    assert str(layout.config_path) in str(raised.value)
+    assert expected in str(raised.value)
+
+
+def bluegreen_layout_only(tmp_path: Path) -> BlueGreenLayout:
+    """A laid-out nginx blue/green folder, nothing started (config parsing only)."""
+    from demo.bluegreen import lay_out
+
+    return lay_out(tmp_path / "bg", "nginx")
