@@ -20,7 +20,7 @@ from deployments import read_evidence
 from demo.bluegreen import BlueGreenLayout
 from demo.deployment import Release
 from rollback_harness.rollback.config import load_config
-from rollback_harness.rollback.errors import ConfigError, RollbackFailed
+from rollback_harness.rollback.errors import ConfigError, Conflict, RollbackFailed
 from rollback_harness.rollback.journal import Journal
 from rollback_harness.rollback.runbook import STATUS_FAILED, Runbook
 from rollback_harness.rollback.targets import create_target
@@ -304,3 +304,17 @@ def bluegreen_layout_only(tmp_path: Path) -> BlueGreenLayout:
     from demo.bluegreen import lay_out
 
     return lay_out(tmp_path / "bg", "nginx")
+
+
+def test_a_proxy_config_changed_after_preflight_is_a_conflict(make_bluegreen: MakeBlueGreen) -> None:
+    layout = make_bluegreen("nginx")
+    target = target_of(layout)
+    token = target.observe()
+    changed = layout.proxy_config.read_text() + "# another deploy touched this\n"
+    layout.proxy_config.write_text(changed)
+
+    with pytest.raises(Conflict, match="changed after this run read it"):
+        target.rollback("v1.2.9", Journal(layout.root / "journal.jsonl"), token)
+
+    assert layout.proxy_config.read_text() == changed  # not overwritten
+    assert answers(layout.public_url + "/version") == {"v1.3.0"}
