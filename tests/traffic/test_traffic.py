@@ -139,7 +139,9 @@ def test_a_failed_rollback_puts_drained_servers_back(tmp_path: Path, make_bluegr
     assert fetch(layout.public_url + "/version") == (200, "v1.3.0")
 
 
-def test_after_a_haproxy_switch_the_restore_finds_full_weights(pytester: pytest.Pytester, make_bluegreen: MakeBlueGreen) -> None:
+def test_after_a_haproxy_switch_the_restore_finds_full_weights(
+    pytester: pytest.Pytester, make_bluegreen: MakeBlueGreen
+) -> None:
     """Servers named in traffic.drain.servers: the switch reloads HAProxy, which sets the weights back
     to the config's, so the restore after verify journals its steps as skipped."""
     layout = make_bluegreen("haproxy")
