@@ -158,10 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop", action="store_true", help="stop the running demo")
     parser.add_argument(
         "--platform",
-        choices=("symlink", "swarm", "kubernetes"),
+        choices=("symlink", "swarm", "kubernetes", "bluegreen-nginx", "bluegreen-haproxy"),
         default="symlink",
         help="symlink: releases under supervisord (default); swarm: a 3-replica Docker Swarm service; "
-        "kubernetes: a deployment on the API emulator",
+        "kubernetes: a deployment on the API emulator; bluegreen-nginx / bluegreen-haproxy: two colours "
+        "behind a real nginx (maintenance window) or HAProxy (gradual drain)",
     )
     args = parser.parse_args(argv)
     if args.platform == "swarm":
@@ -172,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"swarm service {swarm.SERVICE} and its images removed")
             return 0
         return swarm.run(demo_dir().with_name(".demo-swarm"), demo_port(), report_dir())
+    if args.platform.startswith("bluegreen-"):
+        if args.stop:
+            parser.error("--stop applies to the symlink and swarm demos: the bluegreen demos stop what they started")
+        from demo import bluegreen
+
+        proxy = args.platform.removeprefix("bluegreen-")
+        return bluegreen.run(proxy, demo_dir().with_name(f".demo-{args.platform}"), report_dir())
     if args.platform == "kubernetes":
         if args.stop:
             parser.error("--stop applies to the symlink and swarm demos: the kubernetes demo stops what it started")

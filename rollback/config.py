@@ -421,6 +421,66 @@ class MetricsConfig(Section):
         return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
+def _http_url(value: str) -> str:
+    if not value.lower().startswith(("http://", "https://")) or not urlsplit(value).hostname:
+        raise ValueError("expected an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080/")
+    return value
+
+
+class MaintenanceConfig(Section):
+    """[traffic.maintenance]: nginx answers 503 and a page while the platform step runs (docs/traffic.md)."""
+
+    nginx_config: Path  # the main config the running nginx was started with (-c)
+    include: Path  # the file a server block includes; the harness writes it (on: 503 + page, off: empty)
+    page: Path  # the maintenance page (HTML) nginx serves with the 503
+    nginx: str = "nginx"
+    # A URL through nginx that must answer 503 while on, and something else once off.
+    check_url: Annotated[str, AfterValidator(_http_url)] | None = None
+    timeout: Timeout = 10.0
+
+
+class DrainConfig(Section):
+    """[traffic.drain]: HAProxy servers of the version rolled back from, drained and restored in steps."""
+
+    socket: Path  # HAProxy's stats socket (level admin)
+    backend: str = Field(min_length=1)
+    # The servers to drain; empty: every server of the backend that answers the version rolled back from.
+    servers: list[str] = []
+    version_path: UrlPath = "/version"
+    drain_steps: list[Annotated[int, Field(ge=0, le=99)]] = Field(default=[50, 0], min_length=1)
+    restore_steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(default=[50, 100], min_length=1)
+    pause: Pause = 1.0
+    timeout: Timeout = 5.0
+
+    @field_validator("drain_steps")
+    @classmethod
+    def _drain_down(cls, value: list[int]) -> list[int]:
+        if value != sorted(value, reverse=True) or value[-1] != 0 or len(set(value)) != len(value):
+            raise ValueError("expected falling percentages of the configured weight ending at 0, e.g. [50, 0]")
+        return value
+
+    @field_validator("restore_steps")
+    @classmethod
+    def _restore_up(cls, value: list[int]) -> list[int]:
+        if value != sorted(value) or value[-1] != 100 or len(set(value)) != len(value):
+            raise ValueError("expected rising percentages of the configured weight ending at 100, e.g. [50, 100]")
+        return value
+
+
+class TrafficConfig(Section):
+    maintenance: MaintenanceConfig | None = None
+    drain: DrainConfig | None = None
+
+
+class FlagConfig(Section):
+    """[[flags]]: a switch file (a feature flag, a circuit breaker) set to ``off`` during the rollback
+    and put back as it was afterwards (docs/traffic.md)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    file: Path
+    off: str = "off"
+
+
 class HarnessSettings(Section):
     service: ServiceConfig
     health: HealthConfig | None = None
@@ -432,6 +492,8 @@ class HarnessSettings(Section):
     lock: LockConfig = LockConfig()
     logs: list[LogsConfig] = []
     metrics: list[MetricsConfig] = []
+    traffic: TrafficConfig | None = None
+    flags: list[FlagConfig] = []
     targets: dict[str, dict[str, Any]] = Field(min_length=1)
 
     @field_validator("endpoints", "latency")

@@ -426,6 +426,13 @@ class Runbook:
 
     def _finish_already_at_target(self, outcome: RollbackOutcome) -> None:
         outcome.status = STATUS_ALREADY_AT_TARGET
+        # What a killed run's actions left (maintenance on, servers drained, flags off): after()
+        # now, finish() after verify, as that run would have.
+        assert self.to_version is not None
+        for action in reversed(self.actions):
+            if action.left_over() is not None:
+                self.started_actions.append(action)
+                action.after(self.from_version, self.to_version, self.journal)
         if self.resuming:
             # Killed after its last step but before it said so: record that it completed.
             outcome.resumed_from = self.previous.run_id

@@ -4,6 +4,8 @@
 #   - Debian's Chromium at /usr/bin/chromium (tests/report renders the HTML report);
 #   - a Docker Engine in swarm mode and Debian's static busybox (tests/swarm; scripts/start-docker.sh);
 #   - Debian's openssh-server (/usr/sbin/sshd): tests/ssh starts one sshd per "host" on loopback ports.
+#   - Debian's nginx and HAProxy programs (tests/traffic, tests/bluegreen start their own on loopback ports;
+#     the system services are not used).
 # As root it installs and starts them. Otherwise it says, in one line each, what it could not do
 # and how to do it; the tests that need them then fail with the same advice. Never fails itself.
 set -uo pipefail
@@ -56,6 +58,21 @@ if [ ! -x /usr/sbin/sshd ]; then
     else
         say "OpenSSH's server (/usr/sbin/sshd) is missing and installing it needs root:" \
             "run 'sudo apt-get install -y openssh-server'; the SSH host tests (tests/ssh) are skipped without it"
+    fi
+fi
+
+if [ ! -x /usr/sbin/nginx ] || [ ! -x /usr/sbin/haproxy ]; then
+    if $root; then
+        echo "installing Debian's nginx and haproxy for the traffic and blue/green tests" >&2
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx haproxy >/dev/null; } ||
+            say "could not install nginx and haproxy (see above); the traffic and blue/green tests will fail"
+        # The tests start their own nginx and HAProxy; the packages' services are not needed.
+        for service in nginx haproxy; do
+            service "$service" stop >/dev/null 2>&1 || true
+        done
+    else
+        say "nginx (/usr/sbin/nginx) or HAProxy (/usr/sbin/haproxy) is missing and installing needs root:" \
+            "run 'sudo apt-get install -y nginx haproxy'; the traffic and blue/green tests will fail"
     fi
 fi
 exit 0

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 ACTIONS: dict[str, str] = {
     "config": "rollback_harness.rollback.actions.config:ConfigAction",
     "database": "rollback_harness.rollback.actions.database:DatabaseAction",
+    "traffic": "rollback_harness.rollback.actions.traffic:TrafficAction",
+    "flags": "rollback_harness.rollback.actions.flags:FlagsAction",
 }
 
 

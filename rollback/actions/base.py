@@ -73,6 +73,12 @@ class Action(ABC):
         """After the verify gate: ``verified`` True when it passed (restore traffic, reset flags)."""
         return None
 
+    def left_over(self) -> str | None:
+        """What an earlier run left in place that after() and finish() put right (maintenance still
+        on, servers still drained), as read in preflight; None when nothing. A run that finds the
+        target already at the version then still runs this action's after() and finish()."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Facts for the evidence (plain builtins, no secrets)."""
         return {"action": self.name}

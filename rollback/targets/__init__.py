@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 PACKAGE = "pytest-rollback-harness"
 
 DRIVERS: dict[str, str] = {
+    "bluegreen": "rollback_harness.rollback.targets.bluegreen:BlueGreenTarget",
     "kubernetes": "rollback_harness.rollback.targets.kubernetes:KubernetesTarget",
     "symlink": "rollback_harness.rollback.targets.symlink:SymlinkTarget",
     "swarm": "rollback_harness.rollback.targets.swarm:SwarmTarget",

@@ -105,7 +105,10 @@ def test_config_path_that_is_a_folder_is_a_config_error(tmp_path: Path) -> None:
 def test_unknown_top_level_key_lists_accepted_keys(tmp_path: Path) -> None:
     message = error(tmp_path, "colour = 1\n" + BASE)
     assert "colour: unknown key" in message
-    keys = "config_rollback, database, endpoints, health, latency, lock, logs, metrics, reports, service, targets"
+    keys = (
+        "config_rollback, database, endpoints, flags, health, latency, lock, logs, metrics, reports, service, "
+        "targets, traffic"
+    )
     assert f"accepted keys here: {keys}" in message
 
 
@@ -259,7 +262,7 @@ def test_parse_duration_directly() -> None:
 
 def test_unknown_target_kind_names_key_value_and_kinds(tmp_path: Path) -> None:
     message = error(tmp_path, BASE.replace('kind = "symlink"', 'kind = "k8s"'))
-    kinds = "command, config, kubernetes, swarm, symlink"
+    kinds = "bluegreen, command, config, kubernetes, swarm, symlink"
     assert f"targets.app.kind = 'k8s': unknown target kind; accepted: {kinds}" in message
 
 
@@ -271,12 +274,13 @@ def test_unknown_target_kind_is_a_config_error(tmp_path: Path) -> None:
 
 def test_missing_target_kind(tmp_path: Path) -> None:
     message = error(tmp_path, BASE.replace('kind = "symlink"\n', ""))
-    kinds = "command, config, kubernetes, swarm, symlink"
+    kinds = "bluegreen, command, config, kubernetes, swarm, symlink"
     assert f"targets.app.kind is required but missing; accepted: {kinds}" in message
 
 
 def test_target_kind_of_the_wrong_type(tmp_path: Path) -> None:
-    assert "targets.app.kind = 1: unknown target kind; accepted: command, config, kubernetes, swarm, symlink" in error(
+    kinds = "bluegreen, command, config, kubernetes, swarm, symlink"
+    assert f"targets.app.kind = 1: unknown target kind; accepted: {kinds}" in error(
         tmp_path, BASE.replace('kind = "symlink"', "kind = 1")
     )
 

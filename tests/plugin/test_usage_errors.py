@@ -36,7 +36,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
         (GOOD.replace('name = "shop"', 'name = "shop"\ncolour = 1'), "*service.colour: unknown key*base_url*"),
         (
             GOOD.replace('"symlink"', '"k8s-typo"'),
-            "*targets.web.kind = 'k8s-typo': unknown target kind; accepted: command, config, kubernetes, swarm, sym*",
+            "*targets.web.kind = 'k8s-typo': unknown target kind; accepted: bluegreen, command, config, kube*",
         ),
         (
             GOOD + "[[latency]]\np95 = '300 msec'\n",
