@@ -45,6 +45,9 @@ class RunbookFile(pytest.File):
                 runner = _run_baseline if phase == "baseline" else _run_verify
                 for spec in specs:
                     yield _item(self, f"{phase}-{spec.key}", runner, phase, spec.key)
+        from rollback_harness.plugins.gates import collect_gate_items
+
+        yield from collect_gate_items(self)
 
 
 class RunbookItem(pytest.Function):

@@ -26,8 +26,10 @@ PHASES = ("preflight", "baseline", "verify")
 # Once the xdist_group the gates carried; report.py still strips it from node ids.
 XDIST_GROUP = "rollback-runbook"
 # Items sort by phase; tests with no gate run after the gates, in their own order.
-PHASE_ORDER = {"preflight": 0, "baseline": 1, "verify": 2}
-UNGATED_ORDER = 3
+# After verify, the phases of plugins/gates.py: the automatic rollback of a failed deploy gate,
+# verify again after it, and the watch.
+PHASE_ORDER = {"preflight": 0, "baseline": 1, "verify": 2, "rollback-on-failure": 3, "reverify": 4, "watch": 5}
+UNGATED_ORDER = 6
 
 
 def new_run_id() -> str:
@@ -71,6 +73,8 @@ class HarnessRun:
     verify_failed: bool = False
     # "SIGTERM" when a signal other than Ctrl-C interrupted the run (plugins/harness.py).
     terminated_by: str | None = None
+    # Phases plugins/gates.py adds to this run (rollback-on-failure, reverify, watch).
+    extra_phases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from rollback_harness.rollback.evidence import Redactor
@@ -84,8 +88,8 @@ class HarnessRun:
         if self.mode == MODE_GATE_PREFLIGHT:
             return ("preflight",)
         if self.mode == MODE_GATE_VERIFY:
-            return ("verify",)
-        return PHASES
+            return ("verify", *self.extra_phases)
+        return PHASES + self.extra_phases
 
     @property
     def verify_expects(self) -> str | None:
