@@ -495,7 +495,7 @@ def exit_code(run: HarnessRun, tests: dict[str, dict[str, Any]], code: int) -> i
         if _failed(reverify) or not _passed(reverify):
             return exit_codes.AUTO_ROLLBACK_UNVERIFIED
         return exit_codes.WATCH_FAILED if _failed(_tests_of(tests, WATCH)) else exit_codes.DEPLOY_ROLLED_BACK
-    if code == exit_codes.OK and _failed(_tests_of(tests, WATCH)):
+    if code in (exit_codes.OK, pytest.ExitCode.TESTS_FAILED) and _failed(_tests_of(tests, WATCH)):
         return exit_codes.WATCH_FAILED
     return code
 
@@ -514,7 +514,8 @@ def _watch_words(tests: dict[str, dict[str, Any]], gates: GateRun, code: int | N
     ran = [t for t in rounds if t["outcome"] in ("passed", "failed", "error")]
     failed = [t for t in ran if t["outcome"] != "passed"]
     if failed:
-        return f"watch FAILED at round {len(ran)} of {gates.rounds}: {failed[0]['message']}"
+        check = failed[0]["check"] or {}
+        return f"watch FAILED: {check.get('summary') or failed[0]['message']}"
     if code == pytest.ExitCode.INTERRUPTED and len(ran) < gates.rounds:
         return f"watch INTERRUPTED after {len(ran)} of {gates.rounds} rounds"
     if ran and len(ran) == gates.rounds:

@@ -13,6 +13,7 @@ import pytest
 from deployments import Deployment, make_deployment
 
 from demo import deployment
+from demo.deployment import Release
 
 
 @pytest.fixture
@@ -88,3 +89,22 @@ def receivers() -> Iterator[Callable[[str], Receiver]]:
     yield make
     for receiver in made:
         receiver.close()
+
+
+CRASH_AFTER_S = 8.0
+
+
+@pytest.fixture
+def late_crash(tmp_path: Path) -> Iterator[Deployment]:
+    """The demo deployment whose v1.2.9 passes verify, then crashes CRASH_AFTER_S seconds after it starts."""
+    releases = (
+        Release("v1.2.8"),
+        Release("v1.2.9", crash_after_s=CRASH_AFTER_S),
+        Release("v1.3.0", delay_ms=400, failing_paths=("/api/orders",)),
+    )
+    result = make_deployment(tmp_path / "deploy", releases=releases)
+    deployment.start(result.layout)
+    try:
+        yield result
+    finally:
+        deployment.stop(result.layout)
