@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from deployments import Deployment, read_evidence, run_dir
+from deployments import Deployment, make_deployment, read_evidence, run_dir
 
+from demo import deployment
+from demo.deployment import Release
 from rollback_harness.rollback.evidence import verify_manifest
 
 pytestmark = pytest.mark.integration
@@ -62,3 +65,101 @@ def test_a_passing_deploy_gate_changes_nothing(pytester: pytest.Pytester, health
     assert rows(evidence, "rollback-on-failure") == {"rollback-on-failure": "skipped"}
     assert set(rows(evidence, "reverify").values()) == {"skipped"}
     assert evidence["outcome"] is None
+
+
+def test_a_deploy_that_did_not_land_is_not_rolled_back_past(pytester: pytest.Pytester, healthy: Deployment) -> None:
+    # The pipeline says v1.3.0 was deployed, but the platform still runs v1.2.9: 'previous' of
+    # that would be v1.2.8, one release too far back.
+    result = gate(pytester, healthy, "--expect-version", "v1.3.0", "--rollback-on-failure")
+
+    assert result.ret == 18, result.stdout.str()
+    assert healthy.live_version() == "v1.2.9" and healthy.restarts() == 0
+    result.stdout.fnmatch_lines(
+        [
+            "*deploy gate FAILED for v1.3.0; the automatic rollback did NOT happen or failed: preflight refused the "
+            "rollback: deploy-landed: the platform runs v1.2.9, not the deployed v1.3.0*",
+            "exit code 18: *",
+        ]
+    )
+    evidence = read_evidence(pytester.path / "reports")
+    assert evidence["outcome"]["status"] == "preflight-refused"
+    assert set(rows(evidence, "reverify").values()) == {"skipped"}
+
+
+def test_a_rollback_to_a_version_that_fails_verify_too(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    bad_too = (
+        Release("v1.2.8"),
+        Release("v1.2.9", failing_paths=("/api/orders",)),
+        Release("v1.3.0", failing_paths=("/api/orders",)),
+    )
+    demo = make_deployment(tmp_path / "deploy", releases=bad_too)
+    deployment.start(demo.layout)
+    try:
+        result = gate(pytester, demo, "--expect-version", "v1.3.0", "--rollback-on-failure", "-k", "not latency")
+        assert demo.live_version() == "v1.2.9"
+    finally:
+        deployment.stop(demo.layout)
+
+    assert result.ret == 20, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*deploy gate FAILED for v1.3.0; rolled back from v1.3.0 to v1.2.9 automatically, but verify after the "
+            "rollback FAILED",
+            "exit code 20: *",
+        ]
+    )
+    evidence = read_evidence(pytester.path / "reports")
+    assert rows(evidence, "reverify")["reverify-endpoint[/api/orders]"] == "failed"
+    comparison = {c["check"]: c for c in evidence["comparisons"]}["version"]
+    assert comparison["before"]["measured"]["version"] == "v1.3.0"
+    assert comparison["after"]["measured"]["version"] == "v1.2.9"
+
+
+def test_the_rollback_version_can_be_named_and_runs_under_xdist(pytester: pytest.Pytester, demo: Deployment) -> None:
+    result = gate(pytester, demo, "--expect-version", "v1.3.0", "--rollback-on-failure", "v1.2.8", "-n", "2")
+
+    assert result.ret == 17, result.stdout.str()
+    assert demo.live_version() == "v1.2.8"
+    evidence = read_evidence(pytester.path / "reports")
+    assert evidence["rollback_on_failure"]["requested"] == "v1.2.8"
+    assert set(rows(evidence, "reverify").values()) == {"passed"}
+    order = [t["nodeid"].rpartition("::")[2] for t in evidence["tests"]]
+    assert order.index("verify-version") < order.index("rollback-on-failure") < order.index("reverify-version")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--rollback-to", "v1.2.9", "--rollback-on-failure"), "*--rollback-on-failure belongs to a deploy gate*"),
+        (("--gate", "verify", "--rollback-on-failure", "tests/"), "*--rollback-on-failure 'tests/' is not a version*"),
+        (("--gate", "verify", "--rollback-watch", "1m"), "*--rollback-watch watches a rollback*"),
+        (("--rollback-to", "v1.2.9", "--rollback-watch", "soon"), "*--rollback-watch 'soon': expected a duration*"),
+        (("--rollback-to", "v1.2.9", "--rollback-watch-interval", "1s"), "*--rollback-watch-interval needs*"),
+        (
+            ("--rollback-to", "v1.2.9", "--rollback-watch", "10s", "--rollback-watch-interval", "1m"),
+            "*--rollback-watch-interval 1m is longer than the watch*",
+        ),
+        (
+            ("--rollback-to", "v1.2.9", "--rollback-dry-run", "--rollback-watch", "1m"),
+            "*--rollback-watch watches a rollback, which --rollback-dry-run never does*",
+        ),
+    ],
+    ids=[
+        "on-failure-without-gate",
+        "on-failure-path",
+        "watch-without-rollback",
+        "bad-duration",
+        "interval-alone",
+        "interval-too-long",
+        "watch-dry-run",
+    ],
+)
+def test_options_that_would_do_nothing_are_usage_errors(
+    pytester: pytest.Pytester, demo: Deployment, args: tuple[str, ...], message: str
+) -> None:
+    result = pytester.runpytest(*demo.harness_args(pytester.path / "reports", *args))
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert "Traceback" not in result.stderr.str()
+    assert demo.restarts() == 0
