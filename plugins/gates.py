@@ -427,7 +427,8 @@ def _run_watch_round(request: pytest.FixtureRequest) -> None:
     if gates.watch_started is None:
         gates.watch_started = time.monotonic()
         run.progress(f"watch: {rounds} round{'s' if rounds != 1 else ''}, one every {gates.interval_s:g} s")
-        run.journal.record(WATCH, "started", rounds=rounds, interval_s=gates.interval_s, duration_s=gates.watch_s)
+        # Statuses outside the journal's step states: the watch is not a step a rerun resumes.
+        run.journal.record(WATCH, "watching", rounds=rounds, interval_s=gates.interval_s, duration_s=gates.watch_s)
     _wait_for_round(run, gates.watch_started + number * gates.interval_s, number, rounds)
     at = utc_now()
     checks = _AfterRollbackChecks(run, WATCH, _verify_specs(run))
@@ -444,7 +445,7 @@ def _run_watch_round(request: pytest.FixtureRequest) -> None:
         "checks": {key: {"status": r.status, "summary": r.summary} for key, r in results.items()},
     }
     _record(request, {"name": name, "status": "failed" if bad else "passed", "summary": summary, "measured": measured})
-    run.journal.record(name, "failed" if bad else "passed", summary=summary)
+    run.journal.record(name, "not passed" if bad else "passed", summary=summary)
     run.progress(f"watch: {summary}")
     if bad:
         gates.watch_failed_round = number
@@ -531,18 +532,28 @@ def headline(
     if gates is None or code == pytest.ExitCode.USAGE_ERROR:
         return base
     service = run.config.settings.service.name
+    interrupted = code == pytest.ExitCode.INTERRUPTED
     auto = _tests_of(tests, ON_FAILURE)
+    deploy = f"{service}: deploy gate FAILED" + (f" for {run.expect_version}" if run.expect_version else "")
+    if gates.on_failure is not None and not auto and interrupted:
+        steps = {
+            step: state
+            for step, state in run.journal.step_states().items()
+            if not step.startswith(("preflight:", "notify")) and step != "rollback"
+        }
+        if steps:  # cut short inside the automatic rollback: say how far each step got
+            done = ", ".join(f"{step} {state}" for step, state in steps.items())
+            return f"{service}: INTERRUPTED: the automatic rollback did not finish: {done}"
     if auto and auto[0]["outcome"] != "skipped":
         from rollback_harness.plugins.fixtures import recorded_outcome
 
         outcome = recorded_outcome(run)
-        deploy = f"{service}: deploy gate FAILED"
-        if run.expect_version:
-            deploy += f" for {run.expect_version}"
         if auto[0]["outcome"] != "passed":
             return f"{deploy}; the automatic rollback did NOT happen or failed: {auto[0]['message']}"
         moved = outcome.message if outcome is not None else "rolled back"
         reverify = _tests_of(tests, REVERIFY)
+        if interrupted and not _failed(reverify):
+            return f"{service}: INTERRUPTED: {deploy.split(': ', 1)[1]}; {moved} automatically; NOT verified after it"
         if _failed(reverify) or not _passed(reverify):
             return f"{deploy}; {moved} automatically, but verify after the rollback FAILED"
         words = f"{deploy}; {moved} automatically and verified"
@@ -774,9 +785,10 @@ class GatesReporter:
         self._send(event)
         deliveries = notifier.close()
         for delivery in deliveries:
-            self.run.journal.record(
-                "notify", delivery.status, **{k: v for k, v in delivery.to_dict().items() if k != "status"}
-            )
+            # "undelivered", not "failed": a message is not a step of the rollback (journal.STEP_STATES).
+            status = "sent" if delivery.status == "sent" else "undelivered"
+            detail = {k: v for k, v in delivery.to_dict().items() if k != "status"}
+            self.run.journal.record("notify", status, result=delivery.status, **detail)
         for delivery in notifier.undelivered():
             self.run.progress(
                 f"notification {delivery.event} to {delivery.receiver} {delivery.status}: {delivery.detail}"

@@ -111,7 +111,7 @@ def test_a_hanging_and_a_failing_receiver_change_nothing(
     assert {d["status"] for d in by_receiver["hanging"]} <= {"failed", "not sent"}
     result.stdout.fnmatch_lines(["*notification start to failing (127.0.0.1) failed: answered HTTP 500*"])
     journal = (run_dir(pytester.path / "reports") / "journal.jsonl").read_text()
-    assert '"step": "notify", "status": "failed"' in journal
+    assert '"step": "notify", "status": "undelivered"' in journal
 
 
 def test_a_receiver_that_refuses_connections_changes_nothing(pytester: pytest.Pytester, demo: Deployment) -> None:
