@@ -783,7 +783,10 @@ class GatesReporter:
         event = self._base_event("end")
         event.update(headline=headline_text, exit_code=code, meaning=exit_codes.MEANINGS.get(code))
         self._send(event)
-        deliveries = notifier.close()
+        try:
+            deliveries = notifier.close()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for the webhooks, keep the evidence
+            deliveries = notifier.close(wait_s=0)
         for delivery in deliveries:
             # "undelivered", not "failed": a message is not a step of the rollback (journal.STEP_STATES).
             status = "sent" if delivery.status == "sent" else "undelivered"

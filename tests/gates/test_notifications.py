@@ -123,3 +123,19 @@ def test_a_receiver_that_refuses_connections_changes_nothing(pytester: pytest.Py
     evidence = read_evidence(pytester.path / "reports")
     assert {d["status"] for d in evidence["notifications"]} == {"failed"}
     assert evidence["notifications"][0]["detail"].startswith("could not deliver")
+
+
+def test_a_dead_receiver_leaves_a_refusal_a_refusal(pytester: pytest.Pytester, demo: Deployment) -> None:
+    demo.update_config(notify=[{"name": "dead", "url": "http://127.0.0.1:9/hook", "timeout": "1s"}])
+
+    result = pytester.runpytest(
+        *demo.harness_args(pytester.path / "reports", "--rollback-to", "v9.9.9", "--rollback-yes")
+    )
+
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(["*preflight refused*v9.9.9 is not in history*", "exit code 10: *"])
+    evidence = read_evidence(pytester.path / "reports")
+    assert {d["event"] for d in evidence["notifications"]} == {"start", "gate", "rollback", "end"}
+    # Undelivered messages are in the timeline, but never as a step of the rollback.
+    notify_rows = [e for e in evidence["timeline"] if e["what"] == "notify"]
+    assert notify_rows and {e["status"] for e in notify_rows} == {"undelivered"}
