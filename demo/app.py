@@ -2,6 +2,9 @@
 
 Run as ``python <release>/app.py --host 127.0.0.1 --port N [--db PATH]``. Standard library only.
 Environment: ``DEMO_DELAY_MS`` overrides the release's ``delay_ms``.
+Fault switches in release.json: ``delay_ms``, ``failing_paths``, ``health_status``, and
+``crash_after_s`` (a late crash: the app exits N seconds after it starts, leaves a ``crashed``
+file in its release folder, and from then on exits at every start: a crash loop).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def load_release(folder: Path = HERE) -> dict[str, Any]:
         "delay_ms": int(data.get("delay_ms", 0)),
         "failing_paths": [str(p) for p in data.get("failing_paths", [])],
         "health_status": int(data.get("health_status", 200)),
+        "crash_after_s": None if data.get("crash_after_s") is None else float(data["crash_after_s"]),
     }
     override = os.environ.get("DEMO_DELAY_MS", "").strip()
     if override:
@@ -114,6 +118,13 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write(f"{self.release['version']} {self.address_string()} {format % args}\n")
 
 
+def _crash(marker: Path, version: str) -> None:
+    """The late crash of ``crash_after_s``: gone at once, as a segfault would leave it."""
+    marker.write_text("crashed\n", encoding="utf-8")
+    print(f"demo app {version} crashed", file=sys.stderr, flush=True)
+    os._exit(70)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -123,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
 
     Handler.release = load_release()
     Handler.db = args.db
+    crash_after = Handler.release["crash_after_s"]
+    crashed = HERE / "crashed"
+    if crash_after is not None and crashed.exists():
+        print(f"demo app {Handler.release['version']} crashes at start (crash loop)", file=sys.stderr, flush=True)
+        return 70
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
 
@@ -131,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    if crash_after is not None:
+        threading.Timer(crash_after, _crash, (crashed, Handler.release["version"])).start()
     release = Handler.release
     print(
         f"demo app {release['version']} listening on http://{args.host}:{args.port} "

@@ -41,14 +41,20 @@ class Release:
     delay_ms: int = 0
     failing_paths: tuple[str, ...] = ()
     health_status: int = 200
+    # A late crash: the app exits this many seconds after it starts, and crashes at every start
+    # after that (a crash loop); None never crashes.
+    crash_after_s: float | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "version": self.version,
             "delay_ms": self.delay_ms,
             "failing_paths": list(self.failing_paths),
             "health_status": self.health_status,
         }
+        if self.crash_after_s is not None:
+            data["crash_after_s"] = self.crash_after_s
+        return data
 
 
 DEFAULT_RELEASES = (

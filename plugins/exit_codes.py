@@ -13,6 +13,11 @@ NOT_CONFIRMED = 11  # the rollback was not confirmed (prompt answered no, or no 
 ROLLBACK_FAILED = 12  # a rollback step failed: see the journal for what was done
 VERIFY_FAILED = 13  # rolled back (or deployed), but a verify gate failed or none ran
 CONFLICT = 14  # the target changed after preflight read it (another deploy): the run stopped before writing
+# plugins/gates.py: a deploy gate with --rollback-on-failure, and --rollback-watch.
+DEPLOY_ROLLED_BACK = 17  # the deploy failed its verify gate; rolled back automatically and verified
+AUTO_ROLLBACK_FAILED = 18  # the deploy failed its verify gate; the automatic rollback was refused or failed
+WATCH_FAILED = 19  # rolled back and verified, then a watch round failed (flapping, a late crash)
+AUTO_ROLLBACK_UNVERIFIED = 20  # the deploy failed its verify gate; rolled back automatically, verify after it failed
 # A fleet (--rollback-target all): some targets rolled back, another failed, conflicted or was not started.
 PARTIAL = 21
 
@@ -28,6 +33,10 @@ MEANINGS = {
     ROLLBACK_FAILED: "rollback failed or not attempted: see the report for what was done",
     VERIFY_FAILED: "verify failed, or no verify gate ran",
     CONFLICT: "conflict: the target changed after preflight; the run stopped before its next write",
+    DEPLOY_ROLLED_BACK: "deploy failed its verify gate: rolled back automatically and verified",
+    AUTO_ROLLBACK_FAILED: "deploy failed its verify gate, and the automatic rollback was refused or failed",
+    WATCH_FAILED: "rolled back and verified, but the watch after it failed (flapping or a late crash)",
+    AUTO_ROLLBACK_UNVERIFIED: "deploy failed its verify gate: rolled back automatically, but verify after it failed",
     PARTIAL: "fleet partially rolled back: some targets rolled back, others failed or were not started; "
     "see each target's state",
 }

@@ -27,7 +27,7 @@ from rollback_harness.plugins.fixtures import (  # noqa: F401  (fixtures are fou
     rollback_http,
     rollback_outcome,
 )
-from rollback_harness.plugins.items import GATE_PROPERTY, RunbookFile, remember_selected
+from rollback_harness.plugins.items import GATE_PROPERTY, PHASE_KEY, RunbookFile, remember_selected
 from rollback_harness.plugins.progress import ProgressRelay, WorkerProgress
 from rollback_harness.plugins.state import (
     MODE_GATE_PREFLIGHT,
@@ -118,6 +118,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     incident.add_options(group)
     database_plugin.add_options(group)
     fleet.add_options(group)
+    from rollback_harness.plugins.gates import add_options as add_gate_options
+
+    add_gate_options(group)
     parser.addini(INI_CONFIG, "Harness config file, relative to the ini file (--rollback-config wins)")
     parser.addini(
         INI_REPORT_DIR, "Where run folders are written, relative to the ini file (--rollback-report-dir wins)"
@@ -235,6 +238,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     mode = _mode(config)
     incident.check_options(config, mode)
+    from rollback_harness.plugins import gates
+
+    gates.check_options(config, mode)
     if mode is None:
         database_plugin.run_options(config, mode)  # a usage error when its options are given alone
         return
@@ -255,6 +261,7 @@ def pytest_configure(config: pytest.Config) -> None:
             target_spec = _target_spec(config, harness_config, mode)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    gates.requested_version(config, harness_config, target_spec, _report_base(config)[0])
 
     worker = getattr(config, "workerinput", None)
     if worker is not None:
@@ -305,6 +312,7 @@ def pytest_configure(config: pytest.Config) -> None:
         fleet.attach(run, fleet_targets, parallel)
     config.stash[RUN_KEY] = run
     incident.start(config, run)
+    gates.configure(config, run)
     _handle_sigterm(config, run)
 
     if config.option.collectonly:
@@ -460,7 +468,7 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
     # A fleet: each target's run, as a run on one target.
     members = [member for member in run.members() if member.runbook is not None] if run is not None else []
     for member in members:
-        _finish_actions(member)
+        _finish_actions(member, session.config)
         if session.exitstatus == 0:
             _cleanup_after_verified_rollback(member)
     try:
@@ -489,12 +497,16 @@ def pytest_runtest_makereport(
     return report
 
 
-def _finish_actions(run: HarnessRun) -> None:
+def _finish_actions(run: HarnessRun, config: pytest.Config) -> None:
     """The actions around the rollback (traffic, flags...) finish once verify has spoken."""
     assert run.runbook is not None
     if not run.runbook.started_actions:
         return
     verified = not run.verify_failed and run.verify_passed > 0
+    if run.mode == MODE_GATE_VERIFY:  # the runbook of --rollback-on-failure: verified after it
+        from rollback_harness.plugins.gates import auto_rollback_verified
+
+        verified = auto_rollback_verified(run, config)
     for problem in run.runbook.finish(verified=verified):
         run.progress(problem)
 
@@ -626,6 +638,8 @@ def _skip_gates(items: list[pytest.Item]) -> None:
 
 
 def _item_phase(item: pytest.Item) -> str | None:
+    if PHASE_KEY in item.stash:  # the runbook's own items, in phases of their own after verify too
+        return item.stash[PHASE_KEY]
     marker = item.get_closest_marker("gate")
     if marker is None:
         return None

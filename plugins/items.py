@@ -43,6 +43,9 @@ class RunbookFile(pytest.File):
                 yield TargetNode.from_parent(self, name=name)
             return
         yield from runbook_items(self, run)
+        from rollback_harness.plugins.gates import collect_gate_items
+
+        yield from collect_gate_items(self)
 
 
 def runbook_items(parent: pytest.Collector, run: HarnessRun, target: str | None = None) -> Iterator[pytest.Item]:

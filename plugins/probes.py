@@ -39,6 +39,8 @@ def url(run: HarnessRun, path: str) -> str:
 def expected_version(run: HarnessRun, phase: str) -> str | None:
     """What the version check expects: the target after a rollback; in a verify gate,
     ``--rollback-expect-version``, else what the platform says is deployed (plugins/items.py)."""
+    if phase in ("reverify", "watch"):  # after the rollback plugins/gates.py started or watches
+        return run.runbook.to_version if run.runbook is not None else None
     if phase != "verify":
         return None
     if run.mode == MODE_GATE_VERIFY:

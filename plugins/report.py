@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from rollback_harness.plugins import exit_codes, incident, pictures
+from rollback_harness.plugins import exit_codes, gates, incident, pictures
 from rollback_harness.plugins.fixtures import RUN_LOCK_NAME, recorded_outcome
 from rollback_harness.plugins.items import CHECK_PROPERTY, GATE_PROPERTY, TARGET_PROPERTY
 from rollback_harness.plugins.state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY, XDIST_GROUP, HarnessRun
@@ -201,10 +201,11 @@ class EvidenceReporter:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.run.is_worker:
             return
-        self.exit_code = self._exit_code(int(exitstatus))
+        self.exit_code = gates.exit_code(self.run, self.tests, self._exit_code(int(exitstatus)))
         session.exitstatus = self.exit_code
         if self.exit_code == pytest.ExitCode.USAGE_ERROR and not self.run.journal.entries():
             return  # nothing ran: no evidence to keep
+        gates.session_end(self.config, self.headline(), self.exit_code)  # the webhooks' last word, bounded
         self.final_evidence = self.evidence()
         written = self._write_guarded(
             EVIDENCE_NAME, lambda: write_json(self.run.run_dir / EVIDENCE_NAME, self.final_evidence, self.redactor)
@@ -364,6 +365,9 @@ class EvidenceReporter:
     # -- the evidence -----------------------------------------------------------------------
 
     def headline(self) -> str:
+        return gates.headline(self.run, self.config, self.tests, self.exit_code, self._headline())
+
+    def _headline(self) -> str:
         run = self.run
         outcome = recorded_outcome(run)
         service = run.config.settings.service.name
@@ -438,11 +442,12 @@ class EvidenceReporter:
     def comparisons(self) -> list[dict[str, Any]]:
         """Each check's baseline and verify result side by side, in config order."""
         rows: dict[str, dict[str, Any]] = {}
+        sides = gates.comparison_sides(self.tests)  # after an automatic rollback: deploy, then rollback
         for test in self.tests.values():
             check = test["check"]
-            if check is None or test["gate"] not in ("baseline", "verify"):
+            if check is None or test["gate"] not in sides:
                 continue
-            side = "before" if test["gate"] == "baseline" else "after"
+            side = sides[test["gate"]]
             name = f"{test['target']}: {check['name']}" if test.get("target") else check["name"]
             rows.setdefault(name, {"check": name, "before": None, "after": None})[side] = check
         return list(rows.values())
@@ -525,6 +530,7 @@ class EvidenceReporter:
             "comparisons": self.comparisons(),
             "tests": list(self.tests.values()),
             "timeline": self.timeline(),
+            **gates.evidence(self.run, self.config, self.tests),
             "artifacts": {
                 "html": self._artifact(getattr(self.config.option, "htmlpath", None)),
                 "junit": self._artifact(getattr(self.config.option, "xmlpath", None)),
@@ -699,6 +705,7 @@ class EvidenceReporter:
                 f"<th>Before (baseline)</th><th>After (verify)</th></tr>{rows}</table>"
             )
         parts += pictures.latency_pictures(evidence["comparisons"], self.redactor.text)
+        parts.extend(gates.summary_html(evidence, h))
         timeline = "".join(
             f"<tr><td>{h(_clock(e['at']))}</td><td>{h(e['what'])}</td><td>{h(e['status'])}</td>"
             f"<td>{h(_seconds(e['duration_s']))}</td><td>{h(_detail(e['detail']))}</td></tr>"

@@ -26,8 +26,10 @@ PHASES = ("preflight", "baseline", "verify")
 # Once the xdist_group the gates carried; report.py still strips it from node ids.
 XDIST_GROUP = "rollback-runbook"
 # Items sort by phase; tests with no gate run after the gates, in their own order.
-PHASE_ORDER = {"preflight": 0, "baseline": 1, "verify": 2}
-UNGATED_ORDER = 3
+# After verify, the phases of plugins/gates.py: the automatic rollback of a failed deploy gate,
+# verify again after it, and the watch.
+PHASE_ORDER = {"preflight": 0, "baseline": 1, "verify": 2, "rollback-on-failure": 3, "reverify": 4, "watch": 5}
+UNGATED_ORDER = 6
 
 
 def new_run_id() -> str:
@@ -80,6 +82,8 @@ class HarnessRun:
     fleet: dict[str, HarnessRun] = field(default_factory=dict)
     # --rollback-parallel: how many targets of a fleet roll back at once.
     fleet_parallel: int = 1
+    # Phases plugins/gates.py adds to this run (rollback-on-failure, reverify, watch).
+    extra_phases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from rollback_harness.rollback.evidence import Redactor
@@ -93,8 +97,8 @@ class HarnessRun:
         if self.mode == MODE_GATE_PREFLIGHT:
             return ("preflight",)
         if self.mode == MODE_GATE_VERIFY:
-            return ("verify",)
-        return PHASES
+            return ("verify", *self.extra_phases)
+        return PHASES + self.extra_phases
 
     @property
     def verify_expects(self) -> str | None:

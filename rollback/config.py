@@ -481,6 +481,38 @@ class FlagConfig(Section):
     off: str = "off"
 
 
+class NotifyConfig(Section):
+    """A webhook (``[[notify]]``) told about the run: start, each gate, the rollback, the end."""
+
+    url: str
+    name: str | None = None
+    format: Literal["slack", "json"] = "json"
+    headers: dict[str, str] = {}
+    events: list[Literal["start", "gate", "rollback", "end"]] = ["start", "gate", "rollback", "end"]
+    # The whole POST, connect to answer; a slower receiver is cut off and recorded as failed.
+    timeout: Timeout = 5.0
+    status_channel: str | None = None
+    eta: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL with a host")
+        return value
+
+
+class WatchConfig(Section):
+    # Time between two verify rounds of --rollback-watch (--rollback-watch-interval wins).
+    interval: Timeout = 30.0
+
+
+class HistoryConfig(Section):
+    # Where --rollback-to last-verified looks for earlier runs' evidence (default: the report folder).
+    reports_dir: str | None = None
+
+
 class HarnessSettings(Section):
     service: ServiceConfig
     health: HealthConfig | None = None
@@ -494,6 +526,9 @@ class HarnessSettings(Section):
     metrics: list[MetricsConfig] = []
     traffic: TrafficConfig | None = None
     flags: list[FlagConfig] = []
+    notify: list[NotifyConfig] = []
+    watch: WatchConfig = WatchConfig()
+    history: HistoryConfig = HistoryConfig()
     targets: dict[str, dict[str, Any]] = Field(min_length=1)
 
     @field_validator("endpoints", "latency")
