@@ -98,7 +98,7 @@ def describe_live(layout: DemoLayout) -> str:
     return f"{answer} at {layout.base_url} (current -> {linked})"
 
 
-def run_demo() -> int:
+def run_demo(pytest_args: list[str] | None = None) -> int:
     root = demo_dir()
     if stop_existing(root):
         print(f"stopped the previous demo in {root}")
@@ -136,6 +136,8 @@ def run_demo() -> int:
         f"--report-dir={reports}",
         "--rootdir",
         str(layout.root),
+        # e.g. --severity critical --data-impact none --time-to-fix 2h --incident-id INC-1
+        *(pytest_args or []),
         str(layout.root),
     ]
     started = time.time()
@@ -164,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         "kubernetes: a deployment on the API emulator; bluegreen-nginx / bluegreen-haproxy: two colours "
         "behind a real nginx (maintenance window) or HAProxy (gradual drain)",
     )
-    args = parser.parse_args(argv)
+    args, pytest_args = parser.parse_known_args(argv)
+    if pytest_args and (args.platform != "symlink" or args.stop):
+        parser.error(f"unrecognized arguments: {' '.join(pytest_args)} (the symlink demo passes harness options on)")
     if args.platform == "swarm":
         from demo import swarm
 
@@ -190,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         root = demo_dir()
         print(f"demo in {root} stopped" if stop_existing(root) else f"no demo running in {root}")
         return 0
-    return run_demo()
+    return run_demo(pytest_args)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,15 @@ def check_usage(config: pytest.Config, mode: str | None, fleet: bool) -> int:
             "--rollback-target all (or a list) rolls a fleet back and needs --rollback-to VERSION; "
             "a gate checks one target: pass --rollback-target NAME"
         )
+    if fleet and getattr(config.option, "rollback_watch", None):
+        raise pytest.UsageError(
+            "--rollback-watch watches one target: pass --rollback-target NAME (a fleet is not watched yet)"
+        )
+    if fleet and (config.option.rollback_to or "").strip() == "last-verified":
+        raise pytest.UsageError(
+            "--rollback-to last-verified reads one target's history: pass --rollback-target NAME, "
+            "or name the version for the whole fleet"
+        )
     return parallel or DEFAULT_PARALLEL
 
 

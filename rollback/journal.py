@@ -82,11 +82,17 @@ class Journal:
     def step(self, step: str, **detail: Any) -> Iterator[StepHandle]:
         """Journal one action: ``started``, then ``done`` with its duration, or ``failed``."""
         handle = StepHandle()
-        self.record(step, "started", **detail)
         started = time.monotonic()
+        begun = False
         try:
+            # Inside the try: a Ctrl-C or SIGTERM landing while "started" is being written (the
+            # fsync can take a while) still leaves "interrupted" after it, never a step left open.
+            self.record(step, "started", **detail)
+            begun = True
             yield handle
         except BaseException as exc:
+            if not begun and isinstance(exc, Exception):
+                raise  # writing "started" itself failed (a full disk): nothing began
             self.record(
                 step,
                 # Ctrl-C or SystemExit: the step was cut short, not refused by the platform.

@@ -46,11 +46,16 @@ def run_demo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 
 def test_demo_runs_and_stops(demo_env: dict[str, str]) -> None:
-    result = run_demo(demo_env)
+    # Harness options after the demo's own go to its run (issue 10's incident demo).
+    incident = ["--severity", "critical", "--data-impact", "none", "--time-to-fix", "2h", "--incident-id", "INC-1"]
+    result = run_demo(demo_env, *incident)
     out = result.stdout
     port = demo_env["DEMO_PORT"]
     assert f"demo is serving v1.3.0 at http://127.0.0.1:{port}" in out, result.stderr
     assert f"pytest exited {result.returncode}:" in out
+    assert "incident INC-1: decision: CONSIDER" in out, out
+    runs = list(Path(demo_env["DEMO_REPORT_DIR"]).glob("INC-1-*"))
+    assert len(runs) == 1 and (runs[0] / "incident.md").exists() and (runs[0] / "status.md").exists(), runs
     assert "live now: " in out
     assert "stop the demo with: make demo-stop" in out
 
@@ -73,3 +78,9 @@ def test_demo_refuses_to_clear_a_foreign_folder(demo_env: dict[str, str]) -> Non
     assert result.returncode != 0
     assert "is not a demo folder" in result.stderr
     assert (folder / "precious.txt").read_text() == "keep me"
+
+
+def test_harness_options_go_only_to_the_symlink_demo(demo_env: dict[str, str]) -> None:
+    result = run_demo(demo_env, "--platform", "kubernetes", "--severity", "critical")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --severity critical" in result.stderr

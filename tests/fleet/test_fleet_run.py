@@ -115,8 +115,10 @@ def test_every_targets_preflight_passes_before_any_change(pytester: pytest.Pytes
         (["--rollback-target", "a,zz"], "*no such target 'zz'*known: a, b, c (or 'all')*"),
         (["--rollback-target", "all", "--rollback-parallel", "0"], "*--rollback-parallel 0: expected a number from 1*"),
         (["--rollback-target", "a,a"], "*a named more than once*"),
+        (["--rollback-target", "all", "--rollback-watch", "1m"], "*--rollback-watch watches one target*"),
+        (["--rollback-target", "all", "--rollback-to", "last-verified"], "*last-verified reads one target's history*"),
     ],
-    ids=["parallel-without-fleet", "unknown-target", "parallel-zero", "twice"],
+    ids=["parallel-without-fleet", "unknown-target", "parallel-zero", "twice", "watch", "last-verified"],
 )
 def test_fleet_usage_errors(pytester: pytest.Pytester, fleet: Fleet, args: list[str], message: str) -> None:
     result = pytester.runpytest(*fleet.args(pytester.path / "reports", "--rollback-to", "v1.2.9", *args))
