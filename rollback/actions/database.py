@@ -1,11 +1,14 @@
 """The database around a rollback: migrations judged in preflight, a verified backup, and the
 downgrade through Alembic's API, journaled revision by revision (docs/database.md).
 
-Order: the backup runs in ``before()`` (a failed backup stops the run before anything changed);
-the downgrade runs in ``after()``, once the target app serves. Migrations are almost always
-additive (a new column, a new table), and the old app runs on the newer schema, while the new
-app does not run on the older one: app first keeps the window in which code and schema disagree
-on the safe side, and a failed platform step leaves the schema untouched.
+Order: the app first, then the backup, then the downgrade (all of the database's work in
+``after()``, once the target app serves). Migrations are almost always additive (a new column, a
+new table), and the old app runs on the newer schema, while the new app does not run on the older
+one: app first keeps the window in which code and schema disagree on the safe side, and a failed
+platform step leaves the schema untouched. The backup is taken right before the downgrade, after
+the bad version stopped, so it holds everything that version wrote (a backup taken before the
+platform step would miss what it wrote during the restart); a failed backup stops the run before
+the downgrade, with the app already back on the backward-compatible schema.
 """
 
 from __future__ import annotations
@@ -188,14 +191,14 @@ class DatabaseAction(Action):
             return [], []
         if not self.will_downgrade:
             return [f"leave the database schema at {found.database_revision} (backward compatible)"], []
-        before = [f"back up the database to {self._backup_dir()}/pre-rollback-<time> and verify the backup"]
         lost = "; ".join(issue.describe() for issue in found.issues)
         loss = f" (data loss allowed by --allow-data-loss: {lost})" if found.issues else ""
         after = [
+            f"back up the database to {self._backup_dir()}/pre-rollback-<time> and verify the backup",
             f"downgrade the database {found.database_revision} -> {found.target_revision} "
-            f"({len(found.steps)} revision(s): {', '.join(step.revision for step in found.steps)}){loss}"
+            f"({len(found.steps)} revision(s): {', '.join(step.revision for step in found.steps)}){loss}",
         ]
-        return before, after
+        return [], after
 
     # -- rollback ------------------------------------------------------------------------------
 
@@ -211,25 +214,28 @@ class DatabaseAction(Action):
             backward_compatible=self.database.backward_compatible,
             **found.to_dict(),
         )
-        if not self.will_downgrade:
-            return
-        current = self.source.database_revision()
-        if current == found.target_revision:
-            journal.record("database:backup", "skipped", reason=f"the database is already at {current}")
-            return
+
+    def _back_up(self, current: str, journal: Journal) -> None:
+        """A verified backup of the database at revision ``current``, right before the downgrade."""
         from rollback_harness.rollback.database.backup import take_backup
 
         url, password = self._url_and_password()
         self.context.progress(f"database: backing up {alembic_state.shown_url(url)} before the downgrade")
-        with journal.step("database:backup", revision=current) as step:
-            self.backup = take_backup(
-                url,
-                self._backup_dir(),
-                password=password,
-                timeout=self._backup_timeout(),
-                progress=self.context.progress,
-            )
-            step.detail.update(self.backup.to_dict())
+        try:
+            with journal.step("database:backup", revision=current) as step:
+                self.backup = take_backup(
+                    url,
+                    self._backup_dir(),
+                    password=password,
+                    timeout=self._backup_timeout(),
+                    progress=self.context.progress,
+                )
+                step.detail.update(self.backup.to_dict())
+        except HarnessError as exc:
+            raise RollbackFailed(
+                f"{exc}; so the schema was not downgraded: it stays at revision {current}, which the app "
+                "now running was rolled back onto (run again to retry the backup and the downgrade)"
+            ) from None
         self.context.progress(f"database: backup {self.backup.path} verified ({self.backup.verification})")
 
     def after(self, from_version: str | None, to_version: str, journal: Journal) -> None:
@@ -240,10 +246,13 @@ class DatabaseAction(Action):
         current = self.source.database_revision()
         self.reached = current
         if current == target:
-            journal.record("database:downgrade", "skipped", reason=f"the database is already at {target}")
+            reason = f"the database is already at {target}"
+            journal.record("database:backup", "skipped", reason=reason)
+            journal.record("database:downgrade", "skipped", reason=reason)
             return
         if current is None:
             raise RollbackFailed(f"the database has no revision now; it was at {found.database_revision}")
+        self._back_up(current, journal)
         location = found.scripts_location
         assert location is not None
         directory = alembic_state.scripts(location)

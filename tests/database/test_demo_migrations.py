@@ -61,7 +61,7 @@ def test_the_demo_report_shows_the_database_steps(demo_env: dict[str, str], tmp_
     assert checks["verify-migration"]["measured"]["revision"] == migrations.BASE
     assert checks["verify-migration"]["status"] == "passed"
     done = [e["what"] for e in evidence["timeline"] if e["status"] == "done"]
-    assert done.index("database:backup") < done.index("switch-link") < done.index("database:downgrade")
+    assert done.index("switch-link") < done.index("database:backup") < done.index("database:downgrade")
     html = (run / "report.html").read_text()
     assert "database:backup" in html and "database:downgrade" in html and "pre-rollback-" in html
     database = Path(demo_env["DEMO_DIR"]) / "demo.db"

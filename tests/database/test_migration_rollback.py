@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
 from alembic_projects import BASE, DESTRUCTIVE, FAILING, IRREVERSIBLE, REVERSIBLE, Revision, upgrade_to, write_project
 from deployments import Deployment, read_evidence
+from mounts import small_tmpfs
 from sqlalchemy.engine import make_url
 
 import rollback_harness.rollback.actions.database
@@ -86,9 +87,9 @@ def test_reversible_downgrade_backs_up_downgrades_and_verifies_on_sqlite(
     assert found.startswith("reversible downgrade needed") and f"1 revision(s) to undo: {REVERSIBLE.id}" in found
     assert database_revision(sqlite_url, 5) == BASE.id
     order = [what for what, status in timeline(pytester) if status == "done"]
-    # The backup before the platform step, the downgrade after the app serves the target.
-    assert order.index("database:backup") < order.index("switch-link") < order.index("wait-ready")
-    assert order.index("wait-ready") < order.index("database:downgrade")
+    # The app first; then, once it serves the target, the backup and the downgrade.
+    assert order.index("switch-link") < order.index("wait-ready") < order.index("database:backup")
+    assert order.index("database:backup") < order.index("database:downgrade")
     assert check(pytester, "baseline-migration")["measured"]["revision"] == REVERSIBLE.id
     after = check(pytester, "verify-migration")
     assert after["status"] == "passed" and after["measured"]["revision"] == BASE.id
@@ -351,8 +352,8 @@ def test_dry_run_plans_the_backup_and_the_downgrade_and_changes_nothing(
 
     result.stdout.fnmatch_lines(
         [
-            "*1. back up the database to */backups/pre-rollback-<time> and verify the backup",
             "*point */current at releases/v1.2.9*",
+            "*. back up the database to */backups/pre-rollback-<time> and verify the backup",
             f"*downgrade the database {REVERSIBLE.id} -> {BASE.id} (1 revision(s): {REVERSIBLE.id})",
         ]
     )
@@ -394,6 +395,30 @@ def test_with_xdist_the_migration_check_sees_the_runbooks_target(
     assert after["status"] == "passed" and after["measured"]["expected"] == BASE.id
 
 
+def test_a_backup_that_fails_after_the_app_step_stops_before_the_downgrade(
+    pytester: pytest.Pytester, demo: Deployment, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Preflight found room for the backup; the disk fills during the restart: no downgrade follows."""
+    with small_tmpfs(tmp_path / "backup-disk", size="20m") as disk:
+        migrate(demo, sqlite_url, [BASE, REVERSIBLE], rollback=True, backup_dir=str(disk))
+        data = demo.config()
+        restart = data["targets"]["app"]["restart"]
+        filler = f'head -c 64000000 /dev/zero > {disk / "filler"}; exec "$@"'
+        data["targets"]["app"]["restart"] = ["sh", "-c", filler, "sh", *restart]
+        demo.write_config(data)
+
+        result = rollback(pytester, demo)
+
+        assert result.ret == 12, result.stdout.str()
+        assert demo.linked_version() == "v1.2.9"  # the app went back first
+        assert database_revision(sqlite_url, 5) == REVERSIBLE.id  # the schema was not touched
+        assert [p.name for p in disk.iterdir()] == ["filler"]  # no backup, not even a partial one
+        states = dict(timeline(pytester))
+        assert states["database:backup"] == "failed" and "database:downgrade" not in states
+        message = read_evidence(pytester.path / "reports")["outcome"]["message"]
+        assert f"the schema was not downgraded: it stays at revision {REVERSIBLE.id}" in message, message
+
+
 def test_a_failed_platform_step_leaves_the_schema_alone(
     pytester: pytest.Pytester, demo: Deployment, sqlite_url: str
 ) -> None:
@@ -405,11 +430,10 @@ def test_a_failed_platform_step_leaves_the_schema_alone(
     result = rollback(pytester, demo)
 
     assert result.ret == 12, result.stdout.str()
-    # The backup was taken (before the platform step), the downgrade never ran.
-    assert database_revision(sqlite_url, 5) == REVERSIBLE.id and len(backups(demo)) == 1
+    # The platform step failed before the database's turn: no backup, no downgrade.
+    assert database_revision(sqlite_url, 5) == REVERSIBLE.id and backups(demo) == []
     states = dict(timeline(pytester))
-    assert states["database:backup"] == "done" and "database:downgrade" not in states
-    assert states["database:undo"] == "skipped"
+    assert "database:backup" not in states and "database:downgrade" not in states
 
 
 def test_a_downgrade_blocked_by_a_lock_fails_within_its_timeout(
