@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,7 +11,14 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from rollback_harness.rollback.durations import format_duration
+from rollback_harness.rollback.errors import RollbackFailed
 from rollback_harness.rollback.journal import Journal
+from rollback_harness.rollback.versions import same_version
+
+STEP_WAIT = "wait-ready"
+# Seconds between version probes while waiting for readiness (no answer in a row yet).
+POLL_INTERVAL = 0.05
 
 
 @dataclass(frozen=True)
@@ -144,3 +152,47 @@ class Target(ABC):
     def describe(self) -> dict[str, Any]:
         """Facts about the target for the evidence (plain builtins, no secrets)."""
         return {"kind": self.kind}
+
+
+def wait_for_version(
+    context: TargetContext, version: str, journal: Journal, *, timeout: float, consecutive: int, step: str = STEP_WAIT
+) -> None:
+    """Bounded wait until the service answers ``version`` ``consecutive`` times in a row, with progress."""
+    with journal.step(step, version=version, timeout_s=timeout, consecutive=consecutive) as handle:
+        started = time.monotonic()
+        deadline = started + timeout
+        next_report = started + 2.0
+        seen: str | None = None
+        in_a_row = answers = flaps = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left > 0:
+                # One probe never outlasts the deadline: it gets the time that is left.
+                seen = context.service_version(timeout=left)
+                answers += 1
+                if same_version(seen, version):
+                    in_a_row += 1
+                else:
+                    flaps += 1 if in_a_row else 0  # it answered the target, then not: reported
+                    in_a_row = 0
+                if in_a_row >= consecutive:
+                    handle.detail.update(waited_s=round(time.monotonic() - started, 3), answers=answers, flaps=flaps)
+                    return
+            now = time.monotonic()
+            if now >= deadline:
+                streak = f" ({in_a_row} of {consecutive} matching answers in a row)" if in_a_row else ""
+                raise RollbackFailed(
+                    f"{context.name} did not answer {version} within {format_duration(timeout)}; "
+                    f"last answer: {seen or 'none'}{streak}"
+                )
+            if now >= next_report:
+                context.progress(
+                    f"waiting for {context.name} to answer {version}: {format_duration(now - started)} "
+                    f"of {format_duration(timeout)}, last answer {seen or 'none'}"
+                )
+                next_report = now + 2.0
+            if not in_a_row:
+                # Nothing to subscribe to: the service's answer is the event. A probe costs
+                # milliseconds, so polling often finds the new version as soon as it serves.
+                # (In a streak: ask again at once; a round-robin shows itself just as well.)
+                time.sleep(min(POLL_INTERVAL, max(0.0, deadline - now)))

@@ -8,31 +8,24 @@ Its output (stdout and stderr together, the last ``output_limit`` bytes) goes in
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
-import signal
-import subprocess
-import tempfile
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from rollback_harness.rollback.commands import CommandRun, program_finding, run_command
 from rollback_harness.rollback.config import Duration, Section
 from rollback_harness.rollback.durations import format_duration
 from rollback_harness.rollback.errors import Conflict, RollbackFailed
 from rollback_harness.rollback.journal import Journal
-from rollback_harness.rollback.targets.base import Finding, Target, TargetContext
-from rollback_harness.rollback.versions import same_version, sort_versions, version_problem
+from rollback_harness.rollback.targets.base import STEP_WAIT, Finding, Target, wait_for_version
+from rollback_harness.rollback.versions import sort_versions, version_problem
 
 PLACEHOLDER = "{version}"
-POLL_INTERVAL = 0.05  # seconds between version probes while waiting for readiness
 MAX_WAIT = 24 * 3600.0
-STEP_ROLLBACK, STEP_WAIT = "run-rollback", "wait-ready"
+STEP_ROLLBACK = "run-rollback"
 
 
 def _no_shell_string(value: object) -> object:
@@ -93,140 +86,9 @@ class CommandSettings(Section):
     output_limit: int = Field(default=65536, ge=256, le=16 * 1024 * 1024)
 
 
-@dataclass(frozen=True)
-class CommandRun:
-    """One finished command: its argument list, exit code and (bounded) output."""
-
-    argv: list[str]
-    returncode: int
-    output: str
-    cut: int  # bytes of output left out (the first ones)
-    duration_s: float
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "command": self.argv,
-            "exit_code": self.returncode,
-            "output": self.output,
-            "output_cut_bytes": self.cut,
-            "command_s": self.duration_s,
-        }
-
-
 def substitute(argv: Sequence[str], version: str) -> list[str]:
     """``{version}`` replaced in every argument; nothing else is interpreted."""
     return [part.replace(PLACEHOLDER, version) for part in argv]
-
-
-def run_command(argv: Sequence[str], *, cwd: Path, timeout: float, output_limit: int = 65536) -> CommandRun:
-    """Run ``argv`` (no shell) in its own process group with a total deadline.
-
-    Output goes to a file, not a pipe: a daemon the command starts may keep a pipe open long after
-    the command exits. Raises RollbackFailed when it cannot start or passes its deadline (its whole
-    process group is then killed); the exit code is the caller's to judge.
-    """
-    argv = list(argv)
-    started = time.monotonic()
-    with tempfile.TemporaryFile() as output_file:
-        try:
-            process = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=output_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except FileNotFoundError:
-            raise RollbackFailed(f"command not found: {argv[0]} (run in {cwd})") from None
-        except OSError as exc:
-            raise RollbackFailed(f"command could not be started: {argv[0]}: {exc.strerror}") from None
-        try:
-            returncode = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_group(process)
-            raise RollbackFailed(
-                f"command did not finish within {format_duration(timeout)}; its process group was killed: "
-                f"{shlex.join(argv)}{_tail(output_file, 500)}"
-            ) from None
-        except BaseException:
-            kill_group(process)  # Ctrl-C: leave nothing running behind the journal's back
-            raise
-        size = output_file.seek(0, os.SEEK_END)
-        output_file.seek(max(0, size - output_limit))
-        output = output_file.read().decode(errors="replace").strip()
-    return CommandRun(argv, returncode, output, max(0, size - output_limit), round(time.monotonic() - started, 3))
-
-
-def _tail(output_file: Any, limit: int) -> str:
-    size = output_file.seek(0, os.SEEK_END)
-    output_file.seek(max(0, size - limit))
-    text = str(output_file.read().decode(errors="replace").strip())
-    return f"; its last output: {text}" if text else ""
-
-
-def kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
-
-
-def program_finding(name: str, program: str, cwd: Path, what: str) -> Finding:
-    """Whether ``program`` (looked up as Popen will: PATH, or relative to ``cwd``) can be run."""
-    if "/" in program:
-        resolved: str | None = str(cwd / program)
-        where = program if os.path.isabs(program) else f"{program} (from {cwd})"
-    else:
-        resolved = shutil.which(program)
-        where = f"{program} (looked up in PATH)"
-    if resolved is None or not os.path.exists(resolved):
-        return Finding(name, False, f"{what} command not found: {where}")
-    if os.path.isdir(resolved):
-        return Finding(name, False, f"{what} command is a folder, not a program: {resolved}")
-    if not os.access(resolved, os.X_OK):
-        return Finding(name, False, f"{what} command is not executable: {resolved}")
-    return Finding(name, True, f"{what} command {resolved} can be run")
-
-
-def wait_for_version(
-    context: TargetContext, version: str, journal: Journal, *, timeout: float, consecutive: int, step: str = STEP_WAIT
-) -> None:
-    """Bounded wait until the service answers ``version`` ``consecutive`` times in a row, with progress."""
-    with journal.step(step, version=version, timeout_s=timeout, consecutive=consecutive) as handle:
-        started = time.monotonic()
-        deadline = started + timeout
-        next_report = started + 2.0
-        seen: str | None = None
-        in_a_row = answers = flaps = 0
-        while True:
-            left = deadline - time.monotonic()
-            if left > 0:
-                seen = context.service_version(timeout=left)
-                answers += 1
-                if same_version(seen, version):
-                    in_a_row += 1
-                else:
-                    flaps += 1 if in_a_row else 0
-                    in_a_row = 0
-                if in_a_row >= consecutive:
-                    handle.detail.update(waited_s=round(time.monotonic() - started, 3), answers=answers, flaps=flaps)
-                    return
-            now = time.monotonic()
-            if now >= deadline:
-                raise RollbackFailed(
-                    f"{context.name} did not answer {version} within {format_duration(timeout)}; "
-                    f"last answer: {seen or 'none'}"
-                )
-            if now >= next_report:
-                context.progress(
-                    f"waiting for {context.name} to answer {version}: {format_duration(now - started)} "
-                    f"of {format_duration(timeout)}, last answer {seen or 'none'}"
-                )
-                next_report = now + 2.0
-            if not in_a_row:
-                time.sleep(min(POLL_INTERVAL, max(0.0, deadline - now)))
 
 
 class CommandTarget(Target):

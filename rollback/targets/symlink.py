@@ -7,13 +7,7 @@ killed at any moment leaves ``current`` on the old or the new release, never dan
 from __future__ import annotations
 
 import os
-import select
 import shlex
-import shutil
-import signal
-import subprocess
-import tempfile
-import time
 from collections.abc import Sequence
 from importlib.util import find_spec
 from pathlib import Path
@@ -21,15 +15,15 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
 
+from rollback_harness.rollback.commands import CommandTimedOut, program_finding, run_command
 from rollback_harness.rollback.config import Duration, Section
 from rollback_harness.rollback.durations import format_duration
 from rollback_harness.rollback.errors import Conflict, RollbackFailed
 from rollback_harness.rollback.journal import Journal
-from rollback_harness.rollback.targets.base import Finding, Target, TargetContext
+from rollback_harness.rollback.targets.base import Finding, Target, TargetContext, wait_for_version
 from rollback_harness.rollback.targets.ssh import HostName, SshSettings
-from rollback_harness.rollback.versions import same_version, sort_versions, version_problem
+from rollback_harness.rollback.versions import sort_versions, version_problem
 
-POLL_INTERVAL = 0.05  # seconds between version probes while waiting for readiness
 MAX_WAIT = 24 * 3600.0  # no wait of a rollback is meant to last longer than a day
 STEP_SWITCH, STEP_RESTART, STEP_WAIT = "switch-link", "restart", "wait-ready"
 
@@ -185,20 +179,7 @@ class SymlinkTarget(Target):
         """The restart program, resolved as ``_restart`` runs it (PATH, or relative to the base folder)."""
         if not self.settings.restart:
             return []
-        program = self.settings.restart[0]
-        if "/" in program:
-            resolved: str | None = str(self.context.base_dir / program)
-            where = f"{program} (from {self.context.base_dir})" if not os.path.isabs(program) else program
-        else:
-            resolved = shutil.which(program)
-            where = f"{program} (looked up in PATH)"
-        if resolved is None or not os.path.exists(resolved):
-            return [Finding("target-deployable", False, f"restart command not found: {where}")]
-        if os.path.isdir(resolved):
-            return [Finding("target-deployable", False, f"restart command is a folder, not a program: {resolved}")]
-        if not os.access(resolved, os.X_OK):
-            return [Finding("target-deployable", False, f"restart command is not executable: {resolved}")]
-        return [Finding("target-deployable", True, f"restart command {resolved} can be run")]
+        return [program_finding("target-deployable", self.settings.restart[0], self.context.base_dir, "restart")]
 
     def way_back(self, version: str) -> str:
         parts = [
@@ -267,86 +248,32 @@ class SymlinkTarget(Target):
 
     def _restart(self) -> str:
         command = self.settings.restart or []
-        # Output goes to a file, not a pipe: a daemon the command starts in the background may
-        # keep the pipe open long after the command itself has exited.
-        with tempfile.TemporaryFile() as output_file:
-            try:
-                process = subprocess.Popen(
-                    command,
-                    cwd=self.context.base_dir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=output_file,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group, so a timeout ends all of it
-                )
-            except FileNotFoundError:
-                raise RollbackFailed(f"restart command not found: {command[0]}") from None
-            except OSError as exc:
-                # Not executable, a folder, a bad interpreter line: say so instead of a bare OSError.
-                raise RollbackFailed(f"restart command could not be started: {command[0]}: {exc.strerror}") from None
-            try:
-                returncode = _wait(process, self.settings.restart_timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(process)
-                raise RollbackFailed(
-                    f"restart command did not finish within {format_duration(self.settings.restart_timeout)} "
-                    f"and was killed: {' '.join(command)}"
-                ) from None
-            except BaseException:
-                _kill_group(process)  # Ctrl-C: leave no restart running behind the journal's back
-                raise
-            output_file.seek(0)
-            output = output_file.read().decode(errors="replace").strip()  # the journal cuts it, after redaction
-        if returncode != 0:
-            raise RollbackFailed(f"restart command exited {returncode}: {' '.join(command)}: {output}")
-        return output
+        try:
+            # The whole output: the journal cuts it, after redaction.
+            run = run_command(
+                command,
+                cwd=self.context.base_dir,
+                timeout=self.settings.restart_timeout,
+                output_limit=None,
+                what="restart command",
+            )
+        except CommandTimedOut:
+            raise RollbackFailed(
+                f"restart command did not finish within {format_duration(self.settings.restart_timeout)} "
+                f"and was killed: {' '.join(command)}"
+            ) from None
+        if run.returncode != 0:
+            raise RollbackFailed(f"restart command exited {run.returncode}: {' '.join(command)}: {run.output}")
+        return run.output
 
     def wait_ready(self, version: str, journal: Journal) -> None:
-        timeout = self.settings.ready_timeout
-        needed = self.settings.ready_consecutive
-        with journal.step(STEP_WAIT, version=version, timeout_s=timeout, consecutive=needed) as step:
-            started = time.monotonic()
-            deadline = started + timeout
-            next_report = started + 2.0
-            seen: str | None = None
-            in_a_row = 0
-            answers = 0
-            flaps = 0
-            while True:
-                left = deadline - time.monotonic()
-                if left > 0:
-                    # One probe never outlasts the deadline: it gets the time that is left.
-                    seen = self.context.service_version(timeout=left)
-                    answers += 1
-                    if same_version(seen, version):
-                        in_a_row += 1
-                    else:
-                        flaps += 1 if in_a_row else 0  # it answered the target, then not: reported
-                        in_a_row = 0
-                    if in_a_row >= needed:
-                        step.detail["waited_s"] = round(time.monotonic() - started, 3)
-                        step.detail["answers"] = answers
-                        step.detail["flaps"] = flaps
-                        return
-                now = time.monotonic()
-                if now >= deadline:
-                    streak = f" ({in_a_row} of {needed} matching answers in a row)" if in_a_row else ""
-                    raise RollbackFailed(
-                        f"{self.context.name} did not answer {version} within "
-                        f"{format_duration(timeout)}; last answer: {seen or 'none'}{streak}"
-                    )
-                if now >= next_report:
-                    self.context.progress(
-                        f"waiting for {self.context.name} to answer {version}: "
-                        f"{format_duration(now - started)} of {format_duration(timeout)}, "
-                        f"last answer {seen or 'none'}"
-                    )
-                    next_report = now + 2.0
-                if in_a_row:
-                    continue  # a streak has begun: ask again at once (a round-robin shows itself just as well)
-                # Nothing to subscribe to: the service's answer is the event. A probe costs
-                # milliseconds, so polling often finds the new version as soon as it serves.
-                time.sleep(min(POLL_INTERVAL, max(0.0, deadline - now)))
+        wait_for_version(
+            self.context,
+            version,
+            journal,
+            timeout=self.settings.ready_timeout,
+            consecutive=self.settings.ready_consecutive,
+        )
 
     def lock_path(self) -> Path:
         return self.current_link.with_name(f".{self.current_link.name}.rollback.lock")
@@ -357,30 +284,3 @@ class SymlinkTarget(Target):
             "releases_dir": str(self.releases_dir),
             "current_link": str(self.current_link),
         }
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
-
-
-def _wait(process: subprocess.Popen[bytes], timeout: float) -> int:
-    """Wait for ``process`` to exit: woken by the kernel (pidfd) where there is one.
-
-    ``Popen.wait(timeout=...)`` polls with sleeps of up to 50 ms, which a rollback would pay on
-    every command it runs.
-    """
-    try:
-        pidfd = os.pidfd_open(process.pid)
-    except (AttributeError, OSError):  # not Linux 5.3+: fall back to Popen's polling
-        return process.wait(timeout=timeout)
-    try:
-        ready, _, _ = select.select([pidfd], [], [], timeout)
-    finally:
-        os.close(pidfd)
-    if not ready:
-        raise subprocess.TimeoutExpired(process.args, timeout)
-    return process.wait()
