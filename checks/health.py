@@ -1,47 +1,28 @@
-"""The health check: a number of passes in a row, with flapping counted."""
+"""The health check: every answer gathered must be healthy; one unhealthy answer fails it.
+
+A streak of healthy answers says the service can answer well, not that it always does: an
+instance that fails one request in ten is still failing after three good answers in a row. So
+verify gathers enough answers to catch an unhealthy share of ``detect_share`` (checks/answers.py,
+rollback/sampling.py) and names a mix of healthy and unhealthy answers "flapping", with counts.
+"""
 
 from __future__ import annotations
 
+import random
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import requests
 
 from rollback_harness.checks._common import format_statuses, to_ms
-from rollback_harness.checks.http import Probe, probe, url_path
+from rollback_harness.checks.answers import Gathered, flaps, gather
+from rollback_harness.checks.http import Probe, url_path
+from rollback_harness.checks.version import DEFAULT_SAMPLING, Sampling
 from rollback_harness.rollback.results import CheckResult
+from rollback_harness.rollback.sampling import judge_answers
 
-
-@dataclass
-class _Tally:
-    """Running counts over the attempts made so far."""
-
-    attempts: int = 0
-    passes: int = 0
-    failures: int = 0
-    flaps: int = 0
-    streak: int = 0
-    fastest_pass: float | None = None
-    last_passed: bool | None = None
-    last_status: int | None = None
-    last_error: str | None = None
-
-    def record(self, seen: Probe, problem: str | None) -> None:
-        passed = problem is None
-        self.attempts += 1
-        if passed:
-            self.passes += 1
-            self.streak += 1
-            if self.fastest_pass is None or seen.elapsed < self.fastest_pass:
-                self.fastest_pass = seen.elapsed
-        else:
-            self.failures += 1
-            self.streak = 0
-            self.flaps += 1 if self.last_passed else 0
-        self.last_passed = passed
-        self.last_status = seen.status
-        self.last_error = problem
+HEALTHY = "healthy"
 
 
 def check_health(
@@ -50,31 +31,47 @@ def check_health(
     *,
     timeout: float,
     expect_status: Sequence[int] = (200,),
-    consecutive: int = 1,
-    interval: float = 0.2,
+    sampling: Sampling = DEFAULT_SAMPLING,
     deadline: float | None = None,
     name: str = "health",
+    rng: random.Random | None = None,
 ) -> CheckResult:
-    """Passed after ``consecutive`` passes in a row; any failure resets the streak.
+    """Passed when all ``sampling.answers`` answers have an accepted status; any other fails.
 
-    Gives up after ``3 * consecutive`` attempts, or as soon as the streak can no longer be
-    completed within ``deadline`` seconds (default ``consecutive * (timeout + interval) +
-    timeout``), judging by the interval and the fastest pass seen so far.
+    Fewer answers than needed within ``deadline`` seconds (default
+    ``sampling.default_budget(timeout)``), all healthy, is inconclusive.
     """
-    if consecutive < 1:
-        raise ValueError(f"consecutive must be at least 1, got {consecutive}")
-    budget = deadline if deadline is not None else consecutive * (timeout + interval) + timeout
-    start = time.monotonic()
-    tally = _Tally()
-    while True:
-        seen = probe(session, url, timeout=timeout, deadline=start + budget)
-        tally.record(seen, _problem(seen, expect_status))
-        if tally.streak >= consecutive:
-            break
-        if tally.attempts >= 3 * consecutive or _out_of_time(tally, consecutive, interval, start + budget):
-            break
-        time.sleep(interval)
-    return _result(name, url, tally, consecutive, time.monotonic() - start)
+    budget = deadline if deadline is not None else sampling.default_budget(timeout)
+    gathered = gather(
+        session,
+        url,
+        count=sampling.answers,
+        timeout=timeout,
+        deadline=time.monotonic() + budget,
+        concurrency=sampling.concurrency,
+        pause=sampling.pause,
+        rng=rng,
+    )
+    answers = [_problem(seen, expect_status) or HEALTHY for seen in gathered.probes]
+    counts = Counter(answers)
+    healthy = counts[HEALTHY]
+    decision = judge_answers(healthy, len(answers) - healthy, sampling.answers)
+    last = gathered.probes[-1] if gathered.probes else None
+    last_problem = next((answer for answer in reversed(answers) if answer != HEALTHY), None)
+    measured = {
+        "attempts": len(answers),
+        "url": url,
+        "passes": healthy,
+        "failures": len(answers) - healthy,
+        "answers": dict(counts.most_common()),
+        "flaps": flaps([answer == HEALTHY for answer in answers]),
+        "last_status": last.status if last else None,
+        "last_error": last_problem,
+        "elapsed_ms": to_ms(gathered.elapsed),
+        **sampling.to_dict(),
+    }
+    summary = _summary(decision, url, counts, sampling, gathered, budget)
+    return CheckResult(name, decision, summary, measured)
 
 
 def _problem(seen: Probe, expect_status: Sequence[int]) -> str | None:
@@ -85,39 +82,22 @@ def _problem(seen: Probe, expect_status: Sequence[int]) -> str | None:
     return None
 
 
-def _out_of_time(tally: _Tally, consecutive: int, interval: float, give_up_at: float) -> bool:
-    """True when even the fastest possible remaining passes would end after ``give_up_at``."""
-    remaining = consecutive - tally.streak
-    earliest_end = time.monotonic() + remaining * (interval + (tally.fastest_pass or 0.0))
-    return earliest_end > give_up_at
-
-
-def _result(name: str, url: str, tally: _Tally, consecutive: int, took: float) -> CheckResult:
-    measured = {
-        "attempts": tally.attempts,
-        "url": url,
-        "passes": tally.passes,
-        "failures": tally.failures,
-        "flaps": tally.flaps,
-        "last_status": tally.last_status,
-        "last_error": tally.last_error,
-        "elapsed_ms": to_ms(took),
-    }
-    flaps = f", {_plural(tally.flaps, 'flap')}" if tally.flaps else ""
-    if tally.streak >= consecutive:
-        summary = (
-            f"GET {url_path(url)} healthy: {_plural(consecutive, 'pass')} in a row "
-            f"after {_plural(tally.attempts, 'attempt')}{flaps}"
+def _summary(
+    decision: str, url: str, counts: Counter[str], sampling: Sampling, gathered: Gathered, budget: float
+) -> str:
+    where = f"GET {url_path(url)}"
+    total = sum(counts.values())
+    healthy = counts[HEALTHY]
+    if decision == "passed":
+        return f"{where} healthy on all {total} answers (rules out {sampling.describe('unhealthy')})"
+    if decision == "inconclusive":
+        return (
+            f"{where} healthy on all {total} answers, but {sampling.answers} are needed to rule out "
+            f"{sampling.describe('unhealthy')}: the rest did not arrive within {budget:g}s"
         )
-        return CheckResult(name, "passed", summary, measured)
-    summary = (
-        f"GET {url_path(url)} not healthy: needed {_plural(consecutive, 'pass')} in a row, "
-        f"got {tally.passes} of {_plural(tally.attempts, 'attempt')} in {took:.1f}s{flaps}; "
-        f"last: {tally.last_error}"
-    )
-    return CheckResult(name, "failed", summary, measured)
-
-
-def _plural(count: int, word: str) -> str:
-    suffix = "es" if word.endswith("s") else "s"
-    return f"{count} {word}" if count == 1 else f"{count} {word}{suffix}"
+    problems = ", ".join(f"{answer} x{count}" for answer, count in counts.most_common() if answer != HEALTHY)
+    stopped = "; stopped at the first request that got no answer" if gathered.stopped_early else ""
+    if healthy:
+        unhealthy = total - healthy
+        return f"{where} flapping: {unhealthy} of {total} answers unhealthy ({problems}), {healthy} healthy{stopped}"
+    return f"{where} not healthy: {total} of {total} answers unhealthy ({problems}){stopped}"

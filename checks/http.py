@@ -126,6 +126,18 @@ def make_session(*, verify_tls: bool = True, environment: ProxyEnvironment | Non
     return session
 
 
+def clone_session(session: requests.Session) -> requests.Session:
+    """A new session with the settings of ``session``, for another thread (sessions are not shared)."""
+    clone: requests.Session
+    if isinstance(session, ProbeSession):
+        clone = make_session(environment=session.environment)
+    else:
+        clone = requests.Session()
+    clone.verify = session.verify
+    clone.headers.update(session.headers)
+    return clone
+
+
 def join_url(base_url: str, path: str) -> str:
     """``base_url`` with ``path`` appended; a full http(s) URL in ``path`` is returned as is.
 
@@ -152,8 +164,13 @@ def probe(
     method: str = "GET",
     timeout: float,
     deadline: float | None = None,
+    new_connection: bool = False,
 ) -> Probe:
     """Send one request and read the response; never raises for network problems.
+
+    ``new_connection`` sends ``Connection: close``: this request gets a connection of its own,
+    so a balancer picks a backend for it afresh instead of the one a kept-alive connection is
+    pinned to.
 
     ``timeout`` bounds the whole request: connect, status line, headers and body together,
     however slowly the server sends them. ``deadline`` (a ``time.monotonic()`` instant) caps it
@@ -174,6 +191,7 @@ def probe(
             timeout=(budget, budget),
             stream=True,
             allow_redirects=False,
+            headers={"Connection": "close"} if new_connection else None,
             # Explicit, or requests lets REQUESTS_CA_BUNDLE override session.verify = False.
             verify=session.verify,
             proxies=session.environment.proxies_for(url) if isinstance(session, ProbeSession) else None,

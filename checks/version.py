@@ -1,18 +1,25 @@
-"""The version check: which version does the live service report?"""
+"""The version check: which version does every replica behind the service report?
+
+Verify judges every answer it got: one answer from another version fails, however many right
+ones came before or after it (docs/checks.md has the table of answers per detectable share).
+"""
 
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import requests
 
 from rollback_harness.checks._common import to_ms
-from rollback_harness.checks.http import Probe, probe
+from rollback_harness.checks.answers import Gathered, flaps, gather
+from rollback_harness.checks.http import Probe
 from rollback_harness.rollback.results import CheckResult
+from rollback_harness.rollback.sampling import answers_needed, judge_answers
 from rollback_harness.rollback.versions import same_version
 
 
@@ -51,37 +58,44 @@ def _follow(document: Any, json_field: str) -> tuple[str | None, str | None]:
     return (text, None) if text else (None, f"field {json_field!r} is empty")
 
 
-@dataclass
-class _Answers:
-    """What the version endpoint answered so far, and the current run of matching answers."""
+DEFAULT_DETECT_SHARE = 0.05
+DEFAULT_CONFIDENCE = 0.95
 
-    attempts: int = 0
-    streak: int = 0
-    streak_version: str | None = None
-    flaps: int = 0
-    counts: Counter[str] = field(default_factory=Counter)
-    last_answer: str | None = None
-    fastest: float | None = None
-    versions: set[str] = field(default_factory=set)
 
-    def record(self, version: str | None, problem: str | None, matches: bool, elapsed: float) -> None:
-        answer = problem if problem is not None else str(version)
-        if problem is None:
-            self.versions.add(answer)
-        self.attempts += 1
-        self.counts[answer] += 1
-        if self.last_answer is not None and answer != self.last_answer:
-            self.flaps += 1
-        self.last_answer = answer
-        if not matches:
-            self.streak = 0
-        elif self.streak and version != self.streak_version:
-            self.streak = 1  # another version, each matching nothing but itself (no expectation)
-        else:
-            self.streak += 1
-        self.streak_version = version if matches else None
-        if matches and (self.fastest is None or elapsed < self.fastest):
-            self.fastest = elapsed
+@dataclass(frozen=True)
+class Sampling:
+    """How many answers a check gathers, and how: derived from what it must be able to detect."""
+
+    detect_share: float = DEFAULT_DETECT_SHARE
+    confidence: float = DEFAULT_CONFIDENCE
+    concurrency: int = 4
+    pause: float = 0.02
+    # At least this many answers whatever the share asks ([service.version] consecutive of old configs).
+    at_least: int = 1
+
+    @property
+    def answers(self) -> int:
+        return max(self.at_least, answers_needed(self.detect_share, self.confidence))
+
+    def default_budget(self, timeout: float) -> float:
+        """Seconds for the whole check: every answer in turn at a plausible pace, plus one slow one."""
+        rounds = -(-self.answers // max(1, self.concurrency))
+        return max(10.0, 2 * timeout) + rounds * self.pause
+
+    def describe(self, what: str = "wrong") -> str:
+        """ "1 wrong answer in 20 at 95% confidence": what ``answers`` can catch."""
+        return f"1 {what} answer in {1 / self.detect_share:.3g} at {self.confidence * 100:.4g}% confidence"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "needed": self.answers,
+            "detect_share": self.detect_share,
+            "confidence": self.confidence,
+            "concurrency": self.concurrency,
+        }
+
+
+DEFAULT_SAMPLING = Sampling()
 
 
 def check_version(
@@ -91,69 +105,117 @@ def check_version(
     timeout: float,
     json_field: str | None = None,
     expected: str | None = None,
-    consecutive: int = 1,
-    interval: float = 0.2,
+    old: str | None = None,
+    sampling: Sampling = DEFAULT_SAMPLING,
     deadline: float | None = None,
     name: str = "version",
+    rng: random.Random | None = None,
 ) -> CheckResult:
-    """Passed when the service reports the same version ``consecutive`` times in a row, and it
-    equals ``expected`` if given: a fleet that answers two versions alternately fails.
+    """Passed when every one of ``sampling.answers`` answers is ``expected`` (or, without an
+    expectation, one and the same version); one other answer fails it.
 
-    Gives up after ``3 * consecutive`` answers, or as soon as the run of matching answers can
-    no longer be completed within ``deadline`` seconds (default ``consecutive * (timeout +
-    interval) + timeout``). Versions are compared as exact strings after stripping
-    whitespace: "v1.2.9" is not "1.2.9".
+    The answers are gathered concurrently, each on a new connection (checks/answers.py), so a
+    replica left on ``old`` behind a balancer is asked too. Fewer answers than needed within
+    ``deadline`` seconds (default ``sampling.default_budget(timeout)``), none of them wrong, is
+    inconclusive: not enough to rule out a stuck replica. Versions are compared after stripping
+    whitespace and a leading "v": "v1.2.9" is "1.2.9".
     """
-    if consecutive < 1:
-        raise ValueError(f"consecutive must be at least 1, got {consecutive}")
-    budget = deadline if deadline is not None else consecutive * (timeout + interval) + timeout
-    start = time.monotonic()
-    answers = _Answers()
-    while True:
-        seen = probe(session, url, timeout=timeout, deadline=start + budget)
+    budget = deadline if deadline is not None else sampling.default_budget(timeout)
+    gathered = gather(
+        session,
+        url,
+        count=sampling.answers,
+        timeout=timeout,
+        deadline=time.monotonic() + budget,
+        concurrency=sampling.concurrency,
+        pause=sampling.pause,
+        rng=rng,
+    )
+    answers: list[str] = []
+    versions: set[str] = set()
+    problem: str | None = None
+    for seen in gathered.probes:
         version, problem = _version_or_problem(seen, json_field)
-        matches = problem is None and (expected is None or same_version(version, expected))
-        answers.record(version, problem, matches, seen.elapsed)
-        if answers.streak >= consecutive:
-            break
-        remaining = consecutive - answers.streak
-        earliest_end = time.monotonic() + remaining * (interval + (answers.fastest or 0.0))
-        if answers.attempts >= 3 * consecutive or earliest_end > start + budget:
-            break
-        time.sleep(interval)
+        answers.append(problem if problem is not None else str(version))
+        if version is not None:
+            versions.add(version)
+    counts = Counter(answers)
+    if expected is not None:
+        right = sum(count for answer, count in counts.items() if answer in versions and same_version(answer, expected))
+    else:
+        right = counts.most_common(1)[0][1] if versions else 0
+    wrong = len(answers) - right
+    decision = judge_answers(right, wrong, sampling.answers)
+    last = gathered.probes[-1] if gathered.probes else None
+    common = counts.most_common(1)[0][0] if answers else None
     measured = {
-        "version": version,
+        "version": common if common in versions else None,
         "expected": expected,
-        "status": seen.status,
-        "elapsed_ms": to_ms(seen.elapsed),
-        "attempts": answers.attempts,
-        "consecutive": consecutive,
-        "answers": dict(answers.counts),
-        "flaps": answers.flaps,
+        "status": last.status if last else None,
+        "elapsed_ms": to_ms(gathered.elapsed),
+        "attempts": len(answers),
+        "answers": dict(counts.most_common()),
+        "flaps": flaps(answers),
+        "last_answer": answers[-1] if answers else None,
+        **sampling.to_dict(),
     }
-    if answers.streak >= consecutive:
-        suffix = " as expected" if expected is not None else ""
-        return CheckResult(name, "passed", f"live version {version}{suffix}", measured)
-    summary = _failed_summary(answers, consecutive, expected, f"{seen.method} {url}", problem)
-    return CheckResult(name, "failed", summary, measured)
+    request = f"{last.method if last else 'GET'} {url}"
+    summary = _summary(decision, counts, versions, expected, old, sampling, gathered, request, problem, budget)
+    return CheckResult(name, decision, summary, measured)
 
 
-def _failed_summary(
-    answers: _Answers, consecutive: int, expected: str | None, request: str, last_problem: str | None
+def _tally(counts: Counter[str], versions: set[str], total: int) -> str:
+    """ "v1.2.9 on 54 of 59 answers, v1.3.0 on 5": versions as they are, problems quoted."""
+    parts = []
+    for index, (answer, count) in enumerate(counts.most_common()):
+        shown = answer if answer in versions else repr(answer)
+        parts.append(f"{shown} on {count} of {total} answers" if index == 0 else f"{shown} on {count}")
+    return ", ".join(parts)
+
+
+def _summary(
+    decision: str,
+    counts: Counter[str],
+    versions: set[str],
+    expected: str | None,
+    old: str | None,
+    sampling: Sampling,
+    gathered: Gathered,
+    request: str,
+    last_problem: str | None,
+    budget: float,
 ) -> str:
-    versions = [answer for answer in answers.counts if answer in answers.versions]
-    listing = ", ".join(f"{answer} {count}x" for answer, count in answers.counts.items())
-    tally = f"got {listing} in {answers.attempts} attempts"
-    if len(versions) > 1:
-        flaps = f"{answers.flaps} change{'' if answers.flaps == 1 else 's'}"
-        return f"version not stable: needed {consecutive} matching answers in a row, {tally} ({flaps})"
+    total = sum(counts.values())
+    suffix = " as expected" if expected is not None else ""
+    version = counts.most_common(1)[0][0] if counts else None
+    if decision == "passed":
+        return f"live version {version}{suffix} on all {total} answers (rules out {sampling.describe()})"
+    if decision == "inconclusive" and version is None:
+        return f"no answer within {budget:g}s: {sampling.answers} are needed to rule out {sampling.describe()}"
+    if decision == "inconclusive":
+        return (
+            f"live version {version}{suffix} on all {total} answers, but {sampling.answers} are needed to rule out "
+            f"{sampling.describe()}: the rest did not arrive within {budget:g}s"
+        )
+    tally = _tally(counts, versions, total)
+    stopped = f"; stopped at the first request that got no answer: {last_problem}" if gathered.stopped_early else ""
     if not versions:
-        return f"{request}: {last_problem}"
-    (version,) = versions
-    if expected is not None and not same_version(version, expected):
-        mixed = f" ({tally})" if len(answers.counts) > 1 else ""
-        return f"live version {version}, expected {expected}{mixed}"
-    return f"live version {version}, but not {consecutive} times in a row: {tally}"
+        return f"{request}: {last_problem}" + (f" ({tally})" if len(counts) > 1 else "")
+    if expected is None:
+        if len(versions) > 1:
+            return f"version not stable: {tally}{stopped}"
+        return f"not every request got a version: {tally}{stopped}"
+    matching = [version for version in versions if same_version(version, expected)]
+    if not matching:
+        version = next(answer for answer, _ in counts.most_common() if answer in versions)
+        mixed = f" ({tally})" if len(counts) > 1 else ""
+        return f"live version {version}, expected {expected}{mixed}{stopped}"
+    others = [version for version in versions if not same_version(version, expected)]
+    if others:
+        on_old = old is not None and any(same_version(version, old) for version in others)
+        which = "the old version" if on_old else "another version"
+        return f"a replica is still on {which}: {tally}{stopped}"
+    return f"not every answer was a version: {tally}{stopped}"
 
 
 def _version_or_problem(seen: Probe, json_field: str | None) -> tuple[str | None, str | None]:

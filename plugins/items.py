@@ -112,6 +112,8 @@ def check_specs(run: HarnessRun) -> list[CheckSpec]:
 
     settings = run.config.settings
     specs = [CheckSpec("version", _probe("version"))]
+    if run.target_spec is not None:
+        specs.append(CheckSpec("replicas", _probe("replicas")))
     if settings.health is not None:
         specs.append(CheckSpec("health", _probe("health")))
     # Paths become test ids, shown everywhere: a ${SECRET} in a path is redacted there too.
@@ -192,6 +194,7 @@ def _run_baseline(request: pytest.FixtureRequest) -> None:
         pytest.skip(f"not measured: {lock.message}")
     result = _phase_result(request, "baseline")
     _record(request, result.to_dict())
+    _skip_if_not_counted(result)
     if not result.passed:
         pytest.xfail(f"baseline measured: {result.status}: {result.summary}")
 
@@ -205,13 +208,20 @@ def _run_verify(request: pytest.FixtureRequest, rollback_outcome: object) -> Non
     if run.mode == MODE_GATE_VERIFY:
         expect_from_platform(run)
     result = _phase_result(request, "verify")
-    if request.node.stash[SPEC_KEY] == "version":
+    if request.node.stash[SPEC_KEY] in ("version", "replicas"):
         result = _with_expectation(run, result)
     _record(request, result.to_dict())
+    _skip_if_not_counted(result)
     if result.status == "inconclusive":
         pytest.fail(f"inconclusive (not passed): {result.summary}", pytrace=False)
     if not result.passed:
         pytest.fail(result.summary, pytrace=False)
+
+
+def _skip_if_not_counted(result: CheckResult) -> None:
+    """A platform without a census: the replicas item says so as a skip, neither pass nor fail."""
+    if result.measured.get("not_counted"):
+        pytest.skip(result.summary)
 
 
 def expect_from_platform(run: HarnessRun) -> None:
@@ -231,17 +241,11 @@ def expect_from_platform(run: HarnessRun) -> None:
     from rollback_harness.plugins import probes
     from rollback_harness.rollback.errors import HarnessError
     from rollback_harness.rollback.targets import create_target
-    from rollback_harness.rollback.targets.base import TargetContext
 
-    context = TargetContext(
-        name=run.config.settings.service.name,
-        base_dir=run.config.base_dir,
-        progress=run.progress,
-        service_version=lambda: probes.service_version(run),
-    )
     where = f"target {spec.name} ({spec.kind})"
     try:
-        run.platform_version = create_target(spec, context).live_version()
+        run.census_target = create_target(spec, probes.target_context(run))
+        run.platform_version = run.census_target.live_version()
     except HarnessError as exc:
         run.expect_problem = f"{where} cannot say which version is deployed: {exc}"
         return

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 MAX_PARALLEL_PROBES = 16
 PROGRESS_EVERY = 5.0  # seconds between "still running" lines while an item waits
-SETTLED_CHECKS = ("version", "health")
+SETTLED_CHECKS = ("version", "replicas", "health")
 _MESSAGE_LIMIT = 160
 _ENV_VALUE_MIN = 6  # shorter values ("1", "true", "C") are everywhere; longer ones are telling
 

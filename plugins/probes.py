@@ -12,10 +12,18 @@ from rollback_harness.checks.endpoints import check_endpoint
 from rollback_harness.checks.health import check_health
 from rollback_harness.checks.http import join_url, make_session, probe
 from rollback_harness.checks.latency import LatencyThresholds, check_latency
-from rollback_harness.checks.version import check_version, read_version
+from rollback_harness.checks.version import Sampling, check_version, read_version
 from rollback_harness.plugins.state import MODE_GATE_VERIFY, HarnessRun
+from rollback_harness.rollback.census import CHECK_NAME as CENSUS_CHECK
+from rollback_harness.rollback.census import judge_census
 from rollback_harness.rollback.config import EndpointConfig, LatencyConfig
+from rollback_harness.rollback.errors import HarnessError
 from rollback_harness.rollback.results import CheckResult
+from rollback_harness.rollback.targets import create_target
+from rollback_harness.rollback.targets.base import Target, TargetContext
+
+# In a replicas result's measured: the platform has no census; the item says so as a skip.
+NOT_COUNTED = "not_counted"
 
 Probe = Callable[[HarnessRun, str], CheckResult]
 
@@ -64,7 +72,26 @@ def service_version(run: HarnessRun, timeout: float | None = None) -> str | None
     return read_version(answer, service.version.json_field)[0]
 
 
-def version(run: HarnessRun, phase: str, consecutive: int | None = None) -> CheckResult:
+def sampling(run: HarnessRun, at_least: int, pause: float) -> Sampling:
+    """How many answers a version or health check gathers: [verify] decides, at least ``at_least``."""
+    verify = run.config.settings.verify
+    return Sampling(
+        detect_share=verify.detect_share,
+        confidence=verify.confidence,
+        concurrency=verify.concurrency,
+        pause=pause,
+        at_least=at_least,
+    )
+
+
+def old_version(run: HarnessRun, phase: str) -> str | None:
+    """The version a replica left behind would answer: what the rollback started from."""
+    if run.runbook is None or phase == "baseline":
+        return None
+    return run.runbook.from_version
+
+
+def version(run: HarnessRun, phase: str) -> CheckResult:
     service = run.config.settings.service
     return check_version(
         http_session(run),
@@ -72,12 +99,12 @@ def version(run: HarnessRun, phase: str, consecutive: int | None = None) -> Chec
         timeout=service.timeout,
         json_field=service.version.json_field,
         expected=expected_version(run, phase),
-        consecutive=service.version.consecutive if consecutive is None else consecutive,
-        interval=service.version.interval,
+        old=old_version(run, phase),
+        sampling=sampling(run, service.version.consecutive, service.version.interval),
     )
 
 
-def health(run: HarnessRun, phase: str, consecutive: int | None = None) -> CheckResult:
+def health(run: HarnessRun, phase: str) -> CheckResult:
     settings = run.config.settings
     assert settings.health is not None
     return check_health(
@@ -85,19 +112,14 @@ def health(run: HarnessRun, phase: str, consecutive: int | None = None) -> Check
         url(run, settings.health.path),
         timeout=settings.service.timeout,
         expect_status=settings.health.expect_status,
-        consecutive=settings.health.consecutive if consecutive is None else consecutive,
-        interval=settings.health.interval,
+        sampling=sampling(run, settings.health.consecutive, settings.health.interval),
     )
 
 
 def settle_probe(key: str) -> Probe:
-    """The one-answer check run again after verify's settle time ("version" or "health")."""
-    checks = {"version": version, "health": health}
-
-    def run_once(run: HarnessRun, phase: str) -> CheckResult:
-        return checks[key](run, phase, consecutive=1)
-
-    return run_once
+    """The check run again, in full, after verify's settle time ("version", "replicas", "health")."""
+    checks: dict[str, Probe] = {"version": version, "replicas": replicas, "health": health}
+    return checks[key]
 
 
 def endpoint(config: EndpointConfig, name: str) -> Probe:
@@ -155,3 +177,45 @@ def database(run: HarnessRun, phase: str) -> CheckResult:
     database_url = run.config.database_url()
     assert database_url is not None
     return check_database(database_url, timeout=settings.database.timeout)
+
+
+def target_context(run: HarnessRun) -> TargetContext:
+    """What a driver needs from the run when no runbook made one (a verify gate)."""
+    return TargetContext(
+        name=run.config.settings.service.name,
+        base_dir=run.config.base_dir,
+        progress=run.progress,
+        service_version=lambda timeout=None: service_version(run, timeout),
+    )
+
+
+def _counting_target(run: HarnessRun) -> Target | None:
+    """The driver that counts this run's replicas: the rollback's own, else one made for it."""
+    if run.runbook is not None:
+        return run.runbook.target
+    if run.target_spec is None:
+        return None
+    if run.census_target is None:
+        run.census_target = create_target(run.target_spec, target_context(run))
+    target: Target = run.census_target
+    return target
+
+
+def replicas(run: HarnessRun, phase: str) -> CheckResult:
+    """The platform's census of the target's replicas, judged against the version expected."""
+    spec = run.target_spec
+    where = f"target {spec.name} ({spec.kind})" if spec is not None else "no single target"
+    try:
+        target = _counting_target(run)
+        census = target.census() if target is not None else None
+    except HarnessError as exc:
+        summary = f"{where}: the platform could not be read to count replicas: {exc}"
+        return CheckResult(CENSUS_CHECK, "failed", summary, {"census": None})
+    if census is None:
+        summary = (
+            f"{where}: this platform cannot count its replicas; verify judged the service's answers alone"
+            if target is not None
+            else "no single target to count replicas on (several are configured): pass --rollback-target NAME"
+        )
+        return CheckResult(CENSUS_CHECK, "passed", summary, {"census": None, NOT_COUNTED: True})
+    return judge_census(census, expected_version(run, phase))

@@ -71,6 +71,8 @@ class HarnessRun:
     platform_version: str | None = None
     expect_source: str | None = None
     expect_problem: str | None = None
+    # The driver a verify gate without a rollback counts replicas with (plugins/probes.py).
+    census_target: Any = None
     started: float = field(default_factory=time.time)
     # Verify gates seen by this process: the driver's cleanup runs only after a verified rollback.
     verify_passed: int = 0

@@ -32,7 +32,7 @@ from pydantic import (
 
 from rollback_harness.rollback.durations import parse_duration, parse_pause, parse_timeout
 from rollback_harness.rollback.errors import ConfigError
-from rollback_harness.rollback.sampling import samples_to_pass
+from rollback_harness.rollback.sampling import answers_needed, samples_to_pass
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -77,10 +77,27 @@ UrlPath = Annotated[str, AfterValidator(_url_path)]
 class VersionSource(Section):
     path: UrlPath = "/version"
     json_field: str | None = None
-    # The same version this many times in a row (the target's, in verify): a fleet that
-    # answers two versions alternately is not rolled back.
+    # At least this many answers; verify takes more when [verify] detect_share needs them
+    # (59 by default), and any answer from another version fails it (docs/checks.md).
     consecutive: int = Field(default=3, ge=1, le=100)
-    interval: Pause = 0.2
+    # The most a worker waits, at random, before each request: checks never fall into step.
+    interval: Pause = 0.02
+
+
+class VerifyConfig(Section):
+    """``[verify]``: how many answers the version and health checks gather (docs/checks.md).
+
+    Enough that a share ``detect_share`` of wrong answers (a stuck replica in twenty) shows up at
+    least once with probability ``confidence``: n = ceil(ln(1 - confidence) / ln(1 - detect_share)).
+    """
+
+    detect_share: float = Field(default=0.05, ge=0.001, le=0.5)
+    confidence: float = Field(default=0.95, ge=0.5, le=0.9999)
+    # Requests in flight at once per check, each on a new connection.
+    concurrency: int = Field(default=4, ge=1, le=64)
+
+    def answers(self, at_least: int = 1) -> int:
+        return max(at_least, answers_needed(self.detect_share, self.confidence))
 
 
 _BASE_URL_ACCEPTED = "expected an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080"
@@ -117,8 +134,9 @@ class ServiceConfig(Section):
 class HealthConfig(Section):
     path: UrlPath = "/health"
     expect_status: StatusList = [200]
+    # As in [service.version]: at least this many answers, every one of them healthy.
     consecutive: int = Field(default=3, ge=1, le=100)
-    interval: Pause = 0.2
+    interval: Pause = 0.02
 
 
 class EndpointConfig(Section):
@@ -516,6 +534,7 @@ class HistoryConfig(Section):
 class HarnessSettings(Section):
     service: ServiceConfig
     health: HealthConfig | None = None
+    verify: VerifyConfig = VerifyConfig()
     endpoints: list[EndpointConfig] = []
     latency: list[LatencyConfig] = []
     database: DatabaseConfig | None = None

@@ -140,3 +140,31 @@ def mann_whitney_worse(
         z = (u - mean - 0.5) / math.sqrt(variance)
         p_value = 0.5 * math.erfc(z / math.sqrt(2))
     return Comparison(p_value <= 1 - confidence, p_value, u, n_b, n_c)
+
+
+def answers_needed(detect_share: float, confidence: float) -> int:
+    """How many answers, none of them wrong, rule out a share ``detect_share`` of wrong ones.
+
+    If a share s of the answers is wrong (one stuck replica in twenty: s = 0.05), n answers all
+    come back right with probability (1 - s)^n. Passing only when none is wrong keeps that at
+    most 1 - confidence for every s >= ``detect_share`` when n = ceil(ln(1 - c) / ln(1 - s)):
+    59 at 0.05 and 95 %, 29 at 0.1 and 95 %, 44 at 0.1 and 99 %.
+    """
+    if not 0 < detect_share < 1:
+        raise ValueError(f"detect_share must be between 0 and 1, got {detect_share}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+    # The float division lands a hair above a whole number at times (ln 0.05 / ln 0.95 is
+    # 58.40..., fine; others are not): round first so an exact n is not pushed to n + 1.
+    return max(1, math.ceil(round(math.log(1 - confidence) / math.log(1 - detect_share), 9)))
+
+
+def judge_answers(right: int, wrong: int, needed: int) -> Decision:
+    """Any wrong answer fails; ``needed`` right ones with none wrong pass; fewer cannot tell.
+
+    A streak of right answers never outvotes a wrong one: a replica that answered wrong once is
+    still there, whatever its neighbours said before and after.
+    """
+    if wrong > 0:
+        return "failed"
+    return "passed" if right >= needed else "inconclusive"

@@ -17,6 +17,11 @@ A fault is chosen for every path by ``FaultServer(mode=...)``, else by the first
     /slow-tail              200 "ok", every ``tail_every``-th request after ``tail_delay`` seconds
     /deep-json              a JSON body nested 100,000 levels deep
 
+With ``pool`` (a ``Pool``) the server stands for a balancer over several backends: /version and
+/health are each answered by one backend chosen per request, at random by weight (a seeded
+generator per path, so a test's answers are the same every run) or round robin over one counter
+shared by every path, as a balancer alternates whatever the path.
+
 With ``tls`` (a server-side SSLContext) it speaks HTTPS. Use it as a context manager; leaving it
 stops every connection and joins every thread:
 
@@ -27,12 +32,14 @@ stops every connection and joins every thread:
 from __future__ import annotations
 
 import itertools
+import random
 import socket
 import ssl
 import struct
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 
 TRICKLE_INTERVAL = 0.2
@@ -54,6 +61,33 @@ MODES = (
 )
 
 
+@dataclass(frozen=True)
+class Backend:
+    """One replica behind the pool: the version it answers and its health status."""
+
+    version: str
+    health: int = 200
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Pool:
+    backends: tuple[Backend, ...]
+    # "random": each request picks a backend by weight; "round-robin": in turn, across paths.
+    order: str = "random"
+    seed: int = 0
+
+    @classmethod
+    def stuck(cls, share: float, *, old: str = "v1.3.0", new: str = "v1.2.9", seed: int = 0) -> Pool:
+        """A random ``share`` of answers from a replica left on ``old``, healthy like the rest."""
+        return cls((Backend(new, weight=1 - share), Backend(old, weight=share)), seed=seed)
+
+    @classmethod
+    def unhealthy(cls, share: float, *, version: str = "v1.2.9", status: int = 503, seed: int = 0) -> Pool:
+        """A random ``share`` of answers from a replica that answers /health with ``status``."""
+        return cls((Backend(version, weight=1 - share), Backend(version, status, weight=share)), seed=seed)
+
+
 class FaultServer:
     """Serves on 127.0.0.1 on a free port from ``start()`` (or ``with``) until ``stop()``."""
 
@@ -67,6 +101,8 @@ class FaultServer:
         tail_every: int = 10,
         tail_delay: float = 0.3,
         tls: ssl.SSLContext | None = None,
+        pool: Pool | None = None,
+        pools: dict[str, Pool] | None = None,
     ) -> None:
         if mode is not None and mode not in MODES:
             raise ValueError(f"unknown fault mode {mode!r}; known: {', '.join(MODES)}")
@@ -77,7 +113,15 @@ class FaultServer:
         self.tail_every = tail_every
         self.tail_delay = tail_delay
         self.tls = tls
+        seed = pool.seed if pool is not None else 0
+        self.pool = pool
+        # Named pools a request to /_pool/NAME switches to (a restart command that "deploys").
+        self.pools = dict(pools or {})
         self.hits: Counter[str] = Counter()
+        # Which backend answered, per path ("version", "health") and backend index.
+        self.answered: Counter[tuple[str, int]] = Counter()
+        self._pickers = {path: random.Random(f"{seed}-{path}") for path in ("version", "health")}
+        self._turn = itertools.count()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._counters: dict[str, itertools.count[int]] = {}
@@ -158,12 +202,38 @@ class FaultServer:
 
     def _respond(self, client: socket.socket, path: str) -> None:
         first = path.lstrip("/").split("/", 1)[0].split("?", 1)[0]
+        if first == "_pool":
+            name = path.rstrip("/").rsplit("/", 1)[-1]
+            with self._lock:
+                self.pool = self.pools[name] if name in self.pools else self.pool
+            _reply(client, 200 if name in self.pools else 404, name.encode())
+            return
+        if self.pool is not None and first in ("version", "health"):
+            self._from_pool(client, first)
+            return
         mode = self.mode or (first if first in MODES else "ok")
         with self._lock:
             self.hits[mode] += 1
             number = next(self._counters.setdefault(mode, itertools.count()))
         handler: Callable[[socket.socket, int], None] = getattr(self, "_" + mode.replace("-", "_"))
         handler(client, number)
+
+    def _from_pool(self, client: socket.socket, path: str) -> None:
+        assert self.pool is not None
+        backends = self.pool.backends
+        with self._lock:
+            self.hits[path] += 1
+            if self.pool.order == "round-robin":
+                index = next(self._turn) % len(backends)
+            else:
+                weights = [backend.weight for backend in backends]
+                index = self._pickers[path].choices(range(len(backends)), weights)[0]
+            self.answered[path, index] += 1
+        backend = backends[index]
+        if path == "version":
+            _reply(client, 200, backend.version.encode() + b"\n")
+        else:
+            _reply(client, backend.health, b"ok" if backend.health == 200 else b"unavailable")
 
     # One method per mode: ``number`` counts the requests this mode has served (0 first).
 
@@ -232,7 +302,7 @@ def _read_request(client: socket.socket) -> str | None:
 def _reply(
     client: socket.socket, status: int, body: bytes, *, extra: bytes = b"", content_type: bytes = b"text/plain"
 ) -> None:
-    reason = {200: b"OK", 302: b"Found"}.get(status, b"Status")
+    reason = {200: b"OK", 302: b"Found", 503: b"Service Unavailable"}.get(status, b"Status")
     head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n%s\r\n" % (
         status,
         reason,

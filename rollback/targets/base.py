@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from rollback_harness.rollback.census import Census
 from rollback_harness.rollback.durations import format_duration
 from rollback_harness.rollback.errors import RollbackFailed
 from rollback_harness.rollback.journal import Journal
@@ -120,6 +121,14 @@ class Target(ABC):
     @abstractmethod
     def wait_ready(self, version: str, journal: Journal) -> None:
         """Wait, bounded and with progress, until ``version`` serves."""
+
+    def census(self) -> Census | None:
+        """Every replica of the target and the version each runs, read from the platform now.
+
+        None: this platform cannot count its replicas (verify then judges by answers alone, and
+        says so). Reads only; raise RollbackFailed when the platform cannot be read.
+        """
+        return None
 
     def resolve_revision(self, revision: int) -> tuple[str, str]:
         """``(version, explanation)`` of revision ``revision``; raise RollbackFailed when there is none.

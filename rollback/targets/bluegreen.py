@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, field_validator
 
+from rollback_harness.rollback.census import Census, Replica
 from rollback_harness.rollback.config import Section, Timeout, UrlPath
 from rollback_harness.rollback.durations import format_duration
 from rollback_harness.rollback.errors import Conflict, RollbackFailed
@@ -194,6 +195,34 @@ class BlueGreenTarget(Target):
             "the template for the colour that is live"
         )
 
+    def routed_colour(self) -> tuple[str | None, str | None, str | None]:
+        """What the live config says: ``(routed, recorded, problem)``.
+
+        ``recorded`` is the colour on the first line the driver writes; ``routed`` the colour whose
+        rendering the rest of the file is (falling back to ``recorded`` when it matches neither);
+        ``problem`` says why the two cannot be trusted to agree, or None.
+        """
+        text = read_text(self.config_file)
+        if text is None:
+            return None, None, f"the proxy config {self.config_file} does not exist: no colour can be live"
+        marked = _MARKER.match(text)
+        recorded = marked.group(1) if marked is not None and marked.group(1) in self.settings.colours else None
+        body = text.partition("\n")[2] if recorded is not None else text
+        routed = next((c for c in self.settings.colours if body == self.render(c).partition("\n")[2]), None)
+        first_line = f"{self.config_file} says {recorded} is live on its first line"
+        neither = f"matches neither colour's rendering of {self.template}"
+        problem = None
+        if routed is None and recorded is None:
+            problem = f"{self.config_file} names no active colour on its first line and {neither}: no colour is known"
+        elif routed is None:
+            problem = (
+                f"{first_line} but {neither} (changed by hand, or the template changed since): that it routes "
+                f"to {recorded} cannot be confirmed"
+            )
+        elif recorded is not None and routed != recorded:
+            problem = f"{first_line} (written at the last switch) but routes to {routed}: changed by hand since"
+        return routed or recorded, recorded, problem
+
     def colour_version(self, colour: str) -> str | None:
         answer = get(self._url(colour) + self.settings.version_path, timeout=self.settings.probe_timeout)
         if answer.status != 200:
@@ -237,6 +266,25 @@ class BlueGreenTarget(Target):
         if version is None:
             raise RollbackFailed(f"the live colour {colour} ({self._url(colour)}) does not answer its version")
         return version
+
+    def census(self) -> Census:
+        """One replica per colour: the version it answers itself; serving when the proxy config routes to it."""
+        routed, recorded, problem = self.routed_colour()
+        replicas = []
+        for colour in self.settings.colours:
+            version = self.colour_version(colour)
+            answered = "" if version is not None else f"; does not answer {self.settings.version_path}"
+            live = colour == routed
+            replicas.append(
+                Replica(f"colour {colour}", version, live, "live" if live else "idle", self._url(colour) + answered)
+            )
+        facts = {
+            "proxy": self.settings.proxy,
+            "config_file": str(self.config_file),
+            "live_colour": routed,
+            "recorded_colour": recorded,
+        }
+        return Census("colour", tuple(replicas), (problem,) if problem else (), facts)
 
     def history(self) -> list[str]:
         versions = {v for colour in self.settings.colours if (v := self.colour_version(colour)) is not None}

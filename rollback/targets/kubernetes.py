@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import AfterValidator, Field
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from rollback_harness.rollback.census import Census, Replica
 from rollback_harness.rollback.config import Duration, Section
 from rollback_harness.rollback.durations import format_duration
 from rollback_harness.rollback.errors import Conflict, RollbackFailed
@@ -166,6 +167,29 @@ def api_message(exc: ApiException) -> str:
     if isinstance(body, dict) and body.get("message"):
         return f"{exc.status} {body.get('reason', '')}: {body['message']}".replace("  ", " ")
     return f"{exc.status} {exc.reason}"
+
+
+def not_ready_reason(pod: Obj) -> str:
+    """Why a pod is not ready, in the kubelet's words: a container's waiting or terminated reason, else
+    the Ready or PodScheduled condition's reason and message."""
+    status = pod.get("status") or {}
+    reasons = []
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        stopped = state.get("waiting") or state.get("terminated") or {}
+        if stopped.get("reason"):
+            reasons.append(f"{container.get('name')}: {stopped['reason']}")
+        elif "running" in state and not container.get("ready"):
+            reasons.append(f"{container.get('name')}: running, not ready")
+    if reasons:
+        return "; ".join(reasons)
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    for kind in ("PodScheduled", "Ready"):
+        condition = conditions.get(kind) or {}
+        if condition.get("status") == "False":
+            said = ": ".join(str(part) for part in (condition.get("reason"), condition.get("message")) if part)
+            return f"{kind} is False" + (f" ({said})" if said else "")
+    return f"phase {status.get('phase') or 'unknown'}, no reason given"
 
 
 class KubernetesTarget(Target):
@@ -693,8 +717,8 @@ class KubernetesTarget(Target):
             line += f", {old} old pod{'s' if old != 1 else ''} terminating"
         return line
 
-    def pods(self, deployment: Obj) -> list[Obj]:
-        """The deployment's pods for the evidence: name, image, ready, restarts, node, waiting reason."""
+    def list_pods(self, deployment: Obj) -> list[Obj]:
+        """The pods the deployment's selector matches, as the API server returns them."""
         s = self.settings
         selector = selector_string(deployment["spec"].get("selector") or {})
         listing = self._read(
@@ -705,8 +729,13 @@ class KubernetesTarget(Target):
                 )
             ),
         )
+        items: list[Obj] = listing.get("items") or []
+        return items
+
+    def pods(self, deployment: Obj) -> list[Obj]:
+        """The deployment's pods for the evidence: name, image, ready, restarts, node, waiting reason."""
         rows = []
-        for pod in listing.get("items") or []:
+        for pod in self.list_pods(deployment):
             statuses = (pod.get("status") or {}).get("containerStatuses") or []
             reasons = [((st.get("state") or {}).get("waiting") or {}).get("reason") for st in statuses]
             waiting = [str(reason) for reason in reasons if reason]
@@ -737,6 +766,123 @@ class KubernetesTarget(Target):
             return str(exc)
         waiting = [f"{pod['name']}: {pod['waiting']}" for pod in pods if pod["waiting"]]
         return "pods waiting: " + ", ".join(waiting) if waiting else "no pod reports a waiting reason"
+
+    # --- the census: which pod runs which version, as the API server says -----------------------
+
+    def census(self) -> Census:
+        """One replica per pod the deployment's selector matches, and the controller's own reasons the
+        rollout is not complete (unobserved generation, counts short of spec.replicas, an old ReplicaSet
+        with ready pods, ProgressDeadlineExceeded). Reads only: the deployment, its ReplicaSets, its pods."""
+        deployment = self.read_deployment()
+        replicasets = self.replicasets(deployment)
+        pods = self.list_pods(deployment)
+        template = deployment["spec"]["template"]
+        current = next((rs for rs in replicasets if same_template(rs["spec"]["template"], template)), None)
+        owners = {rs["metadata"]["uid"]: rs for rs in replicasets}
+        replicas = tuple(self.pod_replica(pod, owners) for pod in sorted(pods, key=lambda p: p["metadata"]["name"]))
+        return Census(
+            unit="pod",
+            replicas=replicas,
+            problems=tuple(self.rollout_problems(deployment, replicasets, current)),
+            facts=self.census_facts(deployment, current),
+        )
+
+    def pod_replica(self, pod: Obj, owners: dict[str, Obj]) -> Replica:
+        """A pod as a replica: it serves when Running, Ready and not being deleted (what a Service routes to)."""
+        metadata, status = pod["metadata"], pod.get("status") or {}
+        phase = str(status.get("phase") or "Unknown")
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        deleted_at = metadata.get("deletionTimestamp")
+        if deleted_at:
+            state = "terminating"
+        elif phase != "Running":
+            state = phase.lower()
+        else:
+            state = "ready" if ready else "not ready"
+        serving = phase == "Running" and ready and not deleted_at
+        notes = [self.pod_owner(pod, owners)]
+        try:
+            version: str | None = self.version_of(pod)  # a pod has the template's shape: metadata and spec
+        except RollbackFailed as exc:
+            version = None
+            notes.append(f"version unknown: {exc}")
+        node = (pod.get("spec") or {}).get("nodeName")
+        if deleted_at:
+            notes.append(f"deleted at {deleted_at}")
+        if serving:
+            notes.append(f"node {node}" if node else "no node named")
+        elif not deleted_at:
+            notes.append(f"not ready: {not_ready_reason(pod)}")
+        return Replica(
+            name=f"pod {metadata['name']}", version=version, serving=bool(serving), state=state, detail=", ".join(notes)
+        )
+
+    @staticmethod
+    def pod_owner(pod: Obj, owners: dict[str, Obj]) -> str:
+        """``replicaset web-7c9f (revision 2)``, or what controls a pod that only matches the selector."""
+        refs = [ref for ref in pod["metadata"].get("ownerReferences") or [] if ref.get("controller")]
+        for ref in refs:
+            rs = owners.get(str(ref.get("uid")))
+            if rs is not None:
+                revision = revision_of(rs)
+                return f"replicaset {rs['metadata']['name']} (revision {revision if revision is not None else '?'})"
+        owner = f"{refs[0].get('kind', '?')} {refs[0].get('name', '?')}" if refs else "no controller"
+        return f"not a pod of this deployment's ReplicaSets (owner: {owner}), but its selector matches"
+
+    def rollout_problems(self, deployment: Obj, replicasets: list[Obj], current: Obj | None) -> list[str]:
+        """What the deployment's own status says is unfinished, whatever version the pods run."""
+        metadata, spec, status = deployment["metadata"], deployment["spec"], deployment.get("status") or {}
+        problems = []
+        generation, observed = metadata.get("generation", 0), status.get("observedGeneration", 0)
+        if generation > observed:
+            problems.append(
+                f"the controller has not observed generation {generation} yet (observedGeneration {observed})"
+            )
+        desired = spec.get("replicas", 1)
+        counts = {key: status.get(key, 0) for key in ("updatedReplicas", "replicas", "availableReplicas")}
+        if any(count != desired for count in counts.values()):
+            listed = ", ".join(f"{key} {count}" for key, count in counts.items())
+            problems.append(f"{listed} where spec.replicas is {desired}")
+        if current is None:
+            problems.append("no ReplicaSet has the deployment's template yet")
+        for rs in sorted(replicasets, key=lambda rs: revision_of(rs) or 0):
+            ready = (rs.get("status") or {}).get("readyReplicas", 0)
+            if rs is current or not ready:
+                continue
+            try:
+                version = self.version_of(rs["spec"]["template"])
+            except RollbackFailed:
+                version = "version unknown"
+            problems.append(
+                f"old replicaset {rs['metadata']['name']} (revision {revision_of(rs)}, {version}) "
+                f"still has {ready} ready pod{'s' if ready != 1 else ''}"
+            )
+        progressing = next((c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), None)
+        # As kubectl rollout status: the condition counts only once the newest spec is observed.
+        if generation <= observed and (progressing or {}).get("reason") == "ProgressDeadlineExceeded":
+            message = (progressing or {}).get("message") or "no message"
+            problems.append(
+                f'deployment "{self.settings.deployment}" exceeded its progress deadline '
+                f"(ProgressDeadlineExceeded: {message})"
+            )
+        return problems
+
+    def census_facts(self, deployment: Obj, current: Obj | None) -> Obj:
+        metadata, spec, status = deployment["metadata"], deployment["spec"], deployment.get("status") or {}
+        revision = (metadata.get("annotations") or {}).get(REVISION)
+        return {
+            "deployment": self.where,
+            "spec_replicas": spec.get("replicas", 1),
+            "status_replicas": status.get("replicas", 0),
+            "updated_replicas": status.get("updatedReplicas", 0),
+            "ready_replicas": status.get("readyReplicas", 0),
+            "available_replicas": status.get("availableReplicas", 0),
+            "generation": metadata.get("generation", 0),
+            "observed_generation": status.get("observedGeneration", 0),
+            "revision": int(revision) if revision is not None and revision.isdigit() else revision,
+            "replicaset": current["metadata"]["name"] if current is not None else None,
+            "paused": bool(spec.get("paused")),
+        }
 
     def way_back(self, version: str) -> str | None:
         return (

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import requests
 
+from rollback_harness.rollback.census import Census, Replica
 from rollback_harness.rollback.durations import format_duration
 from rollback_harness.rollback.errors import Conflict, RollbackFailed
 from rollback_harness.rollback.journal import Journal
@@ -87,6 +88,13 @@ class RemoteSymlinkTarget(SymlinkTarget):
 
     def _on_each(self, work: Callable[[HostAddress, Connection], T]) -> dict[str, T]:
         """``work`` on every host at once; a RollbackFailed naming every host it failed on."""
+        results, errors = self._try_each(work)
+        if errors:
+            raise RollbackFailed("; ".join(f"{name}: {error}" for name, error in errors.items()))
+        return results
+
+    def _try_each(self, work: Callable[[HostAddress, Connection], T]) -> tuple[dict[str, T], dict[str, str]]:
+        """``work`` on every host at once: what it returned per host, and why it failed on the others."""
         results: dict[str, T] = {}
         errors: dict[str, str] = {}
 
@@ -102,9 +110,8 @@ class RemoteSymlinkTarget(SymlinkTarget):
         for thread in threads:
             while thread.is_alive():
                 thread.join(0.2)
-        if errors:
-            raise RollbackFailed("; ".join(f"{name}: {error}" for name, error in errors.items()))
-        return {host.name: results[host.name] for host in self.hosts}
+        order = [host.name for host in self.hosts]
+        return {n: results[n] for n in order if n in results}, {n: errors[n] for n in order if n in errors}
 
     def _readlink(self, connection: Connection) -> str:
         sftp = connection.sftp()
@@ -129,6 +136,47 @@ class RemoteSymlinkTarget(SymlinkTarget):
     def host_versions(self) -> dict[str, str]:
         links = self._on_each(lambda host, connection: self._readlink(connection))
         return {host.name: self._version_of(host, links[host.name]) for host in self.hosts}
+
+    def census(self) -> Census:
+        """One replica per host: the release its link points at; serving when its version_url answers.
+
+        A host that cannot be read is listed as not serving, and is a problem too: a host left
+        behind fails the census even when every host that answers runs the target.
+        """
+
+        def read(host: HostAddress, connection: Connection) -> tuple[str, str | None]:
+            version = self._version_of(host, self._readlink(connection))
+            return version, self._host_answer(host)
+
+        found, errors = self._try_each(read)
+        replicas, problems = [], []
+        for host in self.hosts:
+            where = f"{host.user}@{host.address}:{host.port}"
+            if host.name in errors:
+                reason = errors[host.name].removeprefix(f"{host.name}: ").removeprefix(f"{host}: ")
+                replicas.append(Replica(f"host {host.name}", None, False, "unreadable", f"{where}: {reason}"))
+                problems.append(f"host {host.name} could not be read: {reason}")
+                continue
+            version, answer = found[host.name]
+            if host.version_url is None:
+                replicas.append(Replica(f"host {host.name}", version, True, "linked", f"{where}; no version_url"))
+                continue
+            serving = answer is not None
+            state = "serving" if serving else "not answering"
+            detail = f"{where}; {host.version_url} answers {answer or 'nothing'}"
+            replicas.append(Replica(f"host {host.name}", version, serving, state, detail))
+            if serving and not same_version(answer, version):
+                problems.append(
+                    f"host {host.name} answers {answer} at {host.version_url} but its link points at {version}: "
+                    "not restarted since the switch"
+                )
+        facts = {
+            "current_link": self.remote_link,
+            "hosts": len(self.hosts),
+            "unread": sorted(errors),
+            "without_version_url": [host.name for host in self.hosts if host.version_url is None],
+        }
+        return Census("host", tuple(replicas), tuple(problems), facts)
 
     def live_version(self) -> str:
         versions = self.host_versions()
@@ -362,20 +410,25 @@ class RemoteSymlinkTarget(SymlinkTarget):
             raise RollbackFailed(f"{self.remote_link} reads {after} after the switch, not {link_text}")
 
     def _answers(self, host: HostAddress, version: str, timeout: float = 5.0) -> bool:
-        assert host.version_url is not None
+        return same_version(self._host_answer(host, timeout), version)
+
+    def _host_answer(self, host: HostAddress, timeout: float = 5.0) -> str | None:
+        """The version ``host`` answers at its version_url (plain text, or JSON with "version"); None: no answer."""
+        if host.version_url is None:
+            return None
         try:
             response = requests.get(host.version_url, timeout=timeout)
         except requests.RequestException:
-            return False
+            return None
         if response.status_code != 200:
-            return False
+            return None
         text = response.text.strip()
         try:
             data = json.loads(text)
         except ValueError:
             data = text
         answer = data.get("version") if isinstance(data, dict) else data
-        return isinstance(answer, str) and same_version(answer, version)
+        return answer if isinstance(answer, str) and answer else None
 
     def _wait_host(self, host: HostAddress, version: str) -> float:
         """Until ``host`` answers ``version`` ready_consecutive times in a row; bounded by ready_timeout."""

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
 
+from rollback_harness.rollback.census import Census, Replica
 from rollback_harness.rollback.commands import CommandTimedOut, program_finding, run_command
 from rollback_harness.rollback.config import Duration, Section
 from rollback_harness.rollback.durations import format_duration
@@ -26,6 +29,8 @@ from rollback_harness.rollback.versions import sort_versions, version_problem
 
 MAX_WAIT = 24 * 3600.0  # no wait of a rollback is meant to last longer than a day
 STEP_SWITCH, STEP_RESTART, STEP_WAIT = "switch-link", "restart", "wait-ready"
+PID_TIMEOUT = 10.0  # the longest pid_command may take (the census is read during verify)
+TICK = 1.0 / os.sysconf("SC_CLK_TCK")  # /proc/<pid>/stat counts a process's start in clock ticks since boot
 
 
 def _bounded_wait(value: float) -> float:
@@ -56,11 +61,22 @@ class SymlinkSettings(Section):
     ready_consecutive: int = Field(default=3, ge=1, le=100)
     # Files a release folder must hold to be deployable, relative to it (e.g. "app.py").
     required_files: list[str] = []
+    # The process serving the live release, for the census (one of the two): a file holding its pid
+    # (gunicorn --pid, puma, a systemd PIDFile), or an argument list printing it, e.g. ["supervisorctl", "pid", "app"].
+    pid_file: Path | None = None
+    pid_command: Annotated[list[str] | None, AfterValidator(_argument_list)] = Field(default=None, min_length=1)
     # Other hosts, reached over SSH (rollback/targets/remote.py): the same folders on each, switched
     # and restarted ``batch`` hosts at a time (default: all at once).
     ssh: SshSettings | None = None
     batch: int | None = Field(default=None, ge=1)
     hosts: list[HostName] = Field(default=[], validate_default=True)
+
+    @field_validator("pid_command")
+    @classmethod
+    def _one_process_source(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is not None and info.data.get("pid_file") is not None:
+            raise ValueError("pid_file names the serving process already: keep one of pid_file and pid_command")
+        return value
 
     @field_validator("hosts")
     @classmethod
@@ -70,6 +86,11 @@ class SymlinkSettings(Section):
             if ssh is not None or batch is not None:
                 raise ValueError('ssh and batch apply to hosts: list the hosts, e.g. hosts = ["web1", "web2"]')
             return hosts
+        if info.data.get("pid_file") is not None or info.data.get("pid_command") is not None:
+            raise ValueError(
+                "pid_file and pid_command apply to a target on this machine; with hosts, the census reads each "
+                "host's link and asks its ssh.hosts.HOST.version_url"
+            )
         if ssh is None and "ssh" not in info.data:
             return hosts  # [ssh] itself is invalid: its own error says why
         if ssh is None:
@@ -176,10 +197,13 @@ class SymlinkTarget(Target):
         return lines
 
     def command_findings(self) -> list[Finding]:
-        """The restart program, resolved as ``_restart`` runs it (PATH, or relative to the base folder)."""
-        if not self.settings.restart:
-            return []
-        return [program_finding("target-deployable", self.settings.restart[0], self.context.base_dir, "restart")]
+        """The restart and pid programs, resolved as they are run (PATH, or relative to the base folder)."""
+        commands = {"restart": self.settings.restart, "pid": self.settings.pid_command}
+        return [
+            program_finding("target-deployable", command[0], self.context.base_dir, what)
+            for what, command in commands.items()
+            if command
+        ]
 
     def way_back(self, version: str) -> str:
         parts = [
@@ -275,6 +299,84 @@ class SymlinkTarget(Target):
             consecutive=self.settings.ready_consecutive,
         )
 
+    def census(self) -> Census:
+        """The link's release, and the process serving it when the settings name one.
+
+        That process must have started after the link last changed: one started before still runs
+        the release it loaded then (a switch without a restart).
+        """
+        version = self.live_version()  # RollbackFailed when the link cannot be read
+        link = self.current_link
+        changed = link.lstat().st_mtime
+        facts: dict[str, Any] = {
+            "link": str(link),
+            "link_text": os.readlink(link),
+            "link_changed_at": _iso(changed),
+        }
+        source = self._process_source()
+        if source is None:
+            facts["process"] = "not known (no pid_file or pid_command): judged by the link only"
+            replica = Replica(f"link {link.name}", version, True, "linked", f"{link} -> {os.readlink(link)}")
+            return Census("release", (replica,), (), facts)
+        facts["process"] = source
+        pid = self._serving_pid()
+        if pid is None:
+            replica = Replica(f"process ({source})", version, False, "not running", f"{source} names no process")
+            return Census("process", (replica,), (), facts)
+        started = process_started(pid)
+        if started is None:
+            replica = Replica(f"process {pid}", version, False, "not running", f"pid {pid} from {source} is gone")
+            return Census("process", (replica,), (), facts)
+        name = f"process {pid} ({process_name(pid)})"
+        offset = boot_offset()
+        started_at = _iso(started + offset)
+        facts.update(pid=pid, process_started_at=started_at)
+        problems: tuple[str, ...] = ()
+        if started + TICK <= changed - offset:  # /proc counts whole ticks: surely before, not within one
+            problems = (
+                f"{name} started at {started_at}, before {link} was switched to {version} at "
+                f"{facts['link_changed_at']}: it was not restarted since and may still run the release it loaded",
+            )
+        replica = Replica(name, version, True, "running", f"started at {started_at}; pid from {source}")
+        return Census("process", (replica,), problems, facts)
+
+    def _process_source(self) -> str | None:
+        if self.settings.pid_file is not None:
+            return f"pid file {self.context.base_dir / self.settings.pid_file}"
+        if self.settings.pid_command:
+            return f"pid command {shlex.join(self.settings.pid_command)}"
+        return None
+
+    def _serving_pid(self) -> int | None:
+        """The pid the settings name; None when they name none (no pid file, or a pid of 0)."""
+        if self.settings.pid_file is not None:
+            path = self.context.base_dir / self.settings.pid_file
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace").strip()
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise RollbackFailed(f"cannot read the pid file {path}: {exc.strerror}") from None
+            where = f"the pid file {path}"
+        else:
+            command = self.settings.pid_command or []
+            try:
+                run = run_command(command, cwd=self.context.base_dir, timeout=PID_TIMEOUT, what="pid command")
+            except CommandTimedOut:
+                raise RollbackFailed(
+                    f"pid command did not finish within {format_duration(PID_TIMEOUT)} and was killed: "
+                    f"{shlex.join(command)}"
+                ) from None
+            text = run.output.strip()
+            where = f"pid command {shlex.join(command)} (exit {run.returncode})"
+            if run.returncode != 0 and not text.isdigit():
+                raise RollbackFailed(f"{where} failed: {text or 'no output'}")
+        if not text or text == "0":
+            return None
+        if not text.isdigit():
+            raise RollbackFailed(f"{where} gave {text[:80]!r}, not a process id")
+        return int(text)
+
     def lock_path(self) -> Path:
         return self.current_link.with_name(f".{self.current_link.name}.rollback.lock")
 
@@ -284,3 +386,34 @@ class SymlinkTarget(Target):
             "releases_dir": str(self.releases_dir),
             "current_link": str(self.current_link),
         }
+
+
+def process_started(pid: int) -> float | None:
+    """When ``pid`` started, in seconds since boot (truncated to a tick); None when it is not running."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError as exc:
+        raise RollbackFailed(f"cannot read /proc/{pid}/stat: {exc.strerror}") from None
+    fields = text.rpartition(")")[2].split()  # after the name, which may hold spaces: state is field 3
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19]) * TICK  # field 22, starttime
+
+
+def process_name(pid: int) -> str:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "?"
+    return text.partition("(")[2].rpartition(")")[0]
+
+
+def boot_offset() -> float:
+    """Wall-clock time minus the boot clock: adds to a time since boot to make it a wall-clock time."""
+    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")

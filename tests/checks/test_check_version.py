@@ -45,11 +45,13 @@ def test_plain_version_passes(service: Service, session: requests.Session) -> No
     assert (result.name, result.status, result.summary) == (
         "version",
         "passed",
-        f"live version {VERSION}",
+        f"live version {VERSION} on all 59 answers (rules out 1 wrong answer in 20 at 95% confidence)",
     )
     assert set(result.measured) == {
-        "version", "expected", "status", "elapsed_ms", "attempts", "consecutive", "answers", "flaps"
+        "version", "expected", "status", "elapsed_ms", "attempts", "answers", "flaps", "last_answer",
+        "needed", "detect_share", "confidence", "concurrency",
     }  # fmt: skip
+    assert result.measured["answers"] == {VERSION: 59}
     assert result.measured["version"] == VERSION
     assert result.measured["status"] == 200
 

@@ -30,7 +30,10 @@ releases_dir = "releases"
 current_link = "current"
 """
     )
-    (pytester.path / "releases").mkdir(exist_ok=True)
+    (pytester.path / "releases" / expect).mkdir(parents=True, exist_ok=True)
+    link = pytester.path / "current"
+    if not link.is_symlink():
+        link.symlink_to(Path("releases") / expect)
     return pytester.runpytest_subprocess(
         "-p",
         "no:cacheprovider",
@@ -57,7 +60,7 @@ def test_trickled_headers_fail_the_gate_instead_of_hanging_it(pytester: pytest.P
         took = time.monotonic() - started
     assert result.ret == 13, result.stdout.str()  # verify failed
     result.stdout.fnmatch_lines(["GET http://127.0.0.1:*/version: timed out after *s"])
-    assert took < 90  # did not hang (3 answers in a row, each cut at 1 s)
+    assert took < 90  # did not hang (stopped at the first answer that did not come: 4 at once, each cut at 1 s)
     assert "Traceback" not in result.stdout.str()
 
 
@@ -65,17 +68,17 @@ def test_a_fleet_answering_two_versions_fails_the_gate(pytester: pytest.Pytester
     with FaultServer(mode="alternating-version") as server:
         result = gate(pytester, server, "v1.3.0", "[service.version]\ninterval = '10ms'")
     assert result.ret == 13, result.stdout.str()
-    result.stdout.fnmatch_lines(["version not stable: needed 3 matching answers in a row*"])
+    result.stdout.fnmatch_lines(["*a replica is still on another version: v1.* on * of 59 answers, v1.* on *"])
     version = evidence_tests(pytester)["version"]
     measured = version["measured"]
-    assert isinstance(measured, dict) and measured["flaps"] == 8
+    assert isinstance(measured, dict) and set(measured["answers"]) == {"v1.2.9", "v1.3.0"}
 
 
 def test_a_stable_service_passes_the_gate(pytester: pytest.Pytester) -> None:
     with FaultServer() as server:
         result = gate(pytester, server, "v1.3.0")
     assert result.ret == 0, result.stdout.str()
-    assert server.hits["version"] == 3
+    assert server.hits["version"] == 59
 
 
 def test_ctrl_c_during_a_stalled_probe_exits_promptly(tmp_path: Path) -> None:

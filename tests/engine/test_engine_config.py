@@ -149,8 +149,8 @@ def test_unknown_key_in_a_target_lists_the_drivers_keys(tmp_path: Path) -> None:
     message = error(tmp_path, BASE + "colour = 1\n")
     assert "targets.app.colour: unknown key" in message
     keys = (
-        "batch, current_link, hosts, ready_consecutive, ready_timeout, releases_dir, required_files, restart, "
-        "restart_timeout, ssh"
+        "batch, current_link, hosts, pid_command, pid_file, ready_consecutive, ready_timeout, releases_dir, "
+        "required_files, restart, restart_timeout, ssh"
     )
     assert keys in message
 

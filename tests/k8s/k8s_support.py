@@ -1,4 +1,4 @@
-"""Helpers for the Kubernetes tests: manifests, a kubectl runner, waits on the emulator's state."""
+"""Helpers for the Kubernetes tests: manifests, a kubectl runner, waits on the emulator's state, a driver."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
 from k8s_emulator import Emulator
+
+from rollback_harness.rollback.targets.base import TargetContext
+from rollback_harness.rollback.targets.kubernetes import KubernetesSettings, KubernetesTarget
 
 KUBECTL = shutil.which("kubectl")
 KUBECTL_TIMEOUT = 60.0  # a kubectl run that takes longer has hung: fail, do not wait forever
@@ -124,3 +128,26 @@ current-context: emulator
 """
     )
     return path
+
+
+def make_target(
+    emulator: Emulator, tmp_path: Path, progress: list[str] | None = None, **settings: Any
+) -> KubernetesTarget:
+    kubeconfig = write_kubeconfig(tmp_path / f"kubeconfig-{emulator.url.rsplit(':', 1)[1]}", emulator.url)
+    service = emulator.service({"app": "web"})
+
+    def service_version(timeout: float) -> str | None:
+        try:
+            answer = requests.get(f"{service}/version", timeout=min(timeout, 5.0))
+        except requests.RequestException:
+            return None
+        return answer.text.strip() if answer.ok else None
+
+    context = TargetContext(
+        name="web",
+        base_dir=tmp_path,
+        progress=(progress.append if progress is not None else lambda line: None),
+        service_version=service_version,
+    )
+    model = KubernetesSettings(deployment="web", kubeconfig=kubeconfig, **{"request_timeout": 5.0, **settings})
+    return KubernetesTarget(model, context)

@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 import requests
 from k8s_emulator import Emulator
-from k8s_support import Kubectl, deployment_manifest, image_of, revisions, wait_rolled_out, write_kubeconfig, written
+from k8s_support import (
+    Kubectl,
+    deployment_manifest,
+    image_of,
+    make_target,
+    revisions,
+    wait_rolled_out,
+    written,
+)
 
 from rollback_harness.rollback import targets
 from rollback_harness.rollback.errors import ConfigError, Conflict, RollbackFailed
@@ -58,29 +66,6 @@ def three_releases(emulator: Emulator) -> None:
     wait_rolled_out(emulator, "web")
     release(emulator, "v1.3.0", "release v1.3.0")
     release(emulator, "v1.4.0", "release v1.4.0")
-
-
-def make_target(
-    emulator: Emulator, tmp_path: Path, progress: list[str] | None = None, **settings: Any
-) -> KubernetesTarget:
-    kubeconfig = write_kubeconfig(tmp_path / f"kubeconfig-{emulator.url.rsplit(':', 1)[1]}", emulator.url)
-    service = emulator.service({"app": "web"})
-
-    def service_version(timeout: float) -> str | None:
-        try:
-            answer = requests.get(f"{service}/version", timeout=min(timeout, 5.0))
-        except requests.RequestException:
-            return None
-        return answer.text.strip() if answer.ok else None
-
-    context = TargetContext(
-        name="web",
-        base_dir=tmp_path,
-        progress=(progress.append if progress is not None else lambda line: None),
-        service_version=service_version,
-    )
-    model = KubernetesSettings(deployment="web", kubeconfig=kubeconfig, **{"request_timeout": 5.0, **settings})
-    return KubernetesTarget(model, context)
 
 
 @pytest.fixture

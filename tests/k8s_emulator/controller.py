@@ -10,7 +10,8 @@ when their image is ``unpullable``. Otherwise, with ``pods`` set (``Emulator(rea
 container is a real process of the demo app (pods.py): Running once started, ready once it answers its
 readiness probe, ``CrashLoopBackOff`` (restart count rising) after it exits, terminated when its pod
 goes. Without it pods are records: Running and ready after ``ready_delay`` seconds, or in
-``CrashLoopBackOff`` when their image is ``crashing``.
+``CrashLoopBackOff`` when their image is ``crashing``. Either way an image in ``ready_limit`` has at
+most that many ready pods: the others run but stay not ready (Ready False, ContainersNotReady).
 """
 
 from __future__ import annotations
@@ -145,6 +146,9 @@ class Controller:
         self.ready_delay = 0.0  # seconds from a pod's creation until it is Running and ready
         self.unpullable: set[str] = set()  # images whose pods stay in ImagePullBackOff
         self.crashing: set[str] = set()  # images whose containers exit at once: CrashLoopBackOff
+        # Image -> how many of its pods may be ready at once; the others keep failing their readiness
+        # probe (as pods on a bad node do), so a rolling update stops with old pods still serving.
+        self.ready_limit: dict[str, int] = {}
         self.stopped = False  # True: the controllers do nothing (a controller-manager that is down)
         self.pod_born: dict[str, float] = {}  # pod uid -> time.monotonic() at creation
         self.pods: PodProcesses | None = None  # real pod processes (None: pods are records)
@@ -499,6 +503,10 @@ class Controller:
                 entry.update(ready=False, started=False, state={"waiting": {"reason": "ContainerCreating"}})
             statuses.append(entry)
         ready = bool(statuses) and all(s["ready"] for s in statuses)
+        if ready and not self.is_ready(pod) and self.over_ready_limit(pod):
+            for entry in statuses:
+                entry["ready"] = False
+            ready = False
         status["phase"] = "Running" if any("running" in s["state"] for s in statuses) else "Pending"
         status["containerStatuses"] = statuses
         status["hostIP"] = "127.0.0.1"
@@ -506,12 +514,30 @@ class Controller:
         status.setdefault("startTime", pod["metadata"]["creationTimestamp"])
         old_ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
         if old_ready.get("status") != ("True" if ready else "False"):
-            status["conditions"] = [
-                {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": stamp}
-            ]
+            condition: Obj = {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": stamp}
+            if not ready and statuses:
+                unready = ", ".join(s["name"] for s in statuses if not s["ready"])
+                condition.update(reason="ContainersNotReady", message=f"containers with unready status: [{unready}]")
+            status["conditions"] = [condition]
         if status != pod.get("status"):
             pod["status"] = status
             self.store.update("pods", pod, check_rv=False)
+
+    def over_ready_limit(self, pod: Obj) -> bool:
+        """True when ``ready_limit`` caps a container image of this pod and that many of its pods are ready."""
+        for container in pod["spec"].get("containers") or []:
+            limit = self.ready_limit.get(container.get("image", ""))
+            if limit is None:
+                continue
+            ready = sum(
+                1
+                for other in self.store.list("pods", pod["metadata"]["namespace"])
+                if self.is_ready(other)
+                and any(c.get("image") == container.get("image") for c in other["spec"].get("containers") or [])
+            )
+            if ready >= limit:
+                return True
+        return False
 
     def real_container(self, uid: str, container: Obj) -> Obj:
         """The container status of a real process: running (ready once probed), or backing off after an exit."""

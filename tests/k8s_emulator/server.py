@@ -279,8 +279,9 @@ class Emulator:
 
     Use as a context manager, or ``start()`` / ``stop()``. ``url`` is what a kubeconfig's server is.
     Fault knobs: ``controller.ready_delay``, ``controller.unpullable`` (images that never pull),
-    ``controller.crashing`` (images whose containers exit at once), ``controller.stopped`` (set with
-    the store locked: no reconcile runs after it).
+    ``controller.crashing`` (images whose containers exit at once), ``controller.ready_limit`` (image ->
+    how many of its pods may be ready; the rest stay not ready, so a rolling update stops with old pods
+    serving), ``controller.stopped`` (set with the store locked: no reconcile runs after it).
 
     ``real_pods=True``: each pod's container is a real process of the demo app at the image tag's
     version (pods.py), ``service()`` is a real proxy over them, and ``stop()`` terminates them all;

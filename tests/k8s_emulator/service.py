@@ -112,7 +112,7 @@ class Service:
     def proxy(
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]:
-        """The request sent to the next ready pod; a pod that refuses is skipped (each tried once)."""
+        """The request sent to the next ready pod; a pod that refuses or breaks off is skipped (each tried once)."""
         assert self.pods is not None
         ready = self.ready_pods()
         start = next(self._turn)
@@ -126,7 +126,14 @@ class Service:
                 connection.request(method, path, body=body or None, headers=forward)
                 answer = connection.getresponse()
                 return answer.status, answer.getheaders(), answer.read()
-            except (ConnectionRefusedError, ConnectionResetError, http.client.RemoteDisconnected):
+            except (
+                ConnectionRefusedError,
+                ConnectionResetError,
+                http.client.RemoteDisconnected,
+                http.client.IncompleteRead,
+            ):
+                # A pod going away mid-answer: the next one answers, as a Service whose endpoints
+                # drain before their pods stop (graceful termination) loses no request.
                 continue
             except OSError as exc:
                 return 504, [("Content-Type", "text/plain")], f"upstream pod: {exc}\n".encode()

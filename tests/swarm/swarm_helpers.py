@@ -23,6 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
+
+from rollback_harness.rollback.config import TargetSpec
+from rollback_harness.rollback.targets import create_target
+from rollback_harness.rollback.targets.base import TargetContext
+from rollback_harness.rollback.targets.swarm import SwarmSettings, SwarmTarget
 
 GOOD = ("v1.2.8", "v1.2.9", "v1.3.0")
 BROKEN = "v1.1.0"  # its tasks exit 1 at once
@@ -164,3 +170,31 @@ def create_service(service: Service, version: str, mode: list[str], history: tup
         service.update(later)
         service.wait_converged(later)
     return service
+
+
+def make_target(service: Service, progress: list[str] | None = None, **settings: Any) -> SwarmTarget:
+    """The driver for ``service``, made from settings as a config file would give them."""
+    values: dict[str, Any] = {"service": service.name, "ready_timeout": "60s", **settings}
+    spec = TargetSpec(name="web", kind="swarm", settings=SwarmSettings.model_validate(values))
+    lines = progress if progress is not None else []
+    context = TargetContext(
+        name="web",
+        base_dir=Path("."),
+        progress=lines.append,
+        service_version=lambda timeout=None: http_get(service.base_url + "/version"),
+    )
+    target = create_target(spec, context)
+    assert isinstance(target, SwarmTarget)
+    return target
+
+
+def write_config(path: Path, service: Service) -> Path:
+    """A rollback.toml for ``service``: its answers on base_url, the swarm target by its name."""
+    config = {
+        "service": {"name": "web", "base_url": service.base_url, "timeout": "2s", "version": {"path": "/version"}},
+        "health": {"path": "/health", "consecutive": 2},
+        "endpoints": [{"path": "/"}],
+        "targets": {"web": {"kind": "swarm", "service": service.name, "ready_timeout": "60s"}},
+    }
+    path.write_text(tomli_w.dumps(config))
+    return path

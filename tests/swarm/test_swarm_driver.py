@@ -8,33 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from swarm_helpers import BROKEN, Service, docker, http_get, wait_for
+from swarm_helpers import BROKEN, Service, docker, make_target, wait_for
 
-from rollback_harness.rollback.config import TargetSpec
 from rollback_harness.rollback.errors import Conflict, RollbackFailed
 from rollback_harness.rollback.journal import Journal
-from rollback_harness.rollback.targets import create_target
 from rollback_harness.rollback.targets.base import TargetContext
 from rollback_harness.rollback.targets.swarm import SwarmSettings, SwarmTarget
 
 pytestmark = pytest.mark.integration
 
 MakeService = Callable[..., Service]
-
-
-def make_target(service: Service, progress: list[str] | None = None, **settings: Any) -> SwarmTarget:
-    values: dict[str, Any] = {"service": service.name, "ready_timeout": "60s", **settings}
-    spec = TargetSpec(name="web", kind="swarm", settings=SwarmSettings.model_validate(values))
-    lines = progress if progress is not None else []
-    context = TargetContext(
-        name="web",
-        base_dir=Path("."),
-        progress=lines.append,
-        service_version=lambda timeout=None: http_get(service.base_url + "/version"),
-    )
-    target = create_target(spec, context)
-    assert isinstance(target, SwarmTarget)
-    return target
 
 
 def entries(journal: Journal) -> list[dict[str, Any]]:

@@ -13,20 +13,9 @@ try:
     import tomllib
 except ImportError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
-from swarm_helpers import BROKEN, Service, docker, wait_for
+from swarm_helpers import BROKEN, Service, docker, wait_for, write_config
 
 pytestmark = pytest.mark.integration
-
-
-def write_config(path: Path, service: Service) -> Path:
-    config = {
-        "service": {"name": "web", "base_url": service.base_url, "timeout": "2s", "version": {"path": "/version"}},
-        "health": {"path": "/health", "consecutive": 2},
-        "endpoints": [{"path": "/"}],
-        "targets": {"web": {"kind": "swarm", "service": service.name, "ready_timeout": "60s"}},
-    }
-    path.write_text(tomli_w.dumps(config))
-    return path
 
 
 def read_evidence(report_dir: Path) -> dict[str, object]:
