@@ -10,6 +10,9 @@
    `ln -sfn` + `supervisorctl restart` + poll loop, on a real demo deployment.
 4. verify phase, 60 endpoints on an app answering in ~20 ms: the plugin's phase runner
    (plugins.phase.PhaseChecks over the configured checks) against a bare loop of GETs.
+5. demo verify: the demo's verify phase as configured (every answer judged: 59 per version and
+   health check, the replica census, the settle wait and the second look) against the same phase
+   taking one answer per check (what verify cost before it judged every answer).
 Medians of N rounds; the ratio is harness / bare (1.00 = no overhead).
 """
 
@@ -138,8 +141,10 @@ def bench_phase(rounds: int, workdir: Path) -> None:
     data = tomllib.loads(layout.config_path.read_text())
     data["endpoints"] = [{"path": path} for path in paths]
     data["latency"], data["health"] = [], {"path": "/health", "consecutive": 1}
-    # Like for like with the bare loop: one version answer, no settle wait before re-probing.
+    # Like for like with the bare loop: one version answer, no settle wait before re-probing
+    # ([verify] at 0.5 / 0.5 asks for a single answer).
     data["service"].update(settle=0, version={"path": "/version", "consecutive": 1})
+    data["verify"] = {"detect_share": 0.5, "confidence": 0.5, "concurrency": 1}
     layout.config_path.write_text(tomli_w.dumps(data))
     deployment.start(layout)
     try:
@@ -174,6 +179,56 @@ def bench_phase(rounds: int, workdir: Path) -> None:
         deployment.stop(layout)
 
 
+def bench_demo_verify(rounds: int, workdir: Path) -> None:
+    """The demo's verify phase as configured (59 answers per version and health check, the census,
+    the settle wait and the second look) against the same phase taking one answer per check: what
+    judging every answer costs."""
+    import tomli_w
+    import tomllib
+
+    from rollback_harness.plugins.items import check_specs
+    from rollback_harness.plugins.phase import PhaseChecks
+    from rollback_harness.plugins.state import MODE_GATE_VERIFY, HarnessRun
+
+    layout = deployment.lay_out(workdir / "demo-verify", live="v1.2.9")
+    data = tomllib.loads(layout.config_path.read_text())
+    one = layout.config_path.parent / "one-answer.toml"  # relative paths stay relative to the same folder
+    one.write_text(tomli_w.dumps({**data, "verify": {"detect_share": 0.5, "confidence": 0.5, "concurrency": 1}}))
+    deployment.start(layout)
+    try:
+        configs = {"judged": load_config(layout.config_path), "one": load_config(one)}
+
+        def phase(name: str) -> Callable[[], None]:
+            def verify() -> None:
+                config = configs[name]
+                run = HarnessRun(
+                    mode=MODE_GATE_VERIFY,
+                    config=config,
+                    target_spec=next(iter(config.targets.values())),
+                    requested=None,
+                    expect_version="v1.2.9",
+                    dry_run=False,
+                    assume_yes=True,
+                    run_id=f"bench-{time.monotonic_ns()}",
+                    run_dir=workdir / "phase-runs",
+                    is_worker=False,
+                )
+                specs = check_specs(run)
+                checks = PhaseChecks(run, "verify", specs)
+                failed = [checks.result(spec.key) for spec in specs if not checks.result(spec.key).passed]
+                assert not failed, failed
+
+            return verify
+
+        judged, single = median_time(phase("judged"), rounds), median_time(phase("one"), rounds)
+        print(
+            f"{'demo verify':<16} every answer judged {judged * 1000:7.1f} ms   one answer per check "
+            f"{single * 1000:7.1f} ms   added {(judged - single) * 1000:6.1f} ms   ratio {judged / single:5.2f}"
+        )
+    finally:
+        deployment.stop(layout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -189,6 +244,7 @@ def main() -> None:
         finally:
             deployment.stop(layout)
         bench_phase(args.rounds, workdir)
+        bench_demo_verify(args.rounds, workdir)
     print(f"(medians of {args.rounds} rounds; python {sys.version.split()[0]}, {os.cpu_count()} cores)")
 
 

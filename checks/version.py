@@ -1,7 +1,7 @@
 """The version check: which version does every replica behind the service report?
 
 Verify judges every answer it got: one answer from another version fails, however many right
-ones came before or after it (docs/checks.md has the table of answers per detectable share).
+ones came before or after it (docs/configuration.md, `[verify]`, has the table of answers per share).
 """
 
 from __future__ import annotations

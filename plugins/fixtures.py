@@ -40,6 +40,7 @@ def runbook_for(run: HarnessRun) -> Runbook:
             run.journal,
             progress=run.progress,
             service_version=lambda timeout=None: probes.service_version(run, timeout=timeout),
+            last_answer=lambda: probes.last_answer(run),
             run_id=run.run_id,
             fast=run.fast,
             break_lock=run.break_lock,

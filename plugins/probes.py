@@ -67,9 +67,24 @@ def service_version(run: HarnessRun, timeout: float | None = None) -> str | None
     if budget <= 0:
         return None
     answer = probe(http_session(run), url(run, service.version.path), timeout=budget)
-    if answer.error is not None or answer.status != 200:
+    if answer.error is not None:
+        _last_answers[run.run_id] = answer.error
         return None
-    return read_version(answer, service.version.json_field)[0]
+    if answer.status != 200:
+        _last_answers[run.run_id] = f"answered {answer.status}"
+        return None
+    version, problem = read_version(answer, service.version.json_field)
+    _last_answers[run.run_id] = version if version is not None else problem
+    return version
+
+
+# What each run's service last answered at its version path, in words: "answered 503" where
+# service_version() can only say None (read by the readiness waits' messages).
+_last_answers: dict[str, str | None] = {}
+
+
+def last_answer(run: HarnessRun) -> str | None:
+    return _last_answers.get(run.run_id)
 
 
 def sampling(run: HarnessRun, at_least: int, pause: float) -> Sampling:
@@ -186,6 +201,7 @@ def target_context(run: HarnessRun) -> TargetContext:
         base_dir=run.config.base_dir,
         progress=run.progress,
         service_version=lambda timeout=None: service_version(run, timeout),
+        last_answer=lambda: last_answer(run),
     )
 
 

@@ -387,7 +387,7 @@ class EvidenceReporter:
                 verdict = "INTERRUPTED, not passed"
             else:
                 verdict = "passed" if self._passed("verify") else "did NOT run (every check deselected or skipped)"
-            return f"{service}: verify gate {verdict} ({verify})"
+            return f"{service}: verify gate {verdict} ({verify}){self._verify_seen()}"
         if run.mode == MODE_GATE_PREFLIGHT:
             if self._failed("preflight"):
                 verdict = "REFUSED"
@@ -416,8 +416,26 @@ class EvidenceReporter:
                 return f"{service}: rollback to {run.requested} was NOT attempted (no selected test needed it)"
             return f"{service}: no rollback was attempted"
         if outcome.status in (STATUS_ROLLED_BACK, STATUS_ALREADY_AT_TARGET):
-            return f"{service}: {outcome.message}; {self._verify_verdict('verified')} ({verify})"
+            return f"{service}: {outcome.message}; {self._verify_verdict('verified')} ({verify}){self._verify_seen()}"
         return f"{service}: {outcome.message}"
+
+    # The checks whose findings a headline repeats, most telling first.
+    _SEEN_FIRST = ("version", "replicas", "health")
+
+    def _verify_seen(self) -> str:
+        """What verify saw, for the headline: the first failed check's own words, else the census.
+
+        A verdict an on-call engineer can bet on names what was seen ("a replica is still on the
+        old version: v1.2.9 on 54 of 59 answers, v1.3.0 on 5"), not only how many checks passed.
+        """
+        checks = [t["check"] for t in self.tests.values() if t["gate"] == "verify" and t.get("check")]
+        order = {name: index for index, name in enumerate(self._SEEN_FIRST)}
+        checks.sort(key=lambda check: order.get(check["name"], len(order)))
+        failed = [check for check in checks if check["status"] != "passed"]
+        if failed:
+            return f": {failed[0]['name']}: {failed[0]['summary']}"
+        census = next((c for c in checks if c["name"] == "replicas" and c["measured"].get("census") is not None), None)
+        return f"; census: {census['summary']}" if census is not None else ""
 
     def _verify_verdict(self, success: str) -> str:
         """What the verify gate showed, in words that are true whether it ran, failed or was cut short."""

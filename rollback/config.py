@@ -78,14 +78,14 @@ class VersionSource(Section):
     path: UrlPath = "/version"
     json_field: str | None = None
     # At least this many answers; verify takes more when [verify] detect_share needs them
-    # (59 by default), and any answer from another version fails it (docs/checks.md).
+    # (59 by default), and any answer from another version fails it (docs/configuration.md, [verify]).
     consecutive: int = Field(default=3, ge=1, le=100)
     # The most a worker waits, at random, before each request: checks never fall into step.
     interval: Pause = 0.02
 
 
 class VerifyConfig(Section):
-    """``[verify]``: how many answers the version and health checks gather (docs/checks.md).
+    """``[verify]``: how many answers the version and health checks gather (docs/configuration.md, [verify]).
 
     Enough that a share ``detect_share`` of wrong answers (a stuck replica in twenty) shows up at
     least once with probability ``confidence``: n = ceil(ln(1 - confidence) / ln(1 - detect_share)).

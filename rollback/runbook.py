@@ -7,6 +7,7 @@ read ``preflight()``, show ``plan()`` and call ``execute()``.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,7 @@ class Runbook:
         progress: Callable[[str], None],
         service_version: Callable[..., str | None],
         run_id: str,
+        last_answer: Callable[[], str | None] = lambda: None,
         fast: bool = False,
         break_lock: str | None = None,
         options: dict[str, Any] | None = None,
@@ -103,6 +105,7 @@ class Runbook:
             base_dir=config.base_dir,
             progress=progress,
             service_version=service_version,
+            last_answer=last_answer,
             fast=fast,
             options=options or {},
         )
@@ -280,6 +283,29 @@ class Runbook:
             return self.target.context.service_version()
         except Exception:  # a probe that breaks is a service that does not answer
             return None
+
+    def _read_service_answers(self, count: int = 5) -> Counter[str]:
+        """What the service answers now, from a few answers (``{"v1.2.9": 4, "v1.3.0": 1}``).
+
+        One answer from a mixed pool says one version and hides the other. A request that gets
+        nothing ends the reading (each is bounded by the service timeout, and this runs on a
+        failure, when the engineer is waiting).
+        """
+        answers: Counter[str] = Counter()
+        for _ in range(count):
+            answer = self._read_service()
+            answers[answer or self.target.context.last_answer() or "nothing"] += 1
+            if answer is None:
+                break
+        return answers
+
+    @staticmethod
+    def _answers_in_words(answers: Counter[str]) -> str:
+        """"v1.2.9" when every answer agreed, else "v1.2.9 on 4 of 5, v1.3.0 on 1"."""
+        total = sum(answers.values())
+        if len(answers) == 1:
+            return next(iter(answers))
+        return ", ".join(f"{answer} on {n} of {total}" for answer, n in answers.most_common())
 
     @property
     def resuming(self) -> bool:
@@ -550,12 +576,12 @@ class Runbook:
             platform = self.target.live_version()
         except Exception as exc:
             platform = f"unknown ({exc})"
-        answer = self._read_service()
-        outcome.now = {"platform": platform, "service": answer}
+        answers = self._read_service_answers()
+        outcome.now = {"platform": platform, "service": answers.most_common(1)[0][0], "answers": dict(answers)}
         service = self.config.settings.service.name
         parts = [
             f". Steps: {describe_steps(outcome.steps)}",
-            f". Now: {self.spec.name} is on {platform}; {service} answers {answer or 'nothing'}",
+            f". Now: {self.spec.name} is on {platform}; {service} answers {self._answers_in_words(answers)}",
             f". To finish: run `pytest --rollback-to {self.to_version}` again (it resumes from here)",
         ]
         if self.from_version is not None and self._changed():

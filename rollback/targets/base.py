@@ -43,6 +43,9 @@ class TargetContext:
     # Reads the version the service itself answers now (None when it does not answer).
     # Called as ``service_version(timeout=seconds)`` to bound one probe by the time left.
     service_version: Callable[..., str | None]
+    # The service's last answer in words where service_version() said None ("answered 503",
+    # "connection refused"): a wait that gives up says what it saw, not "none".
+    last_answer: Callable[[], str | None] = lambda: None
     # --rollback-fast: the emergency mode; a driver that has one says in plan() what it trades.
     fast: bool = False
     # Run options actions read (--rollback-db, --allow-data-loss, ...): plain builtins by name.
@@ -192,12 +195,12 @@ def wait_for_version(
                 streak = f" ({in_a_row} of {consecutive} matching answers in a row)" if in_a_row else ""
                 raise RollbackFailed(
                     f"{context.name} did not answer {version} within {format_duration(timeout)}; "
-                    f"last answer: {seen or 'none'}{streak}"
+                    f"last answer: {seen or context.last_answer() or 'none'}{streak}"
                 )
             if now >= next_report:
                 context.progress(
                     f"waiting for {context.name} to answer {version}: {format_duration(now - started)} "
-                    f"of {format_duration(timeout)}, last answer {seen or 'none'}"
+                    f"of {format_duration(timeout)}, last answer {seen or context.last_answer() or 'none'}"
                 )
                 next_report = now + 2.0
             if not in_a_row:

@@ -694,9 +694,10 @@ class KubernetesTarget(Target):
         while in_a_row < needed:
             left = deadline - time.monotonic()
             if left <= 0:
+                last = seen or self.context.last_answer() or "none"
                 raise RollbackFailed(
                     f"{self.where} rolled out, but the service did not answer {version} within "
-                    f"{format_duration(self.settings.ready_timeout)}; last answer: {seen or 'none'}"
+                    f"{format_duration(self.settings.ready_timeout)}; last answer: {last}"
                 )
             seen = self.context.service_version(timeout=left)
             answers += 1

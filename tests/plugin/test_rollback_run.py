@@ -194,7 +194,7 @@ def test_failed_restart_is_a_failed_rollback_with_the_state_reported(
     states = {e["step"]: e["status"] for e in journal}
     assert states["switch-link"] == "done" and states["restart"] == "failed" and states["rollback"] == "failed"
     outcome = read_evidence(pytester.path / "reports")["outcome"]
-    assert outcome["now"] == {"platform": "v1.2.9", "service": "v1.3.0"}
+    assert outcome["now"] == {"platform": "v1.2.9", "service": "v1.3.0", "answers": {"v1.3.0": 5}}
     assert outcome["steps"] == {"switch-link": "done", "restart": "failed", "wait-ready": "not started"}
 
     # The next run (reports elsewhere) finishes it: restart and wait, the link is not switched again.
