@@ -49,8 +49,8 @@ def gather(
     count: int,
     timeout: float,
     deadline: float,
-    concurrency: int = 4,
-    pause: float = 0.02,
+    concurrency: int = 2,
+    pause: float = 0.005,
     method: str = "GET",
     rng: random.Random | None = None,
 ) -> Gathered:
@@ -85,6 +85,11 @@ def gather(
             time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
             cut_short = deadline - time.monotonic() < timeout
             seen = probe(own, url, method=method, timeout=timeout, deadline=deadline, new_connection=True)
+            # Many servers (Python's http.server among them) close after "Connection: close" without
+            # saying so in the response, and urllib3 would pool the connection: the next request could
+            # go out on a socket the server is closing ("closed the connection without a response").
+            # Close it here: every request gets a connection of its own.
+            own.close()
             if cut_short and not seen.ok_transport and time.monotonic() >= deadline:
                 return  # cut by the check's own deadline, not the service's fault: not an answer
             with lock:

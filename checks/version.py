@@ -68,8 +68,8 @@ class Sampling:
 
     detect_share: float = DEFAULT_DETECT_SHARE
     confidence: float = DEFAULT_CONFIDENCE
-    concurrency: int = 4
-    pause: float = 0.02
+    concurrency: int = 2
+    pause: float = 0.005
     # At least this many answers whatever the share asks ([service.version] consecutive of old configs).
     at_least: int = 1
 

@@ -141,7 +141,7 @@ def confirm(run: HarnessRun, config: pytest.Config, question: str) -> tuple[bool
     finally:
         if capture is not None:
             capture.resume_global_capture()
-    if answer.strip().lower() in ("yes", "y"):
+    if answer.strip().lower() == "yes":
         return True, "answered yes at the prompt"
     return False, f"answered {answer.strip()!r} at the prompt" if answer.strip() else "no answer at the prompt"
 

@@ -27,7 +27,14 @@ from rollback_harness.plugins.fixtures import (  # noqa: F401  (fixtures are fou
     rollback_http,
     rollback_outcome,
 )
-from rollback_harness.plugins.items import GATE_PROPERTY, PHASE_KEY, RunbookFile, remember_selected
+from rollback_harness.plugins.items import (
+    GATE_PROPERTY,
+    PHASE_KEY,
+    SPEC_KEY,
+    RunbookFile,
+    check_specs,
+    remember_selected,
+)
 from rollback_harness.plugins.progress import ProgressRelay, WorkerProgress
 from rollback_harness.plugins.state import (
     MODE_GATE_PREFLIGHT,
@@ -35,6 +42,7 @@ from rollback_harness.plugins.state import (
     MODE_ROLLBACK,
     PHASE_ORDER,
     RUN_KEY,
+    TARGET_KEY,
     UNGATED_ORDER,
     HarnessRun,
     new_run_id,
@@ -621,6 +629,34 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                 "-k/-m deselected every verify gate: a rollback must be verified, nothing was changed; "
                 "keep at least verify-version selected, or use --rollback-dry-run / --rollback-gate preflight"
             )
+        missing = missing_required_checks(run, session.items)
+        if missing:
+            raise pytest.UsageError(
+                f"deselected {', '.join(missing)}: a rollback is verified only when the service's answers and "
+                "the platform's census were both checked; nothing was changed. Keep them selected (deselect "
+                "others with -k 'not latency' and the like), or use --rollback-dry-run / --rollback-gate preflight"
+            )
+
+
+# Verify checks a rollback cannot do without: the answers, and the platform's census.
+REQUIRED_IN_A_ROLLBACK = ("version", "replicas")
+
+
+def missing_required_checks(run: HarnessRun, items: list[pytest.Item]) -> list[str]:
+    """The required verify items (per target of a fleet) that -k, -m, --deselect or node ids left out."""
+    kept = {
+        (item.stash.get(TARGET_KEY, None), item.stash[SPEC_KEY])
+        for item in items
+        if SPEC_KEY in item.stash and item.stash.get(PHASE_KEY, None) == "verify"
+    }
+    owners = list(run.fleet.items()) if run.is_fleet else [(None, run)]
+    missing = []
+    for target, owner in owners:
+        configured = {spec.key for spec in check_specs(owner)}
+        for key in REQUIRED_IN_A_ROLLBACK:
+            if key in configured and (target, key) not in kept:
+                missing.append(f"verify-{key}" + (f" of {target}" if target is not None else ""))
+    return missing
 
 
 def _skip_gates(items: list[pytest.Item]) -> None:

@@ -335,6 +335,22 @@ class EvidenceReporter:
             t["gate"] == gate and t["outcome"] == "passed" and t["nodeid"] in self.called for t in self.tests.values()
         )
 
+    def _required_not_run(self) -> bool:
+        """verify-version did not pass, or the census did not run, on some target of this rollback."""
+        runs = list(self.run.fleet.values()) if self.run.is_fleet else [self.run]
+        for owner in runs:
+            target = owner.target_spec.name if self.run.is_fleet and owner.target_spec is not None else None
+            ran = {
+                t["check"]["name"]: t["outcome"]
+                for t in self.tests.values()
+                if t["gate"] == "verify" and t.get("check") and t.get("target") == target
+            }
+            if ran.get("version") != "passed":
+                return True
+            if owner.target_spec is not None and ran.get("replicas") not in ("passed", "skipped"):
+                return True
+        return False
+
     def _exit_code(self, exitstatus: int) -> int:
         if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
             return exitstatus
@@ -356,6 +372,9 @@ class EvidenceReporter:
         if run.rolls_back and not run.dry_run and outcome is None:
             # A rollback was asked for and did not happen: never a success.
             return exit_codes.ROLLBACK_FAILED
+        if run.rolls_back and not run.dry_run and self._required_not_run():
+            # Deselected under xdist, where collection cannot refuse: never a success.
+            return exit_codes.VERIFY_FAILED
         if (run.rolls_back and not run.dry_run) or run.mode == MODE_GATE_VERIFY:
             if not self._passed("verify"):
                 # Rolled back (or gated) with nothing verified: never a success either.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,14 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 CONFIG_FILE_NAME = "rollback.toml"
+# Lists and tables inside each other: a real config needs a handful; deeper is hostile input.
+MAX_NESTING = 32
+# Names shown to a person (terminal, report, lock names): a few words, not a document.
+MAX_NAME_LENGTH = 200
+# What a config error shows of a long value.
+_SHOWN_VALUE_LENGTH = 200
+# Bidirectional overrides and isolates reorder what a terminal shows ("Trojan Source").
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def _duration(value: object) -> float:
@@ -65,6 +74,27 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def unprintable(text: str) -> str | None:
+    """Why ``text`` cannot be shown to a person as it is (a control character), or None."""
+    for position, char in enumerate(text, 1):
+        if char in _BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            return f"control character U+{ord(char):04X} at character {position}"
+    return None
+
+
+def _shown_name(value: str) -> str:
+    """A name as a person may see it: printable characters only, at most MAX_NAME_LENGTH of them."""
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{len(value)} characters long; a name may have at most {MAX_NAME_LENGTH}")
+    why = unprintable(value)
+    if why is not None:
+        raise ValueError(f"{why}; a name may hold printable characters only (it is shown on terminals and reports)")
+    return value
+
+
+ShownName = Annotated[str, Field(min_length=1), AfterValidator(_shown_name)]
+
+
 def _url_path(value: str) -> str:
     if value.startswith(("http://", "https://", "/")):
         return value
@@ -81,7 +111,7 @@ class VersionSource(Section):
     # (59 by default), and any answer from another version fails it (docs/configuration.md, [verify]).
     consecutive: int = Field(default=3, ge=1, le=100)
     # The most a worker waits, at random, before each request: checks never fall into step.
-    interval: Pause = 0.02
+    interval: Pause = 0.005
 
 
 class VerifyConfig(Section):
@@ -94,7 +124,7 @@ class VerifyConfig(Section):
     detect_share: float = Field(default=0.05, ge=0.001, le=0.5)
     confidence: float = Field(default=0.95, ge=0.5, le=0.9999)
     # Requests in flight at once per check, each on a new connection.
-    concurrency: int = Field(default=4, ge=1, le=64)
+    concurrency: int = Field(default=2, ge=1, le=64)
 
     def answers(self, at_least: int = 1) -> int:
         return max(at_least, answers_needed(self.detect_share, self.confidence))
@@ -104,7 +134,7 @@ _BASE_URL_ACCEPTED = "expected an http:// or https:// URL with a host, e.g. http
 
 
 class ServiceConfig(Section):
-    name: str = Field(min_length=1)
+    name: ShownName
     base_url: str
     timeout: Timeout = 5.0
     verify_tls: bool = True
@@ -136,7 +166,7 @@ class HealthConfig(Section):
     expect_status: StatusList = [200]
     # As in [service.version]: at least this many answers, every one of them healthy.
     consecutive: int = Field(default=3, ge=1, le=100)
-    interval: Pause = 0.02
+    interval: Pause = 0.005
 
 
 class EndpointConfig(Section):
@@ -664,6 +694,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Harness
         prefix = "tool.rollback."
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: tool.rollback must be a table")
+    _check_nesting(data, path, prefix)
     secrets: set[str] = set()
     substituted: set[str] = set()
     data = _substitute(data, os.environ if environ is None else environ, path, prefix, "", secrets, substituted)
@@ -671,11 +702,17 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Harness
         settings = HarnessSettings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, prefix, HarnessSettings, data, substituted)) from None
+    if settings.database is not None:
+        _check_database_url(settings.database.url, path, f"{prefix}database.url", substituted)
 
     if settings.database is not None and settings.database.password:
         secrets.add(settings.database.password)  # a password written in the file is one too
     targets: dict[str, TargetSpec] = {}
     for name, raw in sorted(settings.targets.items()):
+        try:
+            _shown_name(name)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {prefix}targets.{_shown_text(name)}: not a usable target name: {exc}") from None
         key = f"{prefix}targets.{name}"
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: {key} must be a table with at least 'kind'")
@@ -754,6 +791,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
+    except RecursionError:
+        # tomllib recurses once per level of nesting; the depth check after it never sees the data.
+        raise ConfigError(_too_deep_in_text(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
@@ -765,15 +805,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
 
 
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:secret)?\}|\$\$")
+# The last alternative: a "${" that does not start a well-formed ${NAME} (unclosed, or not a name).
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:secret)?\}|\$\$|(\$\{)")
 # Words that make a variable, a key or a query parameter name a secret's (DB_PASSWORD, api_key):
 # these anywhere in the name (sslpassword), the short ones only as a word of their own (MONKEY is not).
 _SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "token", "credential", "apikey", "webhook", "cookie")
 _SECRET_WORDS = frozenset(
     {"auth", "authorization", "header", "headers", "key", "pass", "private", "pw", "pwd", "signature"}
 )
-# scheme://user:password@host: the user info ends at the last "@" before the path.
-_URL_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?P<authority>[^/?#]*)")
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+# ?token=, &key=: the names of query parameters, by the position right after their "=".
+_QUERY_NAME = re.compile(r"[?&;]([^?&;=#]+)=")
 
 
 def _secret_words(name: str) -> bool:
@@ -785,18 +827,34 @@ def _secret_words(name: str) -> bool:
 
 
 def _user_info_span(text: str) -> tuple[int, int] | None:
-    """Where the user info (``user:password``) of the URL in ``text`` is, if it has any."""
-    match = _URL_AUTHORITY.search(text)
-    if match is None or "@" not in match.group("authority"):
-        return None
-    start = match.start("authority")
-    return start, start + match.group("authority").rindex("@")
+    """Where the user info (``user:password``) of the first URL in ``text`` is, if it has any.
+
+    The first ``scheme://`` (a letter, then letters, digits, ``+ . -``); the user info ends at the
+    last "@" before the path. Found with ``str.find``, in time linear in ``text``: a regex searched
+    from every position of a long run of letters is quadratic.
+    """
+    at = text.find("://")
+    while at != -1:
+        start = at
+        while start > 0 and text[start - 1] in _SCHEME_CHARS:
+            start -= 1
+        while start < at and not text[start].isalpha():
+            start += 1  # the scheme starts at its first letter
+        if start < at:
+            authority_start = at + 3
+            end = len(text)
+            for stop in "/?#":
+                found = text.find(stop, authority_start, end)
+                end = found if found != -1 else end
+            last_at = text.rfind("@", authority_start, end)
+            return (authority_start, last_at) if last_at != -1 else None
+        at = text.find("://", at + 3)
+    return None
 
 
-def _query_name_before(text: str, position: int) -> str | None:
-    """``token`` for a ``${VAR}`` written as ``?token=${VAR}`` or ``&token=${VAR}``."""
-    match = re.search(r"[?&;]([^?&;=#]+)=$", text[:position])
-    return match.group(1) if match else None
+def _query_names(text: str) -> dict[int, str]:
+    """``{position: "token"}`` for each ``?token=`` or ``&token=`` in ``text``, by where its value starts."""
+    return {match.end(): match.group(1) for match in _QUERY_NAME.finditer(text)}
 
 
 def _substitute(
@@ -827,10 +885,15 @@ def _substitute(
         return [_substitute(v, environ, path, prefix, f"{key}[{i}]", secrets, found) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
+    if "$" not in value:
+        return value
     user_info = _user_info_span(value)
+    query_names = _query_names(value)
     secret_key = any(_secret_words(part) for part in re.split(r"[.\[\]]", key) if part)
 
     def replace(match: re.Match[str]) -> str:
+        if match.group(3) is not None:
+            raise ConfigError(_bad_variable(value, match.start(), path, f"{prefix}{key}", secret_key))
         name = match.group(1)
         if name is None:
             return "$"
@@ -841,7 +904,7 @@ def _substitute(
             )
         text = environ[name]
         in_user_info = user_info is not None and user_info[0] <= match.start() < user_info[1]
-        query_name = _query_name_before(value, match.start())
+        query_name = query_names.get(match.start())
         secret = (
             match.group(2) is not None
             or in_user_info
@@ -856,6 +919,129 @@ def _substitute(
         return quote(text, safe="") if in_user_info else text
 
     return _VARIABLE.sub(replace, value)
+
+
+def _bad_variable(value: str, position: int, path: Path, key: str, secret: bool) -> str:
+    """The error for a ``${`` that starts no well-formed ``${NAME}``."""
+    closing = value.find("}", position)
+    what = "has no closing '}'" if closing == -1 else "does not hold a variable name"
+    span = _user_info_span(value)
+    masked = value if span is None else value[: span[0]] + "***" + value[span[1] :]
+    shown = "" if secret else f" = {_shown_text(masked)}"
+    return (
+        f"{path}: {key}{shown}: the '${{' at character {position + 1} {what}; accepted: ${{NAME}} or "
+        "${NAME:secret}, NAME made of letters, digits and '_' (not starting with a digit); write '$$' for a literal '$'"
+    )
+
+
+def _check_nesting(data: Any, path: Path, prefix: str) -> None:
+    """Refuse lists and tables nested deeper than MAX_NESTING, before anything recurses into them."""
+    pending: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while pending:
+        value, key, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise ConfigError(
+                f"{path}: {prefix}{_shown_key(key)}: lists and tables nested more than {MAX_NESTING} levels deep; "
+                f"at most {MAX_NESTING} levels are accepted"
+            )
+        if isinstance(value, dict):
+            pending.extend((v, f"{key}.{k}" if key else str(k), depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            pending.extend((v, f"{key}[{i}]", depth + 1) for i, v in enumerate(value))
+
+
+def _too_deep_in_text(path: Path) -> str:
+    """The error for a file nested too deep for the TOML parser, naming the line where it goes too deep."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        return f"{path}: cannot be read: {exc.strerror}"
+    line = _line_nested_deeper_than(text, MAX_NESTING)
+    where = ""
+    if line is not None:
+        written = text.splitlines()[line - 1]
+        name = written.split("=", 1)[0].strip() if "=" in written else ""
+        where = f" line {line}" + (f" ({_shown_text(name)} = ...)" if name else "")
+    return f"{path}:{where}: lists or inline tables nested too deep to read; at most {MAX_NESTING} levels are accepted"
+
+
+def _line_nested_deeper_than(text: str, limit: int) -> int | None:
+    """The first line where ``[`` / ``{`` outside strings and comments nest deeper than ``limit``."""
+    depth, line, i = 0, 1, 0
+    while i < len(text):
+        char = text[i]
+        if char == "\n":
+            line += 1
+        elif char == "#":
+            end = text.find("\n", i)
+            i = len(text) if end == -1 else end
+            continue
+        elif char in "\"'":
+            quote_text = char * 3 if text.startswith(char * 3, i) else char
+            end = i + len(quote_text)
+            while end < len(text) and not text.startswith(quote_text, end):
+                end += 2 if char == '"' and text[end] == "\\" else 1
+            line += text.count("\n", i, end)
+            i = end + len(quote_text)
+            continue
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return line
+        elif char in "]}":
+            depth -= 1
+        i += 1
+    return None
+
+
+def _check_database_url(url: str, path: Path, key: str, substituted: set[str]) -> None:
+    """A URL SQLAlchemy can read; the error never shows its user info (a password may be in it),
+    nor anything that came from the environment."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    accepted = (
+        "expected dialect[+driver]://user@host[:port]/database, e.g. postgresql+psycopg://app@db.internal/shop "
+        "or sqlite:///app.db (the password in database.password)"
+    )
+    masked = _masked_url(url)
+    shown = (
+        _shown_value(masked, substituted)
+        if masked != "***"
+        else f"({len(url)} characters, not shown: it may hold a password)"
+    )
+    try:
+        port = make_url(url).port
+    except ArgumentError:
+        raise ConfigError(f"{path}: {key} = {shown}: not a database URL SQLAlchemy can read; {accepted}") from None
+    except ValueError:
+        raise ConfigError(f"{path}: {key} = {shown}: the port is not a number; {accepted}") from None
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"{path}: {key} = {shown}: port {port} is out of range (1-65535); {accepted}")
+
+
+def _masked_url(text: str) -> str:
+    """``text`` with the user info of its URL (``user:password@``) shown as ``***@``; a value that is not
+    a URL at all is shown only when it holds no ``@`` or ``:`` (it might be a password typed in the wrong place)."""
+    span = _user_info_span(text)
+    if span is not None:
+        return text[: span[0]] + "***" + text[span[1] :]
+    if "://" not in text and ("@" in text or ":" in text):
+        return "***"
+    return text
+
+
+def _shown_text(text: str) -> str:
+    """``repr(text)``, control characters escaped, cut to a length a person reads."""
+    shown = repr(text)
+    if len(shown) > _SHOWN_VALUE_LENGTH:
+        return f"{shown[:_SHOWN_VALUE_LENGTH]}... ({len(text)} characters)"
+    return shown
+
+
+def _shown_key(key: str) -> str:
+    shown = key if unprintable(key) is None else repr(key)
+    return shown if len(shown) <= 120 else f"{shown[:120]}..."
 
 
 # Pydantic's own words for these are about Python types; say what the TOML should hold.
@@ -908,6 +1094,9 @@ def _shown_value(value: Any, substituted: set[str] | frozenset[str]) -> str:
         for form in {secret, repr(secret)[1:-1], quote(secret, safe="")}:
             if form:
                 text = text.replace(form, "${...}")
+    if len(text) > _SHOWN_VALUE_LENGTH:
+        size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters written out"
+        return f"{text[:_SHOWN_VALUE_LENGTH]}... ({size})"
     return text
 
 
@@ -938,7 +1127,8 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else str(part)
+            shown = part if unprintable(part) is None else repr(part)  # a key written with an escape in it
+            text += f".{shown}" if text else shown
     return text
 
 

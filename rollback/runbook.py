@@ -23,6 +23,7 @@ from rollback_harness.rollback.targets import create_target
 from rollback_harness.rollback.targets.base import Finding, Target, TargetContext
 from rollback_harness.rollback.versions import (
     PREVIOUS,
+    is_newer,
     requested_problem,
     requested_revision,
     resolve_target,
@@ -121,6 +122,8 @@ class Runbook:
         self.live: str | None = None
         self.to_version: str | None = None
         self.history: list[str] = []
+        # Why the history could not be read (then it is unknown, not empty).
+        self.history_problem: str | None = None
         # What preflight read: the live state token, the service's own answer, the last run's record.
         self.observed: str | None = None
         self.service_answer: str | None = None
@@ -179,11 +182,10 @@ class Runbook:
             # Read first: a change after this point is a conflict the driver reports before writing.
             self.observed = self.target.observe()
             self.live = self.target.live_version()
-            self.history = self.target.history()
             findings.append(Finding("live-version", True, f"{self.spec.name} runs {self.live}"))
         except (HarnessError, OSError) as exc:
             findings.append(Finding("live-version", False, f"cannot read the live version: {exc}"))
-            self.history = self._safe_history()
+        self.history = self._safe_history()
         if problem is not None:
             findings.append(
                 Finding("target-exists", False, "not checked: the requested version is not valid", checked=False)
@@ -198,8 +200,14 @@ class Runbook:
                 self.to_version, how = self.target.resolve_revision(revision)
             except (HarnessError, OSError) as exc:
                 self.to_version, how = None, str(exc)
+        elif self.requested == PREVIOUS and self.live is not None and self.history_problem is not None:
+            self.to_version = None
+            how = f"'previous' needs the history, and it could not be read: {self.history_problem}"
         else:
             self.to_version, how = resolve_target(self.requested, self.live, self.history)
+            refusal = self._previous_refusal()
+            if refusal is not None:
+                self.to_version, how = None, refusal
         if self.requested == PREVIOUS and self.previous.unfinished and self.previous.get("to") == self.live:
             # The link already moved: 'previous' of it would go one release too far. It means what
             # the unfinished run resolved it to.
@@ -211,9 +219,25 @@ class Runbook:
             if spelled is not None:
                 how = f"requested {self.requested}, named {spelled} here"
                 self.to_version = spelled
+        if self.rolls_forward:
+            # Allowed, but named: the words "rollback" would hide that this goes to a newer version.
+            findings[0] = Finding(
+                "target-version",
+                findings[0].ok,
+                f"{findings[0].message}; note: {self.to_version} is newer than the live {self.live}: "
+                "this run rolls forward",
+            )
         listing = ", ".join(self.history) or "none"
         if self.to_version is None:
             exists = Finding("target-exists", False, f"{how}")
+        elif self.to_version not in self.history and self.history_problem is not None:
+            # An empty listing here would claim there is no history; it is only unknown.
+            exists = Finding(
+                "target-exists",
+                False,
+                f"cannot tell whether {self.to_version} is in history: the history could not be read: "
+                f"{self.history_problem}",
+            )
         elif self.to_version not in self.history:
             exists = Finding("target-exists", False, f"{self.to_version} is not in history; available: {listing}")
         else:
@@ -232,6 +256,16 @@ class Runbook:
         bad = [f for f in deployable if not f.ok]
         findings.append(Finding("target-deployable", not bad, "; ".join(f.message for f in (bad or deployable))))
         return findings
+
+    def _previous_refusal(self) -> str | None:
+        """Why ``previous`` names no version on this platform now (Swarm without PreviousSpec), or None."""
+        if self.requested != PREVIOUS or self.live is None:
+            return None
+        try:
+            refusal = self.target.previous_refusal()
+        except (HarnessError, OSError) as exc:
+            return f"'previous' could not be judged: {exc}"
+        return refusal
 
     def _judge_actions(self, *, passed: bool) -> list[Finding]:
         """Each action's findings, once the target's passed (they need both versions)."""
@@ -301,7 +335,7 @@ class Runbook:
 
     @staticmethod
     def _answers_in_words(answers: Counter[str]) -> str:
-        """"v1.2.9" when every answer agreed, else "v1.2.9 on 4 of 5, v1.3.0 on 1"."""
+        """ "v1.2.9" when every answer agreed, else "v1.2.9 on 4 of 5, v1.3.0 on 1"."""
         total = sum(answers.values())
         if len(answers) == 1:
             return next(iter(answers))
@@ -346,9 +380,11 @@ class Runbook:
         return notes
 
     def _safe_history(self) -> list[str]:
+        """The target's history; [] when it cannot be read, and why in ``history_problem``."""
         try:
             return self.target.history()
-        except (HarnessError, OSError):
+        except (HarnessError, OSError) as exc:
+            self.history_problem = str(exc)
             return []
 
     def _undo_actions(self) -> None:
@@ -390,6 +426,11 @@ class Runbook:
         """The platform's record and the service's own answer both say the target; no step is left,
         neither the driver's nor an action's (a database a killed run did not downgrade yet)."""
         return self.to_version is not None and self.remaining == [] and not any(a.pending() for a in self.actions)
+
+    @property
+    def rolls_forward(self) -> bool:
+        """The target is a newer version than the live one (``status`` still says rolled-back)."""
+        return is_newer(self.to_version, self.live)
 
     @property
     def from_version(self) -> str | None:
@@ -521,7 +562,8 @@ class Runbook:
                 f"{self.service_answer or 'nothing'}: did {', '.join(self.remaining)}"
             )
         else:
-            outcome.message = f"rolled back from {self.live} to {self.to_version}"
+            moved = "rolled forward" if self.rolls_forward else "rolled back"
+            outcome.message = f"{moved} from {self.live} to {self.to_version}"
 
     def _skip_reason(self) -> str:
         if self.resuming:

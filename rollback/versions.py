@@ -1,4 +1,4 @@
-"""Version strings: a strict pattern, version ordering, and resolving ``previous``."""
+"""Version strings: a strict pattern, version ordering, and resolving ``previous`` along a history."""
 
 from __future__ import annotations
 
@@ -79,12 +79,23 @@ def sort_versions(versions: Iterable[str]) -> list[str]:
     return sorted(set(versions), key=_sort_key)
 
 
+def is_newer(version: str | None, than: str | None) -> bool:
+    """True when both read as versions and ``version`` is the later one (going to it rolls forward)."""
+    if version is None or than is None:
+        return False
+    mine, theirs = _sort_key(version), _sort_key(than)
+    return mine[0] == theirs[0] == 1 and mine > theirs
+
+
 def resolve_target(requested: str, live: str | None, history: Sequence[str]) -> tuple[str | None, str]:
     """Turn ``--rollback-to`` into a concrete version.
 
-    Returns ``(version, explanation)``; version is None when it cannot be resolved.
+    ``history`` is oldest first in the driver's own order, which ``previous`` follows: version order
+    for release folders, revision order on Kubernetes (what ``kubectl rollout undo`` goes back to),
+    the order the service ran them on Swarm. It is never re-sorted here. Returns ``(version,
+    explanation)``; version is None when it cannot be resolved.
     """
-    ordered = sort_versions(history)
+    ordered = newest_occurrence(history)
     if requested != PREVIOUS:
         return requested, f"requested {requested}"
     if live is None:
@@ -95,6 +106,12 @@ def resolve_target(requested: str, live: str | None, history: Sequence[str]) -> 
     if index == 0:
         return None, f"no version before the live {live} (history: {_listing(ordered)})"
     return ordered[index - 1], f"'previous' is {ordered[index - 1]}, the one before the live {live}"
+
+
+def newest_occurrence(history: Sequence[str]) -> list[str]:
+    """``history`` with each version kept only where it last appears (its newest place)."""
+    last = {version: index for index, version in enumerate(history)}
+    return [version for index, version in enumerate(history) if last[version] == index]
 
 
 def _listing(versions: Sequence[str]) -> str:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rollback_harness.rollback.actions.base import Action
 from rollback_harness.rollback.database import alembic_state
 from rollback_harness.rollback.database.alembic_state import MigrationError, Step
+from rollback_harness.rollback.database.lint import CANNOT_TELL as LINT_CANNOT_TELL
 from rollback_harness.rollback.database.lint import DESTRUCTIVE, IRREVERSIBLE
 from rollback_harness.rollback.database.migrations import (
     CANNOT_TELL,
@@ -29,6 +30,7 @@ from rollback_harness.rollback.database.migrations import (
     IRREVERSIBLE_DOWNGRADE,
     NONE,
     REVERSIBLE,
+    UNREADABLE_DOWNGRADE,
     Assessment,
     MigrationSource,
 )
@@ -95,7 +97,8 @@ class DatabaseAction(Action):
         found = self.assessment
         if found is None or not self.downgrade_asked:
             return False
-        return found.state == REVERSIBLE or (found.state == DESTRUCTIVE_DOWNGRADE and self.allow_data_loss)
+        may_lose_data = found.state in (DESTRUCTIVE_DOWNGRADE, UNREADABLE_DOWNGRADE)
+        return found.state == REVERSIBLE or (may_lose_data and self.allow_data_loss)
 
     def pending(self) -> bool:
         found = self.assessment
@@ -158,6 +161,9 @@ class DatabaseAction(Action):
             )
         if found.state == DESTRUCTIVE_DOWNGRADE:
             listed = found.listing(DESTRUCTIVE)
+            unread = found.listing(LINT_CANNOT_TELL)
+            if unread:
+                listed += f"\nand operations whose effect the lint cannot tell (they may lose data too):{unread}"
             if not self.allow_data_loss:
                 return Finding(
                     MIGRATIONS_FINDING,
@@ -170,6 +176,24 @@ class DatabaseAction(Action):
                 True,
                 f"destructive downgrade needed, allowed by --allow-data-loss: {between}; "
                 f"data that will be lost:{listed}",
+            )
+        if found.state == UNREADABLE_DOWNGRADE:
+            listed = found.listing(LINT_CANNOT_TELL)
+            if not self.allow_data_loss:
+                return Finding(
+                    MIGRATIONS_FINDING,
+                    False,
+                    f"cannot tell whether the downgrade loses data: {between}; the lint (which reads the scripts, "
+                    f"never runs them) cannot tell what these do:{listed}\nRefused without "
+                    "--rollback-allow-data-loss (--allow-data-loss; a verified backup is taken first), as a "
+                    'destructive downgrade would be; or write the operations out (op.drop_table("name")), '
+                    "or fix forward",
+                )
+            return Finding(
+                MIGRATIONS_FINDING,
+                True,
+                f"cannot tell whether the downgrade loses data, allowed by --rollback-allow-data-loss: {between}; "
+                f"operations that may lose data:{listed}",
             )
         return Finding(MIGRATIONS_FINDING, True, f"reversible downgrade needed: {between}")
 

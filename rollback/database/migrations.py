@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rollback_harness.rollback.database import alembic_state
 from rollback_harness.rollback.database.alembic_state import MigrationError, Step
+from rollback_harness.rollback.database.lint import CANNOT_TELL as LINT_CANNOT_TELL
 from rollback_harness.rollback.database.lint import DESTRUCTIVE, IRREVERSIBLE, LintIssue
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ NONE = "no-migrations"
 REVERSIBLE = "reversible"
 DESTRUCTIVE_DOWNGRADE = "destructive"
 IRREVERSIBLE_DOWNGRADE = "irreversible"
+# The lint cannot read what a downgrade does (getattr(op, ...), a helper, SQL built at run time):
+# it may lose data, so it needs the same permission as a destructive one.
+UNREADABLE_DOWNGRADE = "unreadable"
 CANNOT_TELL = "cannot-tell"
 
 
@@ -58,9 +62,9 @@ class Assessment:
     def revisions(self) -> str:
         return ", ".join(f"{step.revision} ({step.message})" if step.message else step.revision for step in self.steps)
 
-    def listing(self, kind: str | None = None) -> str:
-        """The issues of ``kind``, one per line (file:line (revision): what)."""
-        return "".join(f"\n  - {issue.describe()}" for issue in self.issues if kind is None or issue.kind == kind)
+    def listing(self, *kinds: str) -> str:
+        """The issues of ``kinds`` (all when none given), one per line (file:line (revision): what)."""
+        return "".join(f"\n  - {issue.describe()}" for issue in self.issues if not kinds or issue.kind in kinds)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -205,6 +209,8 @@ class MigrationSource:
             if IRREVERSIBLE in kinds
             else DESTRUCTIVE_DOWNGRADE
             if DESTRUCTIVE in kinds
+            else UNREADABLE_DOWNGRADE
+            if LINT_CANNOT_TELL in kinds
             else REVERSIBLE
         )
         return found

@@ -133,6 +133,13 @@ class Target(ABC):
         """
         return None
 
+    def previous_refusal(self) -> str | None:
+        """Why ``--rollback-to previous`` names no version here now, or None (the default: history decides).
+
+        For a platform whose "previous" is its own (Swarm's PreviousSpec): a refusal with the reason.
+        """
+        return None
+
     def resolve_revision(self, revision: int) -> tuple[str, str]:
         """``(version, explanation)`` of revision ``revision``; raise RollbackFailed when there is none.
 

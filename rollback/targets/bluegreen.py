@@ -5,7 +5,8 @@ version and is healthy (checked in preflight and again right before the switch).
 The proxy config is rendered from a template with the active colour's address; a new config is
 written to a temporary file beside the live one, checked by the proxy (``nginx -t -c`` /
 ``haproxy -c -f``), renamed over it and reloaded. A config the proxy refuses never goes live; a
-reload that fails puts the old file back. See docs/traffic.md.
+reload that fails, or that the proxy does not apply (no new worker), puts the old file back and
+reloads it. See docs/traffic.md.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from rollback_harness.rollback.errors import Conflict, RollbackFailed
 from rollback_harness.rollback.journal import Journal
 from rollback_harness.rollback.targets.base import Finding, Target
 from rollback_harness.rollback.traffic import haproxy
-from rollback_harness.rollback.traffic.commands import ProxyError
+from rollback_harness.rollback.traffic.commands import ProxyError, ReloadNotApplied
 from rollback_harness.rollback.traffic.files import atomic_write, digest, read_text, temporary_beside
 from rollback_harness.rollback.traffic.nginx import Nginx
+from rollback_harness.rollback.traffic.ports import new_addresses_held
 from rollback_harness.rollback.traffic.probe import get
 from rollback_harness.rollback.versions import same_version, sort_versions, version_problem
 
@@ -420,24 +422,78 @@ class BlueGreenTarget(Target):
             raise
         return temporary
 
+    @property
+    def failed_reload(self) -> Path:
+        """The record of a config the proxy accepted but did not apply: its digest and the proxy's words."""
+        return self.config_file.with_name(f".{self.config_file.name}.reload-failed")
+
     def _switch(self, colour: str, detail: dict[str, Any]) -> None:
         old = read_text(self.config_file)
         wanted = self.render(colour)
         if old == wanted:
+            # A run killed after the rename: the file was never confirmed running; the backup was.
             detail["note"] = f"{self.config_file.name} already had {colour} active: reloaded only"
-            detail["reload"] = self._reload()
+            backup = read_text(self.backup)
+            self._reload_or_put_back(backup if backup != wanted else None, detail)
+            self.failed_reload.unlink(missing_ok=True)
             return
+        self._check_earlier_failure(old, wanted, detail)
         temporary = self._validated_rendering(colour)  # a config the proxy refuses never goes further
         if old is not None:
             atomic_write(self.backup, old)
         os.replace(temporary, self.config_file)
         detail.update(before=digest(old), after=digest(wanted), backup=str(self.backup))
+        self._reload_or_put_back(old, detail)
+        self.failed_reload.unlink(missing_ok=True)
+
+    def _check_earlier_failure(self, live: str | None, wanted: str, detail: dict[str, Any]) -> None:
+        """An earlier run's reload of this very config did not take: look before reloading it again.
+        A port it listens on that is still held refuses the switch before anything is written."""
+        record = read_text(self.failed_reload)
+        if record is None or not record.startswith(digest(wanted) + " "):
+            return
+        earlier = record.partition(" ")[2].strip()
+        held = new_addresses_held(self.settings.proxy, live, wanted)
+        if held:
+            detail["traffic"] = f"{self.live_colour()}, unchanged: nothing was written or reloaded"
+            raise ProxyError(
+                f"{self.settings.proxy} did not apply this config in an earlier run ({earlier}) and would not now: "
+                f"{'; '.join(held)}; nothing was switched (free the address, then run again)"
+            )
+        detail["earlier_failure"] = f"{earlier}; the addresses it adds are free now: reloading it again"
+
+    def _reload_or_put_back(self, known_good: str | None, detail: dict[str, Any]) -> None:
+        """Reload; a reload that failed or did not take puts ``known_good`` (the config the proxy ran
+        before) back, and reloads it again when the proxy was signalled. ``detail["traffic"]`` says
+        where traffic goes then, for the journal; the ProxyError raised says it too."""
         try:
             detail["reload"] = self._reload()
+            return
         except ProxyError as exc:
-            if old is not None:
-                atomic_write(self.config_file, old)
-            raise ProxyError(f"{exc}; {self.config_file} was put back with the old colour") from None
+            failure, signalled = str(exc), isinstance(exc, ReloadNotApplied)
+        detail["reload"] = f"failed: {failure}"
+        if signalled:
+            atomic_write(self.failed_reload, f"{digest(read_text(self.config_file))} {failure}\n")
+        if known_good is None:
+            detail["traffic"] = f"unknown: {self.config_file} did not take and there is no earlier config to put back"
+            raise ProxyError(f"{failure}; there is no earlier config of {self.config_file} to put back")
+        atomic_write(self.config_file, known_good)
+        marked = _MARKER.match(known_good)
+        back = marked.group(1) if marked is not None else "the old colour"
+        where = f"{back} ({self._url(back)})" if back in self.settings.colours else back
+        put_back = f"{self.config_file} was put back with the old colour, {back}"
+        if signalled:
+            try:
+                detail["restore"] = self._reload()
+            except ProxyError as again:
+                detail["traffic"] = f"{where} by the config the proxy kept; reloading the put-back file failed: {again}"
+                raise ProxyError(
+                    f"{failure}; {put_back}, but reloading it failed too ({again}): the proxy still runs the config "
+                    f"it had, so traffic goes to {where}"
+                ) from None
+            put_back += " and reloaded"
+        detail["traffic"] = f"{where}, as before the switch: {self.config_file.name} is the old config again"
+        raise ProxyError(f"{failure}; {put_back}: traffic goes to {where}, as before the switch") from None
 
     def wait_ready(self, version: str, journal: Journal) -> None:
         timeout = self.settings.ready_timeout

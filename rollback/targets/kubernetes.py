@@ -15,6 +15,7 @@ import copy
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -22,6 +23,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from pydantic import AfterValidator, Field
+from urllib3.exceptions import ConnectTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from rollback_harness.rollback.census import Census, Replica
@@ -190,6 +192,14 @@ def not_ready_reason(pod: Obj) -> str:
             said = ": ".join(str(part) for part in (condition.get("reason"), condition.get("message")) if part)
             return f"{kind} is False" + (f" ({said})" if said else "")
     return f"phase {status.get('phase') or 'unknown'}, no reason given"
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """A write without a clear answer: what came back, and whether the server is done with it."""
+
+    error: str
+    settled: bool
 
 
 class KubernetesTarget(Target):
@@ -418,7 +428,12 @@ class KubernetesTarget(Target):
         return self.version_of(self.read_deployment()["spec"]["template"])
 
     def history(self) -> list[str]:
-        """Versions in revision order, oldest first; a version in several revisions at its newest."""
+        """Versions in revision order, oldest first; a version in several revisions at its newest.
+
+        So ``previous`` (the one before the live version) is the revision plain ``kubectl rollout undo``
+        goes to, whatever its version number; only when that revision runs the live version too (a
+        change of something else) does it go on to the newest revision with another version.
+        """
         versions = [
             row["version"]
             for row in self.revision_table(self.read_deployment())
@@ -613,20 +628,80 @@ class KubernetesTarget(Target):
                     raise RollbackFailed(
                         f"the API server refused the patch of {self.where}: {api_message(exc)}"
                     ) from None
-                answer = self._reread_after_unknown_write(rs, revision, api_message(exc))
-            except Urllib3Error as exc:
-                answer = self._reread_after_unknown_write(rs, revision, str(exc))
+                # A 504 is a gateway giving up while the server may still be at work; any other
+                # answer comes once the server is done with the request.
+                sent = Unanswered(api_message(exc), settled=exc.status != 504)
+                answer = self._reread_after_unknown_write(rs, revision, deployment, sent, step.detail)
+            except ConnectTimeoutError as exc:  # no connection, so nothing was sent
+                step.detail["write"] = "not sent"
+                raise RollbackFailed(
+                    f"the patch of {self.where} was not sent: the API server could not be reached ({exc}); "
+                    "nothing was changed by it"
+                ) from None
+            except Urllib3Error as exc:  # a timeout or a lost connection after the request went out
+                sent = Unanswered(f"no answer: {exc}", settled=False)
+                answer = self._reread_after_unknown_write(rs, revision, deployment, sent, step.detail)
             step.detail["resource_version"] = answer["metadata"].get("resourceVersion")
 
-    def _reread_after_unknown_write(self, rs: Obj, revision: int, error: str) -> Obj:
-        """A write whose outcome is unknown: read again, and never send it twice."""
-        now = self.read_deployment()
-        if same_template(rs["spec"]["template"], now["spec"]["template"]):
-            return now
-        raise RollbackFailed(
-            f"the patch of {self.where} got no clear answer ({error}) and a fresh read shows the template "
-            f"is not revision {revision}'s; it was not sent again"
+    def _reread_after_unknown_write(self, rs: Obj, revision: int, before: Obj, sent: Unanswered, detail: Obj) -> Obj:
+        """A write whose outcome is unknown: read again until it is known, and never send it twice.
+
+        Applied: the template is revision ``revision``'s. Not applied: the server answered (so it is
+        done with the request), or the resourceVersion the patch is preconditioned on has moved on, so
+        it can never apply. Otherwise it stays unknown: re-read for up to ``request_timeout``, then say so.
+        """
+        patch = f"the patch of {self.where} to revision {revision} ({self.version_of(rs['spec']['template'])})"
+        was = before["metadata"].get("resourceVersion")
+        check = (
+            f"check `kubectl rollout history deployment/{self.settings.deployment} -n {self.settings.namespace}` "
+            "before running again"
         )
+        deadline = time.monotonic() + self.settings.request_timeout
+        while True:
+            try:
+                now = self.read_deployment(timeout=max(0.1, deadline - time.monotonic()))
+            except RollbackFailed as exc:
+                detail["write"] = "unknown"
+                raise RollbackFailed(
+                    f"{patch} got no clear answer ({sent.error}); whether it was applied is unknown: reading "
+                    f"the deployment again failed too ({exc}); it was not sent again; {check}"
+                ) from None
+            if same_template(rs["spec"]["template"], now["spec"]["template"]):
+                detail["write"] = "applied (seen by reading the deployment again)"
+                return now
+            running = self._running(now)
+            moved = now["metadata"].get("resourceVersion") != was
+            if sent.settled or moved:
+                detail["write"] = "not applied"
+                why = (
+                    f"the deployment moved on from resourceVersion {was} without it, and the patch is "
+                    f"preconditioned on {was}"
+                    if moved
+                    else "the API server answered, so it is done with the request"
+                )
+                raise RollbackFailed(
+                    f"{patch} got no clear answer ({sent.error}); it was not applied: {why}; the deployment "
+                    f"runs {running}; it was not sent again"
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                detail["write"] = "unknown"
+                raise RollbackFailed(
+                    f"{patch} got no clear answer ({sent.error}); whether it was applied is unknown: read again "
+                    f"for {format_duration(self.settings.request_timeout)}, the deployment is unchanged "
+                    f"(resourceVersion {was}, running {running}), and the API server may still apply it; "
+                    f"it was not sent again; {check}"
+                )
+            time.sleep(min(POLL_INTERVAL, left))
+
+    def _running(self, deployment: Obj) -> str:
+        """``v1.4.0 (revision 3)``: the template's version and the deployment's revision."""
+        try:
+            version = self.version_of(deployment["spec"]["template"])
+        except RollbackFailed:
+            version = "an unknown version"
+        revision = (deployment["metadata"].get("annotations") or {}).get(REVISION, "?")
+        return f"{version} (revision {revision})"
 
     def rollout_problem(self, deployment: Obj) -> str | None:
         """None when rolled out, else what kubectl rollout status would be waiting for."""

@@ -7,7 +7,8 @@ never overwritten):
 - to the version PreviousSpec runs: Swarm's own server-side rollback
   (``POST /services/{id}/update?version=N&rollback=previous``), what ``docker service update
   --rollback`` does. Swarm keeps one level of history, so this reaches one version back;
-- to any other version whose image is on the node: an update of the image to ``repo:<version>``.
+- to any other version the service ran (its history: see ``history``) whose image is on the node:
+  an update of the image to ``repo:<version>``.
 
 Readiness is Swarm's own account: the update state is ``completed`` / ``rollback_completed`` and
 the running tasks equal the desired ones, every one on the target image. A paused update is a
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
@@ -31,8 +33,9 @@ from rollback_harness.rollback.config import Duration, Section
 from rollback_harness.rollback.durations import format_duration
 from rollback_harness.rollback.errors import Conflict, RollbackFailed
 from rollback_harness.rollback.journal import Journal
+from rollback_harness.rollback.resume import read_record
 from rollback_harness.rollback.targets.base import Finding, Target
-from rollback_harness.rollback.versions import sort_versions, version_problem
+from rollback_harness.rollback.versions import newest_occurrence, version_problem
 
 POLL_INTERVAL = 0.25  # seconds between looks at the service while waiting
 REPORT_EVERY = 2.0  # seconds between progress lines
@@ -174,15 +177,58 @@ class SwarmTarget(Target):
         return split_image(self._image(previous))[1] if previous else None
 
     def history(self) -> list[str]:
+        """What this service ran, oldest first: what the harness's journals saw, PreviousSpec, Spec.
+
+        Never the local image tags: an image on the node is not a version the service ever ran.
+        """
         service = self._service()
-        repo = self._repo(service)
-        names = {split_image(self._image(service["Spec"]))[1], self._previous_version(service)}
-        for image in self._call(f"list the local images of {repo}", "images", name=repo):
-            for tag in image.get("RepoTags") or []:
-                image_repo, version = split_image(tag)
-                if image_repo == repo:
-                    names.add(version)
-        return sort_versions([n for n in names if n is not None and version_problem(n) is None])
+        ran = [*self._recorded_versions(service), self._previous_version(service), self._spec_version(service)]
+        return newest_occurrence([v for v in ran if v is not None and version_problem(v) is None])
+
+    def previous_refusal(self) -> str | None:
+        """Why ``previous`` means nothing here now: Swarm's previous is PreviousSpec, and there is none."""
+        service = self._service()
+        if self._previous_version(service) is not None:
+            return None
+        return (
+            f"'previous' is the version of the service's PreviousSpec (Swarm's own rollback), and service "
+            f"{self.settings.service} has none: it was never updated since it was created; "
+            "name the version instead: --rollback-to VERSION"
+        )
+
+    def _spec_version(self, service: dict[str, Any]) -> str | None:
+        return split_image(self._image(service["Spec"]))[1]
+
+    def _recorded_versions(self, service: dict[str, Any]) -> list[str]:
+        """Versions this service (this very one: same id) ran by the journals the harness's records name.
+
+        A record (``.rollback-<target>.state.json`` beside the config) names its run's journal; that
+        journal describes the service before the run (image, previous image) and says which version
+        a finished wait saw every task run. Unreadable records and journals are skipped.
+        """
+        found: list[tuple[str, list[str]]] = []
+        for path in sorted(self.context.base_dir.glob(".rollback-*.state.json")):
+            record, _ = read_record(path)
+            journal = record.get("journal") if record else None
+            if record is None or not isinstance(journal, str) or not Path(journal).is_file():
+                continue
+            versions = self._versions_in_journal(Journal(Path(journal)).entries(), str(service["ID"]))
+            if versions:
+                found.append((str(record.get("started") or ""), versions))
+        return [version for _, versions in sorted(found) for version in versions]
+
+    def _versions_in_journal(self, entries: list[dict[str, Any]], service_id: str) -> list[str]:
+        described = next((e for e in entries if e.get("step") == "target" and e.get("status") == "described"), None)
+        if described is None or described.get("kind") != self.kind or described.get("service_id") != service_id:
+            return []
+        versions = [split_image(str(described.get(key) or ""))[1] for key in ("previous_image", "image")]
+        waiting: str | None = None
+        for entry in entries:
+            if entry.get("step") == STEP_WAIT and entry.get("status") == "started":
+                waiting = entry.get("version")
+            elif entry.get("step") == STEP_WAIT and entry.get("status") == "done" and waiting:
+                versions.append(waiting)  # every task ran it and Swarm said the update completed
+        return [version for version in versions if version]
 
     def observe(self) -> str:
         """The service's version index: Swarm bumps it on every change to the service."""
@@ -515,6 +561,7 @@ class SwarmTarget(Target):
         }
         try:
             service = self._service()
+            facts["service_id"] = service["ID"]
             facts["image"] = self._image(service["Spec"])
             facts["previous_image"] = self._image(service.get("PreviousSpec")) or None
             facts["update_state"] = (service.get("UpdateStatus") or {}).get("State")

@@ -15,6 +15,10 @@ class ProxyError(RollbackFailed):
     """A proxy command failed or a proxy did not answer; the message says which and how things stand."""
 
 
+class ReloadNotApplied(ProxyError):
+    """The proxy was told to reload but did not load the new config: it keeps running the one it had."""
+
+
 def run(command: Sequence[str], timeout: float) -> tuple[int, str]:
     """``(exit code, output)`` of ``command``; raise ProxyError when it cannot run or overruns."""
     try:

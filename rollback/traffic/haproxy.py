@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollback_harness.rollback.traffic.commands import ProxyError, alive, children, run
+from rollback_harness.rollback.traffic.commands import ProxyError, ReloadNotApplied, alive, children, run
 
 # The counters of `show stat` a timeline row carries for each server.
 STAT_FIELDS = ("status", "weight", "scur", "stot", "hrsp_5xx")
@@ -29,7 +29,7 @@ def check_config(binary: str, config: Path, timeout: float) -> str:
 def reload_master(pid_file: Path, timeout: float) -> str:
     """SIGUSR2 to the master of ``haproxy -W``, then wait until it runs a worker it did not run
     before: a master that cannot load the new config (a port it cannot bind) keeps the old
-    workers, and that is a failed reload (ProxyError). Returns what happened, for the journal."""
+    workers, and that is a failed reload (ReloadNotApplied). Returns what happened, for the journal."""
     try:
         pid = int(pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError) as exc:
@@ -45,7 +45,7 @@ def reload_master(pid_file: Path, timeout: float) -> str:
         if new:
             return f"HAProxy's master (pid {pid}) reloaded: new worker {', '.join(map(str, sorted(new)))}"
         if time.monotonic() >= deadline:
-            raise ProxyError(
+            raise ReloadNotApplied(
                 f"HAProxy's master (pid {pid}) started no worker with the new config within {timeout:g} s "
                 "(it keeps serving with the old one; see HAProxy's log)"
             )

@@ -1,7 +1,9 @@
 """The nginx maintenance switch: an include file the harness owns, on (503 and the page) or off.
 
 Each switch writes the include atomically, checks the whole config with ``nginx -t`` and only
-then reloads; a config nginx refuses is taken back at once, so the running config stays live.
+then reloads; a config nginx refuses, or a reload nginx does not apply, is taken back at once
+(reloaded again in the second case), so the running config stays live. Switching on saves the
+include as it was before the run beside it; switching off puts that text back.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from rollback_harness.rollback.config import MaintenanceConfig
 from rollback_harness.rollback.journal import StepHandle
-from rollback_harness.rollback.traffic.commands import ProxyError
+from rollback_harness.rollback.traffic.commands import ProxyError, ReloadNotApplied
 from rollback_harness.rollback.traffic.files import atomic_write, digest, read_text
 from rollback_harness.rollback.traffic.nginx import Nginx
 from rollback_harness.rollback.traffic.probe import Answer, get
@@ -66,23 +68,55 @@ class Maintenance:
         return found
 
     def is_on(self) -> bool:
-        text = read_text(self.include)
-        return text is not None and text.startswith(MARK_ON)
+        return self._is_on(read_text(self.include))
+
+    @property
+    def saved(self) -> Path:
+        """The include as it was before the run, saved when maintenance went on."""
+        return self.include.with_name(f".{self.include.name}.before-rollback")
+
+    def _off_text(self) -> str:
+        """The include from before the run (when saved and not itself on), else the harness's off text."""
+        before = read_text(self.saved)
+        if before is None or before.startswith(MARK_ON):
+            return include_text(False, self.page)
+        return before
 
     def switch(self, on: bool, step: StepHandle) -> None:
-        """Write the include, check, reload; on a refusal put the old include back (still live)."""
-        wanted = include_text(on, self.page)
+        """Write the include, check, reload; on a refusal, or a reload nginx did not apply, put the
+        old include back (and reload it again in the second case): the running config stays live."""
+        wanted = include_text(True, self.page) if on else self._off_text()
         old = read_text(self.include)
+        if on and not self.saved.exists() and old is not None and not old.startswith(MARK_ON):
+            atomic_write(self.saved, old)
         step.detail.update(include=str(self.include), before=digest(old), after=digest(wanted))
         atomic_write(self.include, wanted)
         try:
             self.nginx.check()
             step.detail["reload"] = self.nginx.reload()
+        except ReloadNotApplied as exc:
+            self._put_back(old)
+            step.detail["maintenance"] = "on" if self._is_on(old) else "off"
+            raise ProxyError(f"{exc}; {self.include} was put back{self._reload_again(step)}") from None
         except ProxyError as exc:
             self._put_back(old)
             raise ProxyError(f"{exc}; {self.include} was put back and the running config stays live") from None
         if self.settings.check_url:
             step.detail["check"] = self._wait_for(on)
+        if not on:
+            self.saved.unlink(missing_ok=True)
+
+    def _reload_again(self, step: StepHandle) -> str:
+        """After a reload nginx did not apply: reload the put-back files, so nginx runs what is on disk."""
+        try:
+            step.detail["restore"] = self.nginx.reload()
+        except ProxyError as again:
+            return f", but reloading it failed too ({again}): nginx keeps running the config it had"
+        return " and reloaded: nginx runs the config it had"
+
+    @staticmethod
+    def _is_on(text: str | None) -> bool:
+        return text is not None and text.startswith(MARK_ON)
 
     def shows(self, on: bool) -> str | None:
         """With a check URL: one probe that shows maintenance ``on`` (or off), in words; else None

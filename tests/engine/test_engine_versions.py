@@ -6,6 +6,7 @@ import pytest
 
 from rollback_harness.rollback.versions import (
     PREVIOUS,
+    is_newer,
     requested_problem,
     resolve_target,
     same_version,
@@ -101,7 +102,7 @@ def test_duplicates_are_dropped() -> None:
     assert sort_versions(["v1", "v1", "v2"]) == ["v1", "v2"]
 
 
-HISTORY = ["v1.10.0", "v1.2.8", "v1.9.2", "v1.2.9"]  # deliberately not in order
+HISTORY = ["v1.2.8", "v1.2.9", "v1.9.2", "v1.10.0"]  # oldest first, as a driver lists it
 
 
 def test_previous_is_the_version_before_the_live_one() -> None:
@@ -109,6 +110,21 @@ def test_previous_is_the_version_before_the_live_one() -> None:
     assert version == "v1.9.2"
     assert "v1.9.2" in how and "v1.10.0" in how
     assert resolve_target(PREVIOUS, "v1.9.2", HISTORY)[0] == "v1.2.9"
+
+
+def test_previous_follows_the_history_order_not_the_version_numbers() -> None:
+    # Kubernetes revisions 2, 3, 4: v1.2.8 came back as revision 4, so v1.3.0 ran just before it.
+    by_revision = ["v1.2.9", "v1.3.0", "v1.2.8"]
+    assert resolve_target(PREVIOUS, "v1.2.8", by_revision)[0] == "v1.3.0"
+    assert resolve_target(PREVIOUS, "v1.3.0", by_revision)[0] == "v1.2.9"
+    version, how = resolve_target(PREVIOUS, "v1.2.9", by_revision)
+    assert version is None
+    assert "no version before the live v1.2.9 (history: v1.2.9, v1.3.0, v1.2.8)" in how
+
+
+def test_a_version_that_ran_twice_counts_where_it_ran_last() -> None:
+    assert resolve_target(PREVIOUS, "v1.3.0", ["v1.2.9", "v1.2.8", "v1.2.9", "v1.3.0"])[0] == "v1.2.9"
+    assert resolve_target(PREVIOUS, "v1.3.0", ["v1.3.0", "v1.2.8", "v1.3.0"])[0] == "v1.2.8"
 
 
 def test_previous_when_live_is_the_oldest() -> None:
@@ -178,3 +194,22 @@ def test_a_revision_number_is_refused_where_the_driver_has_none() -> None:
         "use a plain version (e.g. v1.2.9) or 'previous'"
     )
     assert "or 'previous'" in (requested_problem("v1;id", kind="symlink", accepts_revisions=False) or "")
+
+
+@pytest.mark.parametrize(
+    ("version", "than", "newer"),
+    [
+        ("v1.3.0", "v1.2.9", True),
+        ("v1.10.0", "v1.9.2", True),  # as versions, not as text
+        ("1.3.0", "v1.2.9", True),
+        ("v1.3.0", "v1.3.0-rc.1", True),
+        ("v1.2.9", "v1.3.0", False),
+        ("v1.2.9", "1.2.9", False),
+        ("latest", "v1.2.9", False),  # not a version: cannot tell, so not called a roll forward
+        ("v1.3.0", "latest", False),
+        ("v1.3.0", None, False),
+        (None, "v1.2.9", False),
+    ],
+)
+def test_is_newer(version: str | None, than: str | None, newer: bool) -> None:
+    assert is_newer(version, than) is newer

@@ -23,7 +23,7 @@ def spawn(demo: Deployment, workdir: Path) -> pexpect.spawn:
     )
 
 
-@pytest.mark.parametrize("answer", ["no", "", "y e s"])
+@pytest.mark.parametrize("answer", ["", "no", "y", "y e s", "yes please"])
 def test_anything_but_yes_changes_nothing(demo: Deployment, tmp_path: Path, answer: str) -> None:
     child = spawn(demo, tmp_path)
     child.expect_exact(PROMPT)

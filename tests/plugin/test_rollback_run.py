@@ -400,6 +400,37 @@ def test_deselecting_every_verify_gate_is_refused(pytester: pytest.Pytester, dem
     assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0
 
 
+@pytest.mark.parametrize(
+    "selection",
+    [
+        ["-k", "not verify-version"],
+        ["-k", "not replicas"],
+        ["--deselect", "rollback.toml::verify-replicas"],
+    ],
+    ids=["k-version", "k-replicas", "deselect-replicas"],
+)
+def test_deselecting_the_answers_or_the_census_is_refused_before_any_change(
+    pytester: pytest.Pytester, demo: Deployment, selection: list[str]
+) -> None:
+    """Scenario 35: a rollback is verified by the service's answers and the platform's census; a
+    user test in verify checks neither, so neither can be left out."""
+    pytester.makepyfile(test_user="import pytest\n\n@pytest.mark.gate('verify')\ndef test_user_gate():\n    pass\n")
+    result = rollback(pytester, demo, "--rollback-to", "v1.2.9", "--rollback-yes", *selection)
+
+    assert result.ret == 4, result.stdout.str()
+    result.stderr.fnmatch_lines(["*deselected verify-*: a rollback is verified only when*nothing was changed*"])
+    assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0
+
+
+def test_with_xdist_deselecting_the_census_is_never_a_success(pytester: pytest.Pytester, demo: Deployment) -> None:
+    result = pytester.runpytest_subprocess(
+        *demo.harness_args(
+            pytester.path / "reports", "-n", "2", "--rollback-to", "v1.2.9", "--rollback-yes", "-k", "not replicas"
+        )
+    )
+    assert result.ret == 13, result.stdout.str()  # rolled back, but not verified: verify failed
+
+
 def test_with_xdist_a_rollback_nobody_asked_for_is_not_a_success(pytester: pytest.Pytester, demo: Deployment) -> None:
     result = pytester.runpytest_subprocess(
         *demo.harness_args(

@@ -28,7 +28,7 @@ def test_rollback_to_previous_uses_swarms_server_side_rollback(make_service: Mak
     service = make_service("v1.2.9", history=("v1.3.0",))
     target = make_target(service)
     assert target.live_version() == "v1.3.0"
-    assert target.history() == [BROKEN, "v1.2.8", "v1.2.9", "v1.3.0"]
+    assert target.history() == ["v1.2.9", "v1.3.0"]  # what it ran; not every tag on the node
     findings = target.command_findings() + target.deployable("v1.2.9")
     assert all(f.ok for f in findings), findings
     assert any("server-side rollback" in f.message for f in findings)

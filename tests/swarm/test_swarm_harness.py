@@ -52,7 +52,12 @@ def test_harness_rolls_a_swarm_service_back_to_previous(
 def test_harness_reports_a_rollback_whose_tasks_fail(
     pytester: pytest.Pytester, make_service: Callable[..., Service]
 ) -> None:
+    # The service specified the broken version once (its PreviousSpec now), so it is in its history.
     service = make_service("v1.2.9", replicas=2)
+    service.update(BROKEN)
+    wait_for(lambda: service.update_state() == "paused", 60, "the update to the broken version to pause")
+    service.update("v1.2.8")
+    service.wait_converged("v1.2.8")
     config = write_config(pytester.path / "rollback.toml", service)
 
     result = pytester.runpytest_subprocess(

@@ -20,11 +20,11 @@ from deployments import Deployment, read_evidence
 
 from demo.bluegreen import BlueGreenLayout
 from rollback_harness.rollback.config import load_config
-from rollback_harness.rollback.journal import Journal
+from rollback_harness.rollback.journal import Journal, StepHandle
 from rollback_harness.rollback.runbook import STATUS_FAILED, Runbook
 from rollback_harness.rollback.traffic.commands import ProxyError
 from rollback_harness.rollback.traffic.haproxy import RuntimeAPI
-from rollback_harness.rollback.traffic.maintenance import include_text
+from rollback_harness.rollback.traffic.maintenance import Maintenance, include_text
 
 pytestmark = pytest.mark.integration
 
@@ -353,3 +353,29 @@ def test_an_include_written_but_never_reloaded_is_switched_for_real(
     assert "with the maintenance page" in events["traffic:maintenance-on"]["detail"]["check"]
     assert events["traffic:maintenance-off"]["status"] == "done"
     assert fetch(layout.public_url + "/version") == (200, "v1.2.9")
+
+
+def test_a_maintenance_switch_nginx_does_not_apply_is_put_back(make_bluegreen: MakeBlueGreen) -> None:
+    """nginx.conf on disk gained a listener on a port another process holds (an edit nginx -t
+    accepts): maintenance on is not counted as done, the include is put back, and nginx still
+    serves the site (not the page), saying nginx's own error line."""
+    layout = make_bluegreen("nginx")
+    traffic = load_config(layout.config_path).settings.traffic
+    assert traffic is not None and traffic.maintenance is not None
+    maintenance = Maintenance(traffic.maintenance, layout.root)
+    include_before = layout.maintenance_include.read_text()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        text = layout.proxy_config.read_text().rstrip()
+        layout.proxy_config.write_text(text[:-1] + f"    server {{ listen 127.0.0.1:{port}; }}\n}}\n")
+        step = StepHandle()
+
+        with pytest.raises(ProxyError, match=r"still could not bind\(\).*was put back") as raised:
+            maintenance.switch(True, step)
+
+    assert "did not apply" in str(raised.value)
+    assert layout.maintenance_include.read_text() == include_before
+    assert step.detail["maintenance"] == "off"
+    assert fetch(layout.public_url + "/version") == (200, "v1.3.0")  # the old config serves, not the page
