@@ -505,6 +505,7 @@ def _rollback_toml(layout: DemoLayout, *, migrations: bool = False) -> str:
         return _toml_str(os.path.relpath(path, base))
 
     restart = ", ".join(_toml_str(arg) for arg in layout.restart_command)
+    pid = ", ".join(_toml_str(arg) for arg in [*_supervisorctl(), "-c", str(layout.supervisor_conf), "pid", "app"])
     return f"""\
 # The harness config for the demo deployment (written by demo.deployment.lay_out).
 # Relative paths are relative to this file's folder.
@@ -527,6 +528,8 @@ kind = "symlink"
 releases_dir = {rel(layout.releases_dir)}
 current_link = {rel(layout.current_link)}
 restart = [{restart}]
+# The census: the process supervisor runs must have started after the link last changed.
+pid_command = [{pid}]
 ready_timeout = "30s"
 """
 

@@ -187,9 +187,13 @@ _STATES: dict[str, _IncidentState] = {}
 
 
 def start(config: pytest.Config, run: HarnessRun) -> None:
-    """The run starts: the logs checks' baseline marks are taken now (lines since the run started)."""
+    """The run starts: its journals name it and the incident; the logs checks' baseline marks are
+    taken now (lines since the run started)."""
     from rollback_harness.checks.logs import mark
 
+    incident_id = getattr(config.option, "rollback_incident_id", None)
+    for member in run.members():
+        member.journal.identify(run.run_id, incident_id)
     state = _IncidentState()
     _STATES[run.run_id] = state
     for key, logs in _logs_checks(run):

@@ -453,7 +453,7 @@ class EvidenceReporter:
         failed = [check for check in checks if check["status"] != "passed"]
         if failed:
             return f": {failed[0]['name']}: {failed[0]['summary']}"
-        census = next((c for c in checks if c["name"] == "replicas" and c["measured"].get("census") is not None), None)
+        census = next((c for c in checks if c["name"] == "replicas" and "unit" in c["measured"]), None)
         return f"; census: {census['summary']}" if census is not None else ""
 
     def _verify_verdict(self, success: str) -> str:
@@ -571,7 +571,8 @@ class EvidenceReporter:
             "artifacts": {
                 "html": self._artifact(getattr(self.config.option, "htmlpath", None)),
                 "junit": self._artifact(getattr(self.config.option, "xmlpath", None)),
-                "journal": "journal.jsonl",
+                # A gate run that journaled nothing has no journal: only files that exist are listed.
+                "journal": run.journal.path.name if run.journal.path.is_file() else None,
                 "manifest": MANIFEST_NAME,
                 **incident.artifacts(run, self.config),
             },

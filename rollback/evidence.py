@@ -8,12 +8,15 @@ import json
 import os
 import re
 from collections.abc import Iterable
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 REDACTED = "***"
 MANIFEST_NAME = "manifest.sha256"
+SCHEMA_NAME = "evidence.schema.json"
 # Each pattern runs in time linear in the text it reads (a 1 MB report line in well under a second):
 # a match can start only at a fixed word ("://", "authorization"), every repeat stops at a character
 # it cannot take, and no two repeats can take the same characters one after the other (``(?!\s)``
@@ -69,6 +72,13 @@ def _replacement(match: re.Match[str]) -> str:
     """What a match becomes: the words around a secret that are not secret (``://user:``), then ``***``."""
     head = match.groupdict().get("head") or ""
     return head + REDACTED + ("@" if match.re is _URL_PASSWORD else "")
+
+
+@cache
+def evidence_schema() -> dict[str, Any]:
+    """The JSON Schema of evidence.json, shipped in the package (docs/evidence.schema.json is a copy)."""
+    schema: dict[str, Any] = json.loads(resources.files(__package__).joinpath(SCHEMA_NAME).read_text("utf-8"))
+    return schema
 
 
 def write_json(path: Path, data: Any, redactor: Redactor) -> Path:

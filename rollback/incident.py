@@ -56,7 +56,6 @@ def _title(evidence: dict[str, Any]) -> str:
 def incident_markdown(evidence: dict[str, Any]) -> str:
     """The incident report, with root cause, lessons and follow-ups left for people to write."""
     target = evidence.get("target") or {}
-    decision = evidence["decision"]
     lines = [
         _title(evidence),
         "",
@@ -76,7 +75,7 @@ def incident_markdown(evidence: dict[str, Any]) -> str:
         "",
         "## Decision",
         "",
-        *_decision_lines(decision),
+        *_decision_lines(evidence),
         "",
         "## Impact: before and after the rollback",
         "",
@@ -106,7 +105,8 @@ def incident_markdown(evidence: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _decision_lines(decision: dict[str, Any]) -> list[str]:
+def _decision_lines(evidence: dict[str, Any]) -> list[str]:
+    decision = evidence["decision"]
     inputs = decision["inputs"]
     migrations = {True: "present", False: "none", None: "unknown (not checked)"}[inputs["migrations_present"]]
     lines = [
@@ -120,8 +120,17 @@ def _decision_lines(decision: dict[str, Any]) -> list[str]:
     if decision.get("forced"):
         lines.append(f"- Overridden with --force; reason: {md(decision.get('reason'))}")
     if not decision.get("enforced"):
-        lines.append("- Not enforced: this run had no preflight")
+        lines.append(f"- Not enforced: {_why_not_enforced(evidence)}")
     return lines
+
+
+def _why_not_enforced(evidence: dict[str, Any]) -> str:
+    if evidence["decision"]["verdict"] == "not-assessed":
+        return "no --severity / --data-impact given, so there was no decision to enforce"
+    if evidence["mode"] == "gate-verify":
+        return "a verify gate has no preflight; the decision is computed for this report only"
+    # A rollback or preflight gate that ended before its preflight judged the decision.
+    return "the run ended before its preflight judged the decision; computed for this report only"
 
 
 def _latency(check: dict[str, Any] | None) -> str:
@@ -198,8 +207,12 @@ def status_markdown(evidence: dict[str, Any]) -> str:
             "pass. We keep watching and will share what caused the problem."
         )
     elif outcome == "dry-run":
-        state = "Investigating"
-        said = f"We are preparing to roll {service} back to {to_version}. Nothing has been changed yet."
+        # A rehearsal: nothing to tell users, and nothing that could be mistaken for an update.
+        state = "Dry run, no change"
+        said = (
+            f"This was a dry run: a rollback of {service} to {to_version} was planned and checked, not carried out. "
+            "Nothing has been changed, so this run has no update for users."
+        )
     elif outcome in ("preflight-refused", "not-confirmed") or code == 10:
         state = "Investigating"
         said = f"{service} has not been changed. We are working on a fix."

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 STEP_STATES = ("started", "done", "failed", "interrupted", "skipped")
+# Every record names its run and incident under these keys (not ``run_id``: a lock record's
+# ``run_id`` is the holder's); ``entries()`` leaves them out, as they are the journal's, not the step's.
+IDENTITY_KEYS = ("run", "incident")
 # Longer strings (a restart command's output) keep their last characters: errors come last.
 MAX_TEXT = 2000
 
@@ -58,10 +61,18 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Several threads may write (a driver's hosts in one batch): one whole line at a time.
         self._lock = threading.Lock()
+        self.identity: dict[str, str] = {}
+
+    def identify(self, run_id: str, incident_id: str | None = None) -> None:
+        """Name the run (and the incident, when there is one) in every record written from now on."""
+        self.identity = {"run": run_id, **({"incident": incident_id} if incident_id else {})}
 
     def record(self, step: str, status: str, **detail: Any) -> dict[str, Any]:
+        facts = {k: v for k, v in detail.items() if k not in IDENTITY_KEYS}  # the run's ids are never overwritten
         # Redact first, then cut: a cut through a secret would leave part of it unrecognised.
-        entry: dict[str, Any] = cut_long_text(self.redact({"ts": utc_now(), "step": step, "status": status, **detail}))
+        entry: dict[str, Any] = cut_long_text(
+            self.redact({"ts": utc_now(), "step": step, "status": status, **self.identity, **facts})
+        )
         line = json.dumps(entry, default=str, sort_keys=False)
         with self._lock, self.path.open("a", encoding="utf-8") as handle:
             if handle.tell() and not self._ends_with_newline():
@@ -104,17 +115,22 @@ class Journal:
             raise
         self.record(step, "done", duration_s=round(time.monotonic() - started, 3), **handle.detail)
 
-    def entries(self) -> list[dict[str, Any]]:
+    def records(self) -> list[dict[str, Any]]:
+        """Every line as written, the run's and incident's ids included."""
         if not self.path.exists():
             return []
-        entries = []
+        records = []
         for line in self.path.read_text(encoding="utf-8").splitlines():
             try:
-                entries.append(json.loads(line))
+                records.append(json.loads(line))
             except json.JSONDecodeError:
                 # A line cut short by a crash: keep what can be read.
                 continue
-        return entries
+        return records
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every step's record: ``ts``, ``step``, ``status`` and its facts, without the run's ids."""
+        return [{k: v for k, v in record.items() if k not in IDENTITY_KEYS} for record in self.records()]
 
     def step_states(self) -> dict[str, str]:
         """The last status of every step: done / failed / interrupted / skipped, or started

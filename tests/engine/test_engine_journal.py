@@ -133,3 +133,31 @@ def test_long_text_is_redacted_first_then_cut(tmp_path: Path, offset: int) -> No
     for piece in (secret[i:] for i in range(len(secret) - 5)):
         assert piece not in raw, piece
     assert journal.entries()[-1]["command"] == ["ctl", "restart"]  # short values untouched
+
+
+def test_every_record_names_the_run_and_the_incident_once_identified(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
+    journal.identify("INC-9-20260101-000000-abcdef", "INC-9")
+    with journal.step("restart"):
+        pass
+    # A lock record's own run_id (the holder's) stays a fact of its step.
+    journal.record("lock-broken", "recorded", run_id="run-elsewhere", run="not the run's id")
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["step"], r["status"]) for r in records] == [
+        ("restart", "started"),
+        ("restart", "done"),
+        ("lock-broken", "recorded"),
+    ]
+    assert {(r["run"], r["incident"]) for r in records} == {("INC-9-20260101-000000-abcdef", "INC-9")}
+    assert records[-1]["run_id"] == "run-elsewhere"
+    # entries() gives each step's facts: the ids are the journal's, not the step's.
+    assert all("run" not in e and "incident" not in e for e in journal.entries())
+    assert journal.records() == records
+
+
+def test_without_an_incident_the_records_name_the_run_only(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.identify("20260101-000000-abcdef")
+    entry = journal.record("plan", "planned", steps=["switch-link"])
+    assert (entry["run"], "incident" in entry) == ("20260101-000000-abcdef", False)

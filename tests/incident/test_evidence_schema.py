@@ -1,17 +1,22 @@
-"""docs/evidence.schema.json describes the evidence.json of real runs: success, refused, failed, dry run."""
+"""The evidence schema (shipped as rollback/evidence.schema.json, copied to docs/) describes the evidence.json
+of real runs: success, refused, failed, dry run. tests/conftest.py validates every other test's evidence too."""
 
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 
 import jsonschema
 import pytest
 from deployments import Deployment, read_evidence
 
+from rollback_harness.rollback.evidence import evidence_schema
+
 pytestmark = pytest.mark.integration
 
-SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "evidence.schema.json").read_text())
+SCHEMA = evidence_schema()
+DOCS_COPY = Path(__file__).parents[2] / "docs" / "evidence.schema.json"
 INCIDENT = ("--severity=critical", "--data-impact=minor", "--time-to-fix=90m", "--incident-id=INC-77", "--reason=r")
 
 
@@ -57,3 +62,9 @@ def test_the_schema_catches_a_broken_decision() -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(evidence, SCHEMA)
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
+
+
+def test_the_docs_copy_is_the_shipped_schema() -> None:
+    shipped = resources.files("rollback_harness.rollback").joinpath("evidence.schema.json").read_text("utf-8")
+    assert DOCS_COPY.read_text("utf-8") == shipped, "copy rollback/evidence.schema.json to docs/"
+    assert json.loads(shipped) == SCHEMA

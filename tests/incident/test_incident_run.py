@@ -136,7 +136,15 @@ def test_without_the_options_the_decision_is_not_assessed(pytester: pytest.Pytes
     assert evidence["decision"]["verdict"] == "not-assessed"
     assert evidence["decision"]["enforced"] is False
     assert not any(t["nodeid"].endswith("preflight-decision") for t in evidence["tests"])
-    assert "Nothing has been changed yet" in (folder / "status.md").read_text()
+    status = (folder / "status.md").read_text()
+    assert "Dry run, no change" in status and "Nothing has been changed" in status and "Investigating" not in status
+    # Its preflight passed: the decision was not enforced because none was asked for.
+    preflight = [t["outcome"] for t in evidence["tests"] if t["gate"] == "preflight"]
+    assert preflight and set(preflight) == {"passed"}
+    assert "- Not enforced: no --severity / --data-impact given" in (folder / "incident.md").read_text()
+    # Without --incident-id the journal names the run only.
+    records = [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()]
+    assert records and all(r["run"] == folder.name and "incident" not in r for r in records)
 
 
 def test_logs_and_metrics_checks_run_in_baseline_and_verify(pytester: pytest.Pytester, demo: Deployment) -> None:
@@ -213,6 +221,10 @@ def test_under_xdist_the_decision_and_the_checks_reach_the_controller(
     assert any(t["nodeid"].endswith("preflight-decision") and t["outcome"] == "passed" for t in evidence["tests"])
     assert {c["check"] for c in evidence["comparisons"]} >= {"logs[app]"}
     assert (folder / "incident.md").is_file() and (folder / "status.md").is_file()
+    # Every journal line, the controller's and the workers', names the run and the incident.
+    records = [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()]
+    assert {"decision", "switch-link", "outcome"} <= {r["step"] for r in records}
+    assert {(r["run"], r["incident"]) for r in records} == {(folder.name, "INC-2")}
 
 
 def test_a_secret_in_a_metrics_url_reaches_no_artifact(

@@ -68,6 +68,8 @@ current_link = "current"
 
 def test_requests_default_to_the_service_timeout(pytester: pytest.Pytester, stalling_service: str) -> None:
     pytester.path.joinpath("rollback.toml").write_text(config(stalling_service, "1s"))
+    pytester.path.joinpath("releases", "v1.0.0").mkdir(parents=True)
+    pytester.path.joinpath("current").symlink_to("releases/v1.0.0")  # the census reads the live release
     pytester.makepyfile(
         test_user_gates="""
         import pytest
@@ -104,6 +106,6 @@ def test_requests_default_to_the_service_timeout(pytester: pytest.Pytester, stal
         str(pytester.path / "r"),
     )
 
-    result.assert_outcomes(passed=4)  # the version check and the three user tests
+    result.assert_outcomes(passed=5)  # the version check, the census and the three user tests
     assert result.ret == 0
     assert time.monotonic() - started < HANG_LIMIT / 2  # did not wait for the stalled route to give up

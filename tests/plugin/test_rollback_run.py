@@ -212,7 +212,8 @@ def test_failed_restart_is_a_failed_rollback_with_the_state_reported(
             "*1. restart: *",
             "*2. wait until the service answers v1.2.9 3 times in a row*",
             f"demo: finished the rollback from v1.3.0 to v1.2.9 that run {folder.name} left unfinished "
-            "(done by it: switch-link; done now: restart, wait-ready); verified (6 passed)",
+            "(done by it: switch-link; done now: restart, wait-ready); verified (7 passed); "
+            "census: every serving process runs v1.2.9: 1 of 1",
         ]
     )
     evidence = read_evidence(pytester.path / "reports2")
@@ -296,7 +297,8 @@ def test_link_and_service_that_disagree_are_not_already_at_target(pytester: pyte
         [
             "*1. restart: *",
             "*2. wait until the service answers v1.2.9*",
-            "demo: app was on v1.2.9 but the service answered v1.3.0: did restart, wait-ready; verified (6 passed)",
+            "demo: app was on v1.2.9 but the service answered v1.3.0: did restart, wait-ready; verified (7 passed); "
+            "census: every serving process runs v1.2.9: 1 of 1",
         ]
     )
     evidence = read_evidence(pytester.path / "reports")
@@ -472,7 +474,7 @@ def test_gate_verify_passes_on_a_good_version(pytester: pytest.Pytester, demo: D
     assert rollback(pytester, demo, "--rollback-to", "v1.2.9", "--rollback-yes").ret == 0
     result = rollback(pytester, demo, "--gate", "verify", "--expect-version", "v1.2.9")
     assert result.ret == 0
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
 
 
 def test_gate_preflight_changes_nothing(pytester: pytest.Pytester, demo: Deployment) -> None:
@@ -503,7 +505,7 @@ def test_with_xdist_the_rollback_happens_once(pytester: pytest.Pytester, demo: D
     assert result.ret == 0, result.stdout.str()
     assert demo.restarts() == 1
     evidence = read_evidence(pytester.path / "reports")
-    assert len(evidence["tests"]) == 6 + 6 + 6 + 6 + 6
+    assert len(evidence["tests"]) == 6 + 7 + 7 + 6 + 6  # preflight, baseline and verify (with the census), users' tests
     # Every gate ran on one worker, in runbook order; plain tests spread over both.
     gates = [t for t in evidence["tests"] if t["gate"]]
     assert len({t["worker"] for t in gates}) == 1, {t["nodeid"]: t["worker"] for t in gates}
@@ -533,14 +535,14 @@ def test_gate_verify_with_xdist_probes_each_check_once(pytester: pytest.Pytester
     assert result.ret == 13  # v1.3.0 is live
     evidence = read_evidence(pytester.path / "reports")
     gates = [t for t in evidence["tests"] if t["gate"]]
-    assert len(gates) == 6 and len({t["worker"] for t in gates}) == 1
-    # Each check probed once, by the one worker that ran the gates.
-    # health: consecutive = 2, then once more after verify's settle time (the log lags: poll).
+    assert len(gates) == 7 and len({t["worker"] for t in gates}) == 1
+    # Each check run once, by the one worker that ran the gates: health gathers its 59 answers,
+    # then 59 more after verify's settle time (the log lags: poll).
     deadline = time.monotonic() + 10
-    while (served := demo.served(until='"GET /api/orders ')).count('"GET /health ') < 3:
-        assert time.monotonic() < deadline, served
+    while (served := demo.served(until='"GET /api/orders ')).count('"GET /health ') < 118:
+        assert time.monotonic() < deadline, served.count('"GET /health ')
         time.sleep(0.05)
-    assert served.count('"GET /api/orders ') == 1 and served.count('"GET /health ') == 3
+    assert served.count('"GET /api/orders ') == 1 and served.count('"GET /health ') == 118
 
 
 def test_a_version_without_its_v_finds_the_release(pytester: pytest.Pytester, demo: Deployment) -> None:

@@ -54,11 +54,11 @@ def test_same_outcome_with_and_without_xdist(pytester: pytest.Pytester, demo: De
     )
 
     assert result.ret == 0, result.stdout.str()
-    # 5 preflight findings + 1 user preflight, 6 baseline (2 measured failures), 6 + 3 verify, 8 others.
-    result.assert_outcomes(passed=28, xfailed=2)
+    # 5 preflight findings + 1 user preflight, 7 baseline (2 measured failures), 7 + 3 verify, 8 others.
+    result.assert_outcomes(passed=30, xfailed=2)
     assert demo.restarts() == 1
     # The plan and the rollback's progress reach the terminal, also when a worker runs the runbook.
-    result.stdout.fnmatch_lines(["*rollback plan for demo: v1.3.0 -> v1.2.9*", "*verify: running 6 checks*"])
+    result.stdout.fnmatch_lines(["*rollback plan for demo: v1.3.0 -> v1.2.9*", "*verify: running 7 checks*"])
     evidence = read_evidence(reports)
     gates = sorted((t for t in evidence["tests"] if t["gate"]), key=lambda t: t["start"])
     assert len({t["worker"] for t in gates}) == 1

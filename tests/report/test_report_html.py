@@ -58,7 +58,7 @@ def check_rendered_report(dom: Element, evidence: dict[str, object]) -> dict[str
     assert header[:5] == ["Result", "Gate", "Test", "Measured", "Before (baseline)"]
     gates = [cells[1] for cells in rows.values()]
     assert {"preflight", "baseline", "verify"} <= set(gates)
-    assert gates.count("verify") == 6 and gates.count("baseline") == 6 and gates.count("preflight") == 6
+    assert gates.count("verify") == 7 and gates.count("baseline") == 7 and gates.count("preflight") == 6
 
     def row(name: str) -> list[str]:
         # Under xdist's loadgroup the ids end in "@<group>".
@@ -79,7 +79,14 @@ def check_rendered_report(dom: Element, evidence: dict[str, object]) -> dict[str
     assert comparison["endpoint[/api/orders]"][2].startswith("passed: GET /api/orders answered 200")
     assert comparison["latency[/]"][1].startswith("failed: p95")
     assert comparison["latency[/]"][2].startswith("passed: ")
-    assert comparison["version"][1:] == ["passed: live version v1.3.0", "passed: live version v1.2.9 as expected"]
+    assert comparison["version"][1:] == [
+        "passed: live version v1.3.0 on all 59 answers (rules out 1 wrong answer in 20 at 95% confidence)",
+        "passed: live version v1.2.9 as expected on all 59 answers (rules out 1 wrong answer in 20 at 95% confidence)",
+    ]
+    assert comparison["replicas"][1:] == [
+        "passed: every serving process runs v1.3.0: 1 of 1",
+        "passed: every serving process runs v1.2.9: 1 of 1",
+    ]
 
     steps = {r[1]: r[2] for r in table_rows(dom.by_id("rollback-timeline"))[1:]}
     assert {steps.get(s) for s in ("switch-link", "restart", "wait-ready", "rollback")} == {"done"}
@@ -120,7 +127,7 @@ def test_report_with_xdist(pytester: pytest.Pytester, demo: Deployment, chromium
     assert demo.restarts() == 1
     # The runbook is a sequence: every gate on one worker, or the baseline races the rollback.
     workers = re.findall(r"^\[(gw\d+)\].*rollback\.toml::", result.stdout.str(), re.MULTILINE)
-    assert len(workers) == 18 and len(set(workers)) == 1, workers
+    assert len(workers) == 20 and len(set(workers)) == 1, workers
     page = run_dir(pytester.path / "reports") / "report.html"
     assert page.is_file()
     dom = parse_html(chromium.dump_dom(page))

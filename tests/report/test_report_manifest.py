@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -105,3 +106,22 @@ def test_files_added_by_other_plugins_late_are_listed_too(pytester: pytest.Pytes
     checked = sha256sum_check(folder)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert verify_manifest(folder) == []
+
+
+GATE_RUNS = {
+    "preflight": (("--gate=preflight", "--rollback-to=v1.2.9"), 0),
+    "verify": (("--gate=verify", "--expect-version=v1.3.0"), 13),  # the demo's v1.3.0 fails verify
+}
+
+
+@pytest.mark.parametrize("gate", sorted(GATE_RUNS))
+def test_evidence_lists_only_artifacts_that_exist(pytester: pytest.Pytester, demo: Deployment, gate: str) -> None:
+    args, code = GATE_RUNS[gate]
+    result = pytester.runpytest(*demo.harness_args(pytester.path / "reports", *args, "--incident-id=INC-5"))
+    assert result.ret == code, result.stdout.str()
+    folder = run_dir(pytester.path / "reports")
+
+    artifacts = json.loads((folder / "evidence.json").read_text())["artifacts"]
+    assert artifacts["incident"] == "incident.md" and artifacts["manifest"] == "manifest.sha256"
+    missing = [name for name in artifacts.values() if name is not None and not (folder / name).is_file()]
+    assert missing == [], f"listed but not written: {missing}"
