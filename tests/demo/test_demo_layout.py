@@ -112,6 +112,7 @@ def test_rollback_toml_is_the_documented_schema(tmp_path: Path) -> None:
                 "releases_dir": "releases",
                 "current_link": "current",
                 "restart": layout.restart_command,
+                "pid_command": [*layout.restart_command[:-2], "pid", "app"],
                 "ready_timeout": "30s",
             }
         },
