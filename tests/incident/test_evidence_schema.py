@@ -11,6 +11,8 @@ import jsonschema
 import pytest
 from deployments import Deployment, read_evidence
 
+from rollback_harness.plugins import incident, state
+from rollback_harness.rollback import decision, fleet, runbook
 from rollback_harness.rollback.evidence import evidence_schema
 
 pytestmark = pytest.mark.integration
@@ -68,3 +70,20 @@ def test_the_docs_copy_is_the_shipped_schema() -> None:
     shipped = resources.files("rollback_harness.rollback").joinpath("evidence.schema.json").read_text("utf-8")
     assert DOCS_COPY.read_text("utf-8") == shipped, "copy rollback/evidence.schema.json to docs/"
     assert json.loads(shipped) == SCHEMA
+
+
+def test_every_enum_holds_the_codes_values() -> None:
+    defs = SCHEMA["$defs"]
+    statuses = {value for name, value in vars(runbook).items() if name.startswith("STATUS_")}
+    assert set(defs["outcome"]["properties"]["status"]["enum"]) == statuses | {fleet.STATUS_PARTIAL}
+    assert set(defs["test"]["properties"]["gate"]["enum"]) == {*state.PHASE_ORDER, None}
+    assert set(SCHEMA["properties"]["mode"]["enum"]) == {
+        state.MODE_ROLLBACK,
+        state.MODE_GATE_PREFLIGHT,
+        state.MODE_GATE_VERIFY,
+    }
+    verdicts = {decision.ROLLBACK, decision.CONSIDER, decision.FORWARD_FIX, decision.NOT_ASSESSED}
+    assert set(defs["decision"]["properties"]["verdict"]["enum"]) == verdicts
+    inputs = defs["decision"]["properties"]["inputs"]["properties"]
+    assert set(inputs["severity"]["enum"]) == {*incident.SEVERITIES, None}
+    assert set(inputs["data_impact"]["enum"]) == {*incident.DATA_IMPACTS, None}
