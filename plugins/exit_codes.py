@@ -20,6 +20,9 @@ WATCH_FAILED = 19  # rolled back and verified, then a watch round failed (flappi
 AUTO_ROLLBACK_UNVERIFIED = 20  # the deploy failed its verify gate; rolled back automatically, verify after it failed
 # A fleet (--rollback-target all): some targets rolled back, another failed, conflicted or was not started.
 PARTIAL = 21
+# What was asked was done and verified, but its evidence (evidence.json, the HTML report, JUnit XML,
+# the manifest...) could not all be written: a run with missing evidence is never a plain success.
+EVIDENCE_NOT_WRITTEN = 22
 
 MEANINGS = {
     OK: "success",
@@ -39,4 +42,6 @@ MEANINGS = {
     AUTO_ROLLBACK_UNVERIFIED: "deploy failed its verify gate: rolled back automatically, but verify after it failed",
     PARTIAL: "fleet partially rolled back: some targets rolled back, others failed or were not started; "
     "see each target's state",
+    EVIDENCE_NOT_WRITTEN: "done and verified, but evidence could not be written (a full or read-only disk): "
+    "the files not written are listed above",
 }

@@ -81,6 +81,7 @@ class EvidenceReporter:
         self.final_evidence: dict[str, Any] | None = None
         # "evidence.json was not written: No space left on device", shown in the summary.
         self.write_failures: list[str] = []
+        self._session: pytest.Session | None = None
         self._html_started = False
         # Names of the items left after -k / -m: a gate deselected there is a relaxed guard.
         self.selected_names: set[str] = set()
@@ -212,6 +213,14 @@ class EvidenceReporter:
         )
         if written:  # built from the evidence; after a Ctrl-C or a full disk there, nothing more is written
             incident.write_markdown(self.run, self.config, self.final_evidence, self._write_guarded)
+        self._session = session
+        self._evidence_missing()
+
+    def _evidence_missing(self) -> None:
+        """A success whose evidence could not all be written ends with its own exit code, never 0."""
+        if self.write_failures and self.exit_code == exit_codes.OK and self._session is not None:
+            self.exit_code = exit_codes.EVIDENCE_NOT_WRITTEN
+            self._session.exitstatus = self.exit_code
 
     def _write_guarded(self, name: str, write: Callable[[], object]) -> bool:
         """Run one evidence writer; a full disk, a read-only folder or Ctrl-C is recorded, not raised.
@@ -256,6 +265,7 @@ class EvidenceReporter:
         html_path = getattr(self.config.option, "htmlpath", None)
         if html_path and not Path(html_path).is_file():
             self._silence_html_report()
+        self._evidence_missing()
         return None
 
     def _silence_html_report(self) -> None:
@@ -309,6 +319,10 @@ class EvidenceReporter:
                 return
         if not self._write_guarded(MANIFEST_NAME, lambda: write_manifest(run_dir)):
             self._late_line(self.write_failures[-1])
+            if self.exit_code == exit_codes.OK:
+                self._evidence_missing()
+                meaning = exit_codes.MEANINGS[exit_codes.EVIDENCE_NOT_WRITTEN]
+                self._late_line(f"exit code {self.exit_code}: {meaning}")
             return
         keep = self.run.config.settings.reports.keep
         if keep is not None:
