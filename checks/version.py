@@ -78,9 +78,13 @@ class Sampling:
         return max(self.at_least, answers_needed(self.detect_share, self.confidence))
 
     def default_budget(self, timeout: float) -> float:
-        """Seconds for the whole check: every answer in turn at a plausible pace, plus one slow one."""
+        """Seconds for the whole check: time for every answer even if each takes almost the timeout.
+
+        A slow but right service is judged, not called inconclusive; a service that does not answer
+        ends the gathering at its first timeout (checks/answers.py), so this is rarely reached.
+        """
         rounds = -(-self.answers // max(1, self.concurrency))
-        return max(10.0, 2 * timeout) + rounds * self.pause
+        return max(10.0, 2 * timeout, rounds * (timeout + self.pause))
 
     def describe(self, what: str = "wrong") -> str:
         """ "1 wrong answer in 20 at 95% confidence": what ``answers`` can catch."""

@@ -75,3 +75,10 @@ def test_gives_up_when_the_deadline_cannot_be_met(service: Service, session: req
     assert result.status == "failed"
     assert result.measured["attempts"] == 1
     assert result.measured["last_error"] == "timed out after 0.3s"
+
+
+def test_a_slow_but_healthy_service_is_judged_not_cut_short(service: Service, session: requests.Session) -> None:
+    # /slow answers after 0.15 s: 59 answers two at a time take about 4.5 s, within the default deadline.
+    result = check_health(session, service.url("/slow"), timeout=2.0)
+    assert result.status == "passed", result.summary
+    assert result.measured["attempts"] == 59
