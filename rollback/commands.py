@@ -7,6 +7,7 @@ goes through here, so all of them kill the whole group at the deadline and word 
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import shlex
@@ -68,14 +69,7 @@ def run_command(
     started = time.monotonic()
     with tempfile.TemporaryFile() as output_file:
         try:
-            process = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=output_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, so a timeout ends all of it
-            )
+            process = _start(argv, cwd, output_file)
         except FileNotFoundError:
             relative = "/" in argv[0] and not os.path.isabs(argv[0])
             raise RollbackFailed(f"{what} not found: {argv[0]}" + (f" (from {cwd})" if relative else "")) from None
@@ -100,6 +94,31 @@ def run_command(
         output_file.seek(cut)
         output = output_file.read().decode(errors="replace").strip()
     return CommandRun(argv, returncode, output, cut, round(time.monotonic() - started, 3))
+
+
+# exec failures that say nothing about the program: the kernel could not start it this time (a
+# script rewritten under us, a fork out of resources, the EFAULT a vfork start can hit while other
+# threads run). The program never ran, so starting it again is safe.
+TRANSIENT_START_ERRORS = frozenset({errno.EFAULT, errno.EAGAIN, errno.ETXTBSY, errno.EINTR, errno.ENOMEM})
+START_ATTEMPTS = 3
+
+
+def _start(argv: list[str], cwd: Path, output_file: IO[bytes]) -> subprocess.Popen[bytes]:
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return subprocess.Popen(
+                argv,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=output_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so a timeout ends all of it
+            )
+        except OSError as exc:
+            if exc.errno not in TRANSIENT_START_ERRORS or attempt == START_ATTEMPTS:
+                raise
+            time.sleep(0.01 * attempt)  # a moment for the kernel, bounded: 30 ms at most in all
+    raise AssertionError("unreachable")
 
 
 def _tail(output_file: IO[bytes], limit: int) -> str:
