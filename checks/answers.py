@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import requests
 
-from rollback_harness.checks.http import Probe, clone_session, probe
+from .http import Probe, clone_session, probe
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from rollback_harness.checks._common import format_ms, to_ms
-from rollback_harness.rollback.results import CheckResult
+from ..rollback.results import CheckResult
+from ._common import format_ms, to_ms
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import requests
 
-from rollback_harness.checks._common import format_ms, format_statuses, to_ms
-from rollback_harness.checks.http import Probe, probe, url_path
-from rollback_harness.rollback.results import CheckResult, CheckStatus
+from ..rollback.results import CheckResult, CheckStatus
+from ._common import format_ms, format_statuses, to_ms
+from .http import Probe, probe, url_path
 
 BODY_EXCERPT = 200
 

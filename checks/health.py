@@ -15,12 +15,12 @@ from collections.abc import Sequence
 
 import requests
 
-from rollback_harness.checks._common import format_statuses, to_ms
-from rollback_harness.checks.answers import Gathered, flaps, gather
-from rollback_harness.checks.http import Probe, url_path
-from rollback_harness.checks.version import DEFAULT_SAMPLING, Sampling
-from rollback_harness.rollback.results import CheckResult
-from rollback_harness.rollback.sampling import judge_answers
+from ..rollback.results import CheckResult
+from ..rollback.sampling import judge_answers
+from ._common import format_statuses, to_ms
+from .answers import Gathered, flaps, gather
+from .http import Probe, url_path
+from .version import DEFAULT_SAMPLING, Sampling
 
 HEALTHY = "healthy"
 

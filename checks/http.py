@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import requests
 import urllib3.exceptions
 
-from rollback_harness.checks import _deadline
-from rollback_harness.checks._deadline import WatchedAdapter
+from . import _deadline
+from ._deadline import WatchedAdapter
 
 USER_AGENT = "rollback-harness/0.1"
 BODY_LIMIT = 64 * 1024

@@ -12,10 +12,10 @@ from typing import Any
 
 import requests
 
-from rollback_harness.checks._common import format_ms, to_ms
-from rollback_harness.checks.http import Probe, ProxyEnvironment, make_session, probe, url_path
-from rollback_harness.rollback.results import CheckResult
-from rollback_harness.rollback.sampling import Verdict, judge_bound, mann_whitney_worse, samples_to_pass
+from ..rollback.results import CheckResult
+from ..rollback.sampling import Verdict, judge_bound, mann_whitney_worse, samples_to_pass
+from ._common import format_ms, to_ms
+from .http import Probe, ProxyEnvironment, make_session, probe, url_path
 
 PERCENTILES = (50, 95, 99)
 # Successful latencies kept in ``measured["samples_ms"]`` for the report's picture (the first ones).

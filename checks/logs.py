@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from rollback_harness.rollback.results import CheckResult
+from ..rollback.results import CheckResult
 
 _CHUNK = 64 * 1024
 _EXAMPLES = 3  # first matching lines kept per pattern, for the report

@@ -17,9 +17,9 @@ from typing import Any
 
 import requests
 
-from rollback_harness.checks import _deadline
-from rollback_harness.checks.http import _REQUEST_ERRORS, ProbeSession, _chunks, describe_error, url_path
-from rollback_harness.rollback.results import CheckResult
+from ..rollback.results import CheckResult
+from . import _deadline
+from .http import _REQUEST_ERRORS, ProbeSession, _chunks, describe_error, url_path
 
 BODY_LIMIT = 16 * 1024 * 1024
 
@@ -108,7 +108,7 @@ def check_metrics(
     name: str = "metrics",
 ) -> CheckResult:
     """Fetch ``url``, judge each threshold; ``baseline`` (values from before) is shown beside."""
-    from rollback_harness.rollback.config import parse_selector
+    from ..rollback.config import parse_selector
 
     shown = url_path(url)
     text, problem = fetch(session, url, timeout=timeout)

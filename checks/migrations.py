@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from rollback_harness.checks._common import format_ms, to_ms
-from rollback_harness.rollback.results import CheckResult
+from ..rollback.results import CheckResult
+from ._common import format_ms, to_ms
 
 
 def check_migration(
@@ -30,8 +30,8 @@ def check_migration(
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from rollback_harness.rollback.database import alembic_state, frameworks
-    from rollback_harness.rollback.database.alembic_state import MigrationError
+    from ..rollback.database import alembic_state, frameworks
+    from ..rollback.database.alembic_state import MigrationError
 
     shown = alembic_state.shown_url(url)
     measured: dict[str, object] = {

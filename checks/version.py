@@ -15,12 +15,12 @@ from typing import Any
 
 import requests
 
-from rollback_harness.checks._common import to_ms
-from rollback_harness.checks.answers import Gathered, flaps, gather
-from rollback_harness.checks.http import Probe
-from rollback_harness.rollback.results import CheckResult
-from rollback_harness.rollback.sampling import answers_needed, judge_answers
-from rollback_harness.rollback.versions import same_version
+from ..rollback.results import CheckResult
+from ..rollback.sampling import answers_needed, judge_answers
+from ..rollback.versions import same_version
+from ._common import to_ms
+from .answers import Gathered, flaps, gather
+from .http import Probe
 
 
 def read_version(probe: Probe, json_field: str | None) -> tuple[str | None, str | None]:

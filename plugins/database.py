@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from rollback_harness.plugins.state import HarnessRun
-    from rollback_harness.rollback.results import CheckResult
+    from ..rollback.results import CheckResult
+    from .state import HarnessRun
 
 
 def add_options(group: pytest.OptionGroup) -> None:
@@ -29,7 +29,7 @@ def add_options(group: pytest.OptionGroup) -> None:
 
 def run_options(config: pytest.Config, mode: str | None) -> dict[str, Any]:
     """The options the database action reads; a usage error where they would do nothing."""
-    from rollback_harness.plugins.state import MODE_GATE_VERIFY
+    from .state import MODE_GATE_VERIFY
 
     given = {"--rollback-db": config.option.rollback_db, "--allow-data-loss": config.option.rollback_allow_data_loss}
     for flag, value in given.items():
@@ -47,8 +47,8 @@ def run_options(config: pytest.Config, mode: str | None) -> dict[str, Any]:
 
 def migration_probe(run: HarnessRun, phase: str) -> CheckResult:
     """The ``migration`` check: in verify, the revision the target expects (or the one kept)."""
-    from rollback_harness.checks.migrations import check_migration
-    from rollback_harness.rollback.database.migrations import MigrationSource
+    from ..checks.migrations import check_migration
+    from ..rollback.database.migrations import MigrationSource
 
     database = run.config.settings.database
     assert database is not None
@@ -67,7 +67,7 @@ def migration_probe(run: HarnessRun, phase: str) -> CheckResult:
 
 def _expected(run: HarnessRun, source: Any) -> tuple[str | None, str | None]:
     """The revision verify expects, or why it is not known."""
-    from rollback_harness.rollback.database.alembic_state import MigrationError
+    from ..rollback.database.alembic_state import MigrationError
 
     if source.settings is None or source.tool != "alembic":
         return None, None

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rollback_harness.plugins.state import RUN_KEY, TARGET_KEY, HarnessRun
+from .state import RUN_KEY, TARGET_KEY, HarnessRun
 
 if TYPE_CHECKING:
-    from rollback_harness.rollback.runbook import RollbackOutcome, Runbook
+    from ..rollback.runbook import RollbackOutcome, Runbook
 
 
 RUN_LOCK_NAME = "run.lock"  # removed when the run ends: not evidence
@@ -29,8 +29,8 @@ def harness_run(config: pytest.Config, fixture: str) -> HarnessRun:
 def runbook_for(run: HarnessRun) -> Runbook:
     """The run's runbook, made on first use in the process that runs the gates."""
     if run.runbook is None:
-        from rollback_harness.plugins import probes
-        from rollback_harness.rollback.runbook import Runbook
+        from ..rollback.runbook import Runbook
+        from . import probes
 
         assert run.target_spec is not None and run.requested is not None
         run.runbook = Runbook(
@@ -51,7 +51,7 @@ def runbook_for(run: HarnessRun) -> Runbook:
 
 def recorded_outcome(run: HarnessRun) -> RollbackOutcome | None:
     """The outcome this run already journaled, if any: the rollback happens once per run."""
-    from rollback_harness.rollback.runbook import RollbackOutcome
+    from ..rollback.runbook import RollbackOutcome
 
     fields = RollbackOutcome.__dataclass_fields__
     for entry in reversed(run.journal.entries()):
@@ -75,8 +75,8 @@ def perform_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
 
 
 def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
-    from rollback_harness.plugins import incident
-    from rollback_harness.rollback.runbook import STATUS_DRY_RUN, STATUS_NOT_CONFIRMED, STATUS_REFUSED, RollbackOutcome
+    from ..rollback.runbook import STATUS_DRY_RUN, STATUS_NOT_CONFIRMED, STATUS_REFUSED, RollbackOutcome
+    from . import incident
 
     runbook = runbook_for(run)
     refusals = [f"{f.name}: {f.message}" for f in runbook.refusals() if f.checked]
@@ -153,7 +153,7 @@ def rollback_outcome(request: pytest.FixtureRequest) -> RollbackOutcome | None:
     Tests that depend on it are skipped when the rollback was refused, not confirmed or a dry
     run, and error when it failed: verify results then never describe an unchanged system.
     """
-    from rollback_harness.rollback.runbook import (
+    from ..rollback.runbook import (
         STATUS_CONFLICT,
         STATUS_DRY_RUN,
         STATUS_FAILED,
@@ -165,7 +165,7 @@ def rollback_outcome(request: pytest.FixtureRequest) -> RollbackOutcome | None:
     if not run.rolls_back:
         return None
     if run.is_fleet:
-        from rollback_harness.plugins.fleet import perform_fleet_rollback
+        from .fleet import perform_fleet_rollback
 
         outcome = perform_fleet_rollback(run, request.config)
         if outcome.status in (STATUS_REFUSED, STATUS_NOT_CONFIRMED, STATUS_DRY_RUN):
@@ -189,7 +189,7 @@ def _rollback_gate(request: pytest.FixtureRequest) -> None:
         outcome = request.getfixturevalue("rollback_outcome")
         run = request.config.stash[RUN_KEY]
         if run.is_fleet and TARGET_KEY not in request.node.stash:
-            from rollback_harness.rollback.fleet import SUCCESS
+            from ..rollback.fleet import SUCCESS
 
             if outcome is None or outcome.status not in SUCCESS:
                 # A user's verify gate checks the whole service: only a fleet that rolled back completely.
@@ -214,7 +214,7 @@ def rollback_base_url(request: pytest.FixtureRequest) -> str:
 def rollback_http(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A requests.Session set up like the harness's own probes: TLS verification as configured,
     and each request times out after the service's ``timeout`` unless the call passes its own."""
-    from rollback_harness.plugins.user_http import ServiceSession
+    from .user_http import ServiceSession
 
     service = harness_run(request.config, "rollback_http").config.settings.service
     with ServiceSession(service.timeout, verify_tls=service.verify_tls) as session:

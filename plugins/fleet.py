@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rollback_harness.plugins.state import MODE_ROLLBACK, RUN_KEY, HarnessRun
+from .state import MODE_ROLLBACK, RUN_KEY, HarnessRun
 
 if TYPE_CHECKING:
-    from rollback_harness.rollback.config import HarnessConfig, TargetSpec
-    from rollback_harness.rollback.runbook import RollbackOutcome
+    from ..rollback.config import HarnessConfig, TargetSpec
+    from ..rollback.runbook import RollbackOutcome
 
 ALL = "all"
 TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -49,7 +49,7 @@ def is_fleet_request(value: str | None) -> bool:
 
 def fleet_names(value: str, config: HarnessConfig) -> list[str]:
     """The targets ``--rollback-target`` names, in config order; a ConfigError names bad ones."""
-    from rollback_harness.rollback.errors import ConfigError
+    from ..rollback.errors import ConfigError
 
     known = sorted(config.targets)
     names = known if value.strip() == ALL else [name.strip() for name in value.split(",")]
@@ -155,7 +155,7 @@ class TargetNode(pytest.Collector):
     """A fleet's target: its runbook items hang under it (``rollback.toml::web::verify-version``)."""
 
     def collect(self) -> Iterator[pytest.Item]:
-        from rollback_harness.plugins.items import runbook_items
+        from .items import runbook_items
 
         run = self.config.stash[RUN_KEY]
         yield from runbook_items(self, run.fleet[self.name], self.name)
@@ -171,7 +171,7 @@ def preflight_all(run: HarnessRun) -> None:
 
     A preflight that raises here is left to its own items, which ask again and report it.
     """
-    from rollback_harness.plugins.fixtures import runbook_for
+    from .fixtures import runbook_for
 
     with _preflight_lock:
         if run.phase_checks.get("preflight") is not None:
@@ -196,8 +196,8 @@ def preflight_all(run: HarnessRun) -> None:
 
 def start_phase(run: HarnessRun, phase: str) -> None:
     """Start the phase's checks of every target at once (each target's own run keeps them)."""
-    from rollback_harness.plugins.items import check_specs
-    from rollback_harness.plugins.phase import PhaseChecks
+    from .items import check_specs
+    from .phase import PhaseChecks
 
     with _preflight_lock:
         for child in run.fleet.values():
@@ -213,8 +213,8 @@ def start_phase(run: HarnessRun, phase: str) -> None:
 
 
 def _rolled_back(child: HarnessRun) -> bool:
-    from rollback_harness.plugins.fixtures import recorded_outcome
-    from rollback_harness.rollback.fleet import SUCCESS
+    from ..rollback.fleet import SUCCESS
+    from .fixtures import recorded_outcome
 
     outcome = recorded_outcome(child)
     return outcome is not None and outcome.status in SUCCESS
@@ -222,8 +222,8 @@ def _rolled_back(child: HarnessRun) -> bool:
 
 def require_rolled_back(child: HarnessRun) -> None:
     """A target's verify item judges its own target: failed fails, not started skips."""
-    from rollback_harness.plugins.fixtures import recorded_outcome
-    from rollback_harness.rollback.fleet import STATUS_NOT_STARTED, SUCCESS
+    from ..rollback.fleet import STATUS_NOT_STARTED, SUCCESS
+    from .fixtures import recorded_outcome
 
     outcome = recorded_outcome(child)
     name = child.target_spec.name if child.target_spec else "target"
@@ -242,8 +242,8 @@ def perform_fleet_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOu
     """Once per run: every target's preflight passed, one plan, one confirmation, then the fleet."""
     from filelock import FileLock
 
-    from rollback_harness.plugins.fixtures import RUN_LOCK_NAME, recorded_outcome
-    from rollback_harness.rollback.fleet import outcome_record
+    from ..rollback.fleet import outcome_record
+    from .fixtures import RUN_LOCK_NAME, recorded_outcome
 
     with FileLock(str(run.run_dir / RUN_LOCK_NAME)):
         done = recorded_outcome(run)
@@ -255,14 +255,14 @@ def perform_fleet_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOu
 
 
 def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
-    from rollback_harness.plugins.fixtures import confirm, runbook_for
-    from rollback_harness.rollback.fleet import run_fleet
-    from rollback_harness.rollback.runbook import (
+    from ..rollback.fleet import run_fleet
+    from ..rollback.runbook import (
         STATUS_DRY_RUN,
         STATUS_NOT_CONFIRMED,
         STATUS_REFUSED,
         RollbackOutcome,
     )
+    from .fixtures import confirm, runbook_for
 
     preflight_all(run)
     runbooks = {name: runbook_for(child) for name, child in run.fleet.items()}
@@ -330,7 +330,7 @@ def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
         run.journal.record("confirmation", "given" if confirmed else "refused", how=how)
         if not confirmed:
             return each(STATUS_NOT_CONFIRMED, f"not confirmed ({how}): nothing was changed")
-    from rollback_harness.rollback.fleet import fleet_outcome, outcome_record
+    from ..rollback.fleet import fleet_outcome, outcome_record
 
     def record(name: str, outcome: RollbackOutcome) -> None:
         run.fleet[name].journal.record("outcome", outcome.status, **outcome_record(outcome))
@@ -340,7 +340,7 @@ def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
 
 def _settle(run: HarnessRun, outcomes: dict[str, RollbackOutcome]) -> RollbackOutcome:
     """Journal each target's outcome in its own journal; the fleet's outcome."""
-    from rollback_harness.rollback.fleet import fleet_outcome, outcome_record
+    from ..rollback.fleet import fleet_outcome, outcome_record
 
     for name, outcome in outcomes.items():
         run.fleet[name].journal.record("outcome", outcome.status, **outcome_record(outcome))
@@ -363,8 +363,8 @@ def evidence_additions(run: HarnessRun, tests: dict[str, dict[str, Any]]) -> dic
 
 
 def _target_evidence(name: str, child: HarnessRun, tests: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    from rollback_harness.plugins.fixtures import recorded_outcome
-    from rollback_harness.rollback.fleet import target_state
+    from ..rollback.fleet import target_state
+    from .fixtures import recorded_outcome
 
     entries = child.journal.entries()
     outcome = recorded_outcome(child)

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rollback_harness.plugins import exit_codes
-from rollback_harness.plugins.items import (
+from . import exit_codes
+from .items import (
     CHECK_PROPERTY,
     GATE_PROPERTY,
     PHASE_KEY,
@@ -37,13 +37,13 @@ from rollback_harness.plugins.items import (
     RunbookItem,
     check_specs,
 )
-from rollback_harness.plugins.phase import PhaseChecks
-from rollback_harness.plugins.state import MODE_GATE_VERIFY, MODE_ROLLBACK, RUN_KEY, HarnessRun
+from .phase import PhaseChecks
+from .state import MODE_GATE_VERIFY, MODE_ROLLBACK, RUN_KEY, HarnessRun
 
 if TYPE_CHECKING:
-    from rollback_harness.rollback.notify import Notifier
-    from rollback_harness.rollback.results import CheckResult
-    from rollback_harness.rollback.runbook import RollbackOutcome
+    from ..rollback.notify import Notifier
+    from ..rollback.results import CheckResult
+    from ..rollback.runbook import RollbackOutcome
 
 ON_FAILURE = "rollback-on-failure"
 REVERIFY = "reverify"
@@ -115,7 +115,7 @@ GATES_KEY = pytest.StashKey[GateRun]()
 
 
 def _seconds(flag: str, value: str) -> float:
-    from rollback_harness.rollback.durations import TIMEOUT_ACCEPTED, parse_timeout
+    from ..rollback.durations import TIMEOUT_ACCEPTED, parse_timeout
 
     try:
         return parse_timeout(value)
@@ -174,7 +174,7 @@ def requested_version(config: pytest.Config, harness_config: Any, target_spec: A
         return
     if target_spec is None:
         raise pytest.UsageError(f"{flag} {LAST_VERIFIED} needs one target: choose it with --rollback-target NAME")
-    from rollback_harness.rollback.history import find_last_verified
+    from ..rollback.history import find_last_verified
 
     configured = harness_config.settings.history.reports_dir
     folder = (harness_config.base_dir / Path(configured).expanduser()).resolve() if configured else report_base
@@ -217,7 +217,7 @@ def configure(config: pytest.Config, run: HarnessRun) -> None:
 
 
 def _notifier(run: HarnessRun) -> Notifier:
-    from rollback_harness.rollback.notify import Notifier, Receiver
+    from ..rollback.notify import Notifier, Receiver
 
     receivers = [
         Receiver(
@@ -252,7 +252,7 @@ def collect_gate_items(parent: RunbookFile) -> list[pytest.Item]:
     gates = parent.config.stash.get(GATES_KEY, None)
     if gates is None:
         return []
-    from rollback_harness.plugins.items import _item
+    from .items import _item
 
     items: list[pytest.Item] = []
     if gates.last_verified is not None and "preflight" in run.phases:
@@ -273,7 +273,7 @@ def _state(request: pytest.FixtureRequest) -> tuple[HarnessRun, GateRun]:
 
 
 def _record(request: pytest.FixtureRequest, result: dict[str, Any]) -> None:
-    from rollback_harness.plugins.items import _record as record
+    from .items import _record as record
 
     record(request, result)
 
@@ -294,7 +294,7 @@ def _run_last_verified(request: pytest.FixtureRequest) -> None:
 
 
 def _run_rollback_on_failure(request: pytest.FixtureRequest) -> None:
-    from rollback_harness.rollback.runbook import STATUS_ALREADY_AT_TARGET, STATUS_ROLLED_BACK
+    from ..rollback.runbook import STATUS_ALREADY_AT_TARGET, STATUS_ROLLED_BACK
 
     run, gates = _state(request)
     assert gates.on_failure is not None
@@ -322,9 +322,9 @@ def _run_rollback_on_failure(request: pytest.FixtureRequest) -> None:
 
 def _auto_rollback(run: HarnessRun, requested: str) -> RollbackOutcome:
     """The runbook after a failed deploy gate: preflight, plan, the rollback. Raises nothing."""
-    from rollback_harness.plugins.fixtures import config_service, runbook_for
-    from rollback_harness.rollback.runbook import STATUS_REFUSED, RollbackOutcome
-    from rollback_harness.rollback.versions import PREVIOUS, same_version
+    from ..rollback.runbook import STATUS_REFUSED, RollbackOutcome
+    from ..rollback.versions import PREVIOUS, same_version
+    from .fixtures import config_service, runbook_for
 
     run.requested = requested
     runbook = runbook_for(run)
@@ -367,8 +367,8 @@ def _verify_specs(run: HarnessRun) -> list[Any]:
 
 
 def _run_reverify(request: pytest.FixtureRequest) -> None:
-    from rollback_harness.rollback.results import CheckResult
-    from rollback_harness.rollback.runbook import STATUS_ALREADY_AT_TARGET, STATUS_ROLLED_BACK
+    from ..rollback.results import CheckResult
+    from ..rollback.runbook import STATUS_ALREADY_AT_TARGET, STATUS_ROLLED_BACK
 
     run, gates = _state(request)
     if gates.auto_status not in (STATUS_ROLLED_BACK, STATUS_ALREADY_AT_TARGET):
@@ -393,8 +393,8 @@ def _run_reverify(request: pytest.FixtureRequest) -> None:
 
 def _watch_blocked(run: HarnessRun, gates: GateRun) -> str | None:
     """Why there is nothing to watch (the rollback was not done and verified), or None."""
-    from rollback_harness.plugins.fixtures import recorded_outcome
-    from rollback_harness.rollback.runbook import STATUS_ALREADY_AT_TARGET, STATUS_ROLLED_BACK
+    from ..rollback.runbook import STATUS_ALREADY_AT_TARGET, STATUS_ROLLED_BACK
+    from .fixtures import recorded_outcome
 
     done = (STATUS_ROLLED_BACK, STATUS_ALREADY_AT_TARGET)
     if run.mode == MODE_GATE_VERIFY:
@@ -414,7 +414,7 @@ def _watch_blocked(run: HarnessRun, gates: GateRun) -> str | None:
 
 
 def _run_watch_round(request: pytest.FixtureRequest) -> None:
-    from rollback_harness.rollback.journal import utc_now
+    from ..rollback.journal import utc_now
 
     run, gates = _state(request)
     number, rounds = request.node.stash[ROUND_KEY], gates.rounds
@@ -545,7 +545,7 @@ def headline(
             done = ", ".join(f"{step} {state}" for step, state in steps.items())
             return f"{service}: INTERRUPTED: the automatic rollback did not finish: {done}"
     if auto and auto[0]["outcome"] != "skipped":
-        from rollback_harness.plugins.fixtures import recorded_outcome
+        from .fixtures import recorded_outcome
 
         outcome = recorded_outcome(run)
         if auto[0]["outcome"] != "passed":
@@ -673,7 +673,7 @@ class GatesReporter:
         }
 
     def _send(self, event: dict[str, Any]) -> None:
-        from rollback_harness.rollback.notify import message
+        from ..rollback.notify import message
 
         if self.gates.notifier is None:
             return
@@ -757,7 +757,7 @@ class GatesReporter:
     def _tell_rollback(self) -> None:
         if self.gates.rollback_told:
             return
-        from rollback_harness.plugins.fixtures import recorded_outcome
+        from .fixtures import recorded_outcome
 
         outcome = recorded_outcome(self.run)
         if outcome is None:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from rollback_harness.plugins import database as database_plugin
-from rollback_harness.plugins import fleet, incident, locks
-from rollback_harness.plugins.fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
+from . import database as database_plugin
+from . import fleet, incident, locks
+from .fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
     _rollback_gate,
     gate_phase,
     rollback_base_url,
@@ -27,7 +27,7 @@ from rollback_harness.plugins.fixtures import (  # noqa: F401  (fixtures are fou
     rollback_http,
     rollback_outcome,
 )
-from rollback_harness.plugins.items import (
+from .items import (
     GATE_PROPERTY,
     PHASE_KEY,
     SPEC_KEY,
@@ -35,8 +35,8 @@ from rollback_harness.plugins.items import (
     check_specs,
     remember_selected,
 )
-from rollback_harness.plugins.progress import ProgressRelay, WorkerProgress
-from rollback_harness.plugins.state import (
+from .progress import ProgressRelay, WorkerProgress
+from .state import (
     MODE_GATE_PREFLIGHT,
     MODE_GATE_VERIFY,
     MODE_ROLLBACK,
@@ -50,7 +50,7 @@ from rollback_harness.plugins.state import (
 )
 
 if TYPE_CHECKING:
-    from rollback_harness.rollback.config import HarnessConfig, TargetSpec
+    from ..rollback.config import HarnessConfig, TargetSpec
 
 
 # Settings a team writes once go in the ini file; the command line wins over them.
@@ -126,7 +126,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     incident.add_options(group)
     database_plugin.add_options(group)
     fleet.add_options(group)
-    from rollback_harness.plugins.gates import add_options as add_gate_options
+    from .gates import add_options as add_gate_options
 
     add_gate_options(group)
     parser.addini(INI_CONFIG, "Harness config file, relative to the ini file (--rollback-config wins)")
@@ -219,8 +219,8 @@ def _ini_path(config: pytest.Config, name: str) -> Path | None:
 
 def _config_path(config: pytest.Config) -> Path:
     """--rollback-config, else the ini option, else the first config found from here up to the rootdir."""
-    from rollback_harness.rollback.config import find_config_path
-    from rollback_harness.rollback.errors import ConfigError
+    from ..rollback.config import find_config_path
+    from ..rollback.errors import ConfigError
 
     explicit = config.option.rollback_config
     if not explicit:
@@ -246,7 +246,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     mode = _mode(config)
     incident.check_options(config, mode)
-    from rollback_harness.plugins import gates
+    from . import gates
 
     gates.check_options(config, mode)
     if mode is None:
@@ -254,8 +254,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if getattr(config.option, "dist", "no") == "each":
         raise pytest.UsageError("--dist each would run the runbook on every worker: use -n N with another --dist mode")
-    from rollback_harness.rollback.config import load_config
-    from rollback_harness.rollback.errors import ConfigError
+    from ..rollback.config import load_config
+    from ..rollback.errors import ConfigError
 
     fleet_option = config.option.rollback_target or str(config.getini(INI_TARGET) or "").strip() or None
     is_fleet = fleet.is_fleet_request(fleet_option)
@@ -336,7 +336,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # JUnit XML for CI systems that read test results, beside the other evidence.
         config.option.xmlpath = str(run_dir / "junit.xml")
 
-    from rollback_harness.plugins.report import EvidenceReporter
+    from .report import EvidenceReporter
 
     config.pluginmanager.register(EvidenceReporter(run, config), "rollback-evidence")
 
@@ -347,7 +347,7 @@ def _target_spec(config: pytest.Config, harness_config: HarnessConfig, mode: str
     if mode == MODE_GATE_VERIFY and name is None and len(harness_config.targets) != 1:
         if config.option.rollback_expect_version:
             return None
-        from rollback_harness.rollback.errors import ConfigError
+        from ..rollback.errors import ConfigError
 
         raise ConfigError(
             f"{harness_config.path}: several targets are configured ({', '.join(sorted(harness_config.targets))}); "
@@ -512,7 +512,7 @@ def _finish_actions(run: HarnessRun, config: pytest.Config) -> None:
         return
     verified = not run.verify_failed and run.verify_passed > 0
     if run.mode == MODE_GATE_VERIFY:  # the runbook of --rollback-on-failure: verified after it
-        from rollback_harness.plugins.gates import auto_rollback_verified
+        from .gates import auto_rollback_verified
 
         verified = auto_rollback_verified(run, config)
     for problem in run.runbook.finish(verified=verified):
@@ -521,8 +521,8 @@ def _finish_actions(run: HarnessRun, config: pytest.Config) -> None:
 
 def _cleanup_after_verified_rollback(run: HarnessRun) -> None:
     """The driver's cleanup (e.g. removing the replaced image), before the evidence is written."""
-    from rollback_harness.plugins.fixtures import recorded_outcome
-    from rollback_harness.rollback.runbook import STATUS_ROLLED_BACK
+    from ..rollback.runbook import STATUS_ROLLED_BACK
+    from .fixtures import recorded_outcome
 
     outcome = recorded_outcome(run)
     if outcome is None or outcome.status != STATUS_ROLLED_BACK or run.verify_failed or not run.verify_passed:
@@ -539,7 +539,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
     run = config.stash.get(RUN_KEY, None)
     if run is None:
         return None
-    from rollback_harness.plugins.scheduling import RunbookScheduling
+    from .scheduling import RunbookScheduling
 
     return RunbookScheduling(config, log, run.run_dir)
 
@@ -615,7 +615,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     remember_selected(session.items, run)
     worker = getattr(session.config, "workerinput", None)
     if worker is not None:
-        from rollback_harness.plugins.scheduling import write_gate_ids
+        from .scheduling import write_gate_ids
 
         # Before xdist sends this worker's collection (tryfirst): the controller's scheduler reads it.
         gates = [item.nodeid for item in session.items if _item_phase(item) is not None]

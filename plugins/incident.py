@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from rollback_harness.checks.logs import LogMark
-    from rollback_harness.plugins.items import CheckSpec
-    from rollback_harness.plugins.state import HarnessRun
-    from rollback_harness.rollback.config import LogsConfig, MetricsConfig
-    from rollback_harness.rollback.decision import Decision
-    from rollback_harness.rollback.results import CheckResult
+    from ..checks.logs import LogMark
+    from ..rollback.config import LogsConfig, MetricsConfig
+    from ..rollback.decision import Decision
+    from ..rollback.results import CheckResult
+    from .items import CheckSpec
+    from .state import HarnessRun
 
 # Safe in a folder name on every OS and in a URL: letters, digits, '.', '_', '-'; starts with
 # a letter or digit (never '.', '-'), at most 64 characters.
@@ -89,7 +89,7 @@ class IncidentOptions:
 
     @classmethod
     def read(cls, config: pytest.Config) -> IncidentOptions:
-        from rollback_harness.rollback.durations import parse_duration
+        from ..rollback.durations import parse_duration
 
         option = config.option
         text = getattr(option, "rollback_time_to_fix", None)
@@ -133,7 +133,7 @@ def check_options(config: pytest.Config, mode: str | None) -> None:
         raise pytest.UsageError(f"--reason is {len(str(reason))} characters long; at most {REASON_LIMIT}")
     time_to_fix = given["--time-to-fix"]
     if time_to_fix is not None:
-        from rollback_harness.rollback.durations import ACCEPTED, parse_duration
+        from ..rollback.durations import ACCEPTED, parse_duration
 
         try:
             parse_duration(time_to_fix)
@@ -189,7 +189,7 @@ _STATES: dict[str, _IncidentState] = {}
 def start(config: pytest.Config, run: HarnessRun) -> None:
     """The run starts: its journals name it and the incident; the logs checks' baseline marks are
     taken now (lines since the run started)."""
-    from rollback_harness.checks.logs import mark
+    from ..checks.logs import mark
 
     incident_id = getattr(config.option, "rollback_incident_id", None)
     for member in run.members():
@@ -241,7 +241,7 @@ def _metrics_checks(run: HarnessRun) -> list[tuple[str, MetricsConfig]]:
 
 def check_specs(run: HarnessRun) -> list[CheckSpec]:
     """The ``[[logs]]`` and ``[[metrics]]`` checks, in config order (baseline and verify)."""
-    from rollback_harness.plugins.items import CheckSpec
+    from .items import CheckSpec
 
     specs = [CheckSpec(key, _logs_probe(logs, key)) for key, logs in _logs_checks(run)]
     specs += [CheckSpec(key, _metrics_probe(metrics, key)) for key, metrics in _metrics_checks(run)]
@@ -255,7 +255,7 @@ def _mark_key(run: HarnessRun, phase: str) -> str:
 
 def _logs_probe(logs: LogsConfig, key: str) -> Callable[[HarnessRun, str], CheckResult]:
     def run_logs(run: HarnessRun, phase: str) -> CheckResult:
-        from rollback_harness.checks.logs import check_log_command, check_log_files, mark
+        from ..checks.logs import check_log_command, check_log_files, mark
 
         state = _state(run)
         which = (key, _mark_key(run, phase))
@@ -293,8 +293,8 @@ def _logs_probe(logs: LogsConfig, key: str) -> Callable[[HarnessRun, str], Check
 
 def _metrics_probe(metrics: MetricsConfig, key: str) -> Callable[[HarnessRun, str], CheckResult]:
     def run_metrics(run: HarnessRun, phase: str) -> CheckResult:
-        from rollback_harness.checks.metrics import Threshold, check_metrics
-        from rollback_harness.plugins import probes
+        from ..checks.metrics import Threshold, check_metrics
+        from . import probes
 
         state = _state(run)
         values: dict[str, float | None] = {}
@@ -334,7 +334,7 @@ def _migrations(run: HarnessRun) -> bool | None:
 
 
 def _judge(config: pytest.Config, run: HarnessRun) -> Decision:
-    from rollback_harness.rollback.decision import DecisionInputs, decide
+    from ..rollback.decision import DecisionInputs, decide
 
     options = IncidentOptions.read(config)
     inputs = DecisionInputs(options.severity, options.data_impact, options.time_to_fix, _migrations(run))
@@ -350,7 +350,7 @@ def assess(run: HarnessRun, config: pytest.Config) -> dict[str, Any]:
     if recorded is not None:
         return recorded
     if run.target_spec is not None and run.requested is not None:
-        from rollback_harness.plugins.fixtures import runbook_for
+        from .fixtures import runbook_for
 
         runbook_for(run).preflight()  # the database action fills in migrations_present
     decision = _judge(config, run)
@@ -405,8 +405,8 @@ def refusals(run: HarnessRun, config: pytest.Config) -> list[str]:
 
 def decision_item(request: pytest.FixtureRequest) -> None:
     """The ``preflight-decision`` item: the decision, recorded; a forward fix refuses the run."""
-    from rollback_harness.plugins.items import CHECK_PROPERTY
-    from rollback_harness.plugins.state import RUN_KEY
+    from .items import CHECK_PROPERTY
+    from .state import RUN_KEY
 
     run = request.config.stash[RUN_KEY]
     decision = assess(run, request.config)
@@ -511,8 +511,8 @@ def write_markdown(
     """incident.md and status.md beside the evidence, atomically, redacted."""
     if not writes_markdown(run, config):
         return
-    from rollback_harness.rollback.evidence import write_text
-    from rollback_harness.rollback.incident import incident_markdown, status_markdown
+    from ..rollback.evidence import write_text
+    from ..rollback.incident import incident_markdown, status_markdown
 
     redact = run.redactor.text
     write_guarded(INCIDENT_MD, lambda: write_text(run.run_dir / INCIDENT_MD, redact(incident_markdown(evidence))))

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from rollback_harness.plugins.state import MODE_GATE_VERIFY, RUN_KEY, TARGET_KEY, HarnessRun, run_for
-from rollback_harness.rollback.results import CheckResult
+from ..rollback.results import CheckResult
+from .state import MODE_GATE_VERIFY, RUN_KEY, TARGET_KEY, HarnessRun, run_for
 
 CHECK_PROPERTY = "rollback_check"
 GATE_PROPERTY = "rollback_gate"
@@ -37,23 +37,23 @@ class RunbookFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         run = self.config.stash[RUN_KEY]
         if run.is_fleet:
-            from rollback_harness.plugins.fleet import TargetNode
+            from .fleet import TargetNode
 
             for name in run.fleet:
                 yield TargetNode.from_parent(self, name=name)
             return
         yield from runbook_items(self, run)
-        from rollback_harness.plugins.gates import collect_gate_items
+        from .gates import collect_gate_items
 
         yield from collect_gate_items(self)
 
 
 def runbook_items(parent: pytest.Collector, run: HarnessRun, target: str | None = None) -> Iterator[pytest.Item]:
     """The runbook's items of ``run``; in a fleet, ``target`` names the target they belong to."""
-    from rollback_harness.plugins import incident
+    from . import incident
 
     if "preflight" in run.phases:
-        from rollback_harness.rollback.runbook import preflight_finding_names
+        from ..rollback.runbook import preflight_finding_names
 
         for name in preflight_finding_names(run.config, run.target_spec):
             yield _item(parent, f"preflight-{name}", _run_preflight, "preflight", name, target)
@@ -97,7 +97,7 @@ def _probe(name: str, *args: Any) -> Callable[[HarnessRun, str], CheckResult]:
     the items (``--co``, every xdist worker) never pays for requests and the check modules."""
 
     def run_probe(run: HarnessRun, phase: str) -> CheckResult:
-        from rollback_harness.plugins import probes
+        from . import probes
 
         found = getattr(probes, name)
         check: Callable[[HarnessRun, str], CheckResult] = found(*args) if args else found
@@ -108,7 +108,7 @@ def _probe(name: str, *args: Any) -> Callable[[HarnessRun, str], CheckResult]:
 
 def check_specs(run: HarnessRun) -> list[CheckSpec]:
     """Every configured check, in a fixed order (xdist needs the same order on every worker)."""
-    from rollback_harness.plugins import incident
+    from . import incident
 
     settings = run.config.settings
     specs = [CheckSpec("version", _probe("version"))]
@@ -126,7 +126,7 @@ def check_specs(run: HarnessRun) -> list[CheckSpec]:
     if settings.database is not None:
         specs.append(CheckSpec("database", _probe("database")))
         if settings.database.migrations is not None or settings.database.critical_tables:
-            from rollback_harness.plugins.database import migration_probe
+            from .database import migration_probe
 
             specs.append(CheckSpec("migration", migration_probe))
     return specs + incident.check_specs(run)
@@ -134,11 +134,11 @@ def check_specs(run: HarnessRun) -> list[CheckSpec]:
 
 def _phase_result(request: pytest.FixtureRequest, phase: str) -> CheckResult:
     """This item's result; the phase's first item starts all the phase's checks at once."""
-    from rollback_harness.plugins.phase import PhaseChecks
+    from .phase import PhaseChecks
 
     run = run_for(request.config, request.node)
     if run is not request.config.stash[RUN_KEY]:
-        from rollback_harness.plugins.fleet import start_phase
+        from .fleet import start_phase
 
         start_phase(request.config.stash[RUN_KEY], phase)  # every target's checks of the phase at once
     if phase not in run.phase_checks:
@@ -165,11 +165,11 @@ def _record(request: pytest.FixtureRequest, result: dict[str, Any]) -> None:
 
 
 def _run_preflight(request: pytest.FixtureRequest) -> None:
-    from rollback_harness.plugins.fixtures import runbook_for
+    from .fixtures import runbook_for
 
     run = run_for(request.config, request.node)
     if run is not request.config.stash[RUN_KEY]:
-        from rollback_harness.plugins.fleet import preflight_all
+        from .fleet import preflight_all
 
         preflight_all(request.config.stash[RUN_KEY])  # every target's preflight at once
     finding = runbook_for(run).preflight()[request.node.stash[SPEC_KEY]]
@@ -187,7 +187,7 @@ def _run_baseline(request: pytest.FixtureRequest) -> None:
     A failed or inconclusive measurement is an expected failure, not a pass: every report
     (terminal, JUnit XML, HTML) shows it as such, and the exit code is not touched.
     """
-    from rollback_harness.plugins.fixtures import runbook_for
+    from .fixtures import runbook_for
 
     lock = runbook_for(run_for(request.config, request.node)).preflight()["target-lock"]
     if not lock.ok:  # another run is acting on the target: its restart is not our "before"
@@ -202,7 +202,7 @@ def _run_baseline(request: pytest.FixtureRequest) -> None:
 def _run_verify(request: pytest.FixtureRequest, rollback_outcome: object) -> None:
     run = run_for(request.config, request.node)
     if run is not request.config.stash[RUN_KEY]:
-        from rollback_harness.plugins.fleet import require_rolled_back
+        from .fleet import require_rolled_back
 
         require_rolled_back(run)  # this target's own outcome: failed, or not started
     if run.mode == MODE_GATE_VERIFY:
@@ -238,9 +238,9 @@ def expect_from_platform(run: HarnessRun) -> None:
     if spec is None:
         run.expect_problem = "no target chosen to ask (several are configured): pass --rollback-target NAME"
         return
-    from rollback_harness.plugins import probes
-    from rollback_harness.rollback.errors import HarnessError
-    from rollback_harness.rollback.targets import create_target
+    from ..rollback.errors import HarnessError
+    from ..rollback.targets import create_target
+    from . import probes
 
     where = f"target {spec.name} ({spec.kind})"
     try:

@@ -25,11 +25,11 @@ from concurrent.futures import Future, TimeoutError, wait
 from functools import partial
 from typing import TYPE_CHECKING
 
-from rollback_harness.rollback.results import CheckResult
+from ..rollback.results import CheckResult
 
 if TYPE_CHECKING:
-    from rollback_harness.plugins.items import CheckSpec
-    from rollback_harness.plugins.state import HarnessRun
+    from .items import CheckSpec
+    from .state import HarnessRun
 
 MAX_PARALLEL_PROBES = 16
 PROGRESS_EVERY = 5.0  # seconds between "still running" lines while an item waits
@@ -180,7 +180,7 @@ class PhaseChecks:
             self._fill(self._futures[key], key, partial(self._settled_result, key, first[key].result(), settle))
 
     def _settled_result(self, key: str, first: CheckResult, settle: float) -> CheckResult:
-        from rollback_harness.plugins.probes import settle_probe
+        from .probes import settle_probe
 
         again = run_safely(key, partial(settle_probe(key), self.run, self.phase))
         return with_settle(first, again, settle)

@@ -7,20 +7,20 @@ from collections.abc import Callable
 
 import requests
 
-from rollback_harness.checks.database import check_database
-from rollback_harness.checks.endpoints import check_endpoint
-from rollback_harness.checks.health import check_health
-from rollback_harness.checks.http import join_url, make_session, probe
-from rollback_harness.checks.latency import LatencyThresholds, check_latency
-from rollback_harness.checks.version import Sampling, check_version, read_version
-from rollback_harness.plugins.state import MODE_GATE_VERIFY, HarnessRun
-from rollback_harness.rollback.census import CHECK_NAME as CENSUS_CHECK
-from rollback_harness.rollback.census import judge_census
-from rollback_harness.rollback.config import EndpointConfig, LatencyConfig
-from rollback_harness.rollback.errors import HarnessError
-from rollback_harness.rollback.results import CheckResult
-from rollback_harness.rollback.targets import create_target
-from rollback_harness.rollback.targets.base import Target, TargetContext
+from ..checks.database import check_database
+from ..checks.endpoints import check_endpoint
+from ..checks.health import check_health
+from ..checks.http import join_url, make_session, probe
+from ..checks.latency import LatencyThresholds, check_latency
+from ..checks.version import Sampling, check_version, read_version
+from ..rollback.census import CHECK_NAME as CENSUS_CHECK
+from ..rollback.census import judge_census
+from ..rollback.config import EndpointConfig, LatencyConfig
+from ..rollback.errors import HarnessError
+from ..rollback.results import CheckResult
+from ..rollback.targets import create_target
+from ..rollback.targets.base import Target, TargetContext
+from .state import MODE_GATE_VERIFY, HarnessRun
 
 # In a replicas result's measured: the platform has no census; the item says so as a skip.
 NOT_COUNTED = "not_counted"

@@ -18,13 +18,9 @@ from typing import Any
 
 import pytest
 
-from rollback_harness.plugins import exit_codes, gates, incident, pictures
-from rollback_harness.plugins.fixtures import RUN_LOCK_NAME, recorded_outcome
-from rollback_harness.plugins.items import CHECK_PROPERTY, GATE_PROPERTY, TARGET_PROPERTY
-from rollback_harness.plugins.state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY, XDIST_GROUP, HarnessRun
-from rollback_harness.rollback.evidence import MANIFEST_NAME, write_json, write_manifest
-from rollback_harness.rollback.fleet import STATUS_PARTIAL
-from rollback_harness.rollback.runbook import (
+from ..rollback.evidence import MANIFEST_NAME, write_json, write_manifest
+from ..rollback.fleet import STATUS_PARTIAL
+from ..rollback.runbook import (
     STATUS_ALREADY_AT_TARGET,
     STATUS_CONFLICT,
     STATUS_FAILED,
@@ -33,6 +29,10 @@ from rollback_harness.rollback.runbook import (
     STATUS_ROLLED_BACK,
     RollbackOutcome,
 )
+from . import exit_codes, gates, incident, pictures
+from .fixtures import RUN_LOCK_NAME, recorded_outcome
+from .items import CHECK_PROPERTY, GATE_PROPERTY, TARGET_PROPERTY
+from .state import MODE_GATE_PREFLIGHT, MODE_GATE_VERIFY, XDIST_GROUP, HarnessRun
 
 EVIDENCE_NAME = "evidence.json"
 
@@ -301,7 +301,7 @@ class EvidenceReporter:
         if self.run.is_worker or not run_dir.is_dir():
             return
         _remove_quietly(run_dir / RUN_LOCK_NAME)
-        from rollback_harness.plugins.fleet import remove_empty_folders
+        from .fleet import remove_empty_folders
 
         remove_empty_folders(self.run)
         if not (run_dir / self.run.journal.path.name).exists() and not (run_dir / EVIDENCE_NAME).exists():
@@ -326,7 +326,7 @@ class EvidenceReporter:
             return
         keep = self.run.config.settings.reports.keep
         if keep is not None:
-            from rollback_harness.rollback.retention import prune_runs
+            from ..rollback.retention import prune_runs
 
             for line in prune_runs(run_dir, keep).lines():
                 self._late_line(line)
@@ -438,7 +438,7 @@ class EvidenceReporter:
                 # "rollback" wraps the driver's steps; the steps themselves say how far it got.
                 if not step.startswith("preflight:") and step != "rollback"
             }
-            from rollback_harness.plugins.fleet import steps_of_targets
+            from .fleet import steps_of_targets
 
             steps.update(steps_of_targets(run))  # a fleet: each target's steps, named "target: step"
             if steps:
@@ -591,7 +591,7 @@ class EvidenceReporter:
                 **incident.artifacts(run, self.config),
             },
         }
-        from rollback_harness.plugins.fleet import evidence_additions
+        from .fleet import evidence_additions
 
         evidence.update(evidence_additions(run, self.tests))  # a fleet's targets, a target's hosts
         return evidence
@@ -651,8 +651,8 @@ class EvidenceReporter:
         """The runbook's preflight and verify items that -k / -m left out."""
         if not (self.config.option.keyword or self.config.option.markexpr):
             return []
-        from rollback_harness.plugins.items import check_specs
-        from rollback_harness.rollback.runbook import preflight_finding_names
+        from ..rollback.runbook import preflight_finding_names
+        from .items import check_specs
 
         expected = []
         if "preflight" in self.run.phases:
@@ -768,7 +768,7 @@ class EvidenceReporter:
             '<table id="rollback-timeline"><tr><th>At (UTC)</th><th>Step</th><th>Status</th>'
             f"<th>Duration</th><th>Detail</th></tr>{timeline}</table>"
         )
-        from rollback_harness.plugins.fleet import html_sections
+        from .fleet import html_sections
 
         parts.extend(html_sections(evidence, h, self._cell))
         parts.append(
@@ -817,7 +817,7 @@ class EvidenceReporter:
                             f"{c['check']}\n  before: {_short(c['before'], 200)}\n  after:  {_short(c['after'], 200)}"
                         )
                     )
-        from rollback_harness.plugins.fleet import terminal_lines
+        from .fleet import terminal_lines
 
         for line in terminal_lines(self.final_evidence or self.evidence()):
             write(self.redactor.text(line))

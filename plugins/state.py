@@ -13,10 +13,10 @@ import pytest
 
 if TYPE_CHECKING:
     # Imported lazily: an installed but inert plugin must not slow every pytest run.
-    from rollback_harness.rollback.config import HarnessConfig, TargetSpec
-    from rollback_harness.rollback.evidence import Redactor
-    from rollback_harness.rollback.journal import Journal
-    from rollback_harness.rollback.runbook import Runbook
+    from ..rollback.config import HarnessConfig, TargetSpec
+    from ..rollback.evidence import Redactor
+    from ..rollback.journal import Journal
+    from ..rollback.runbook import Runbook
 
 MODE_ROLLBACK = "rollback"
 MODE_GATE_PREFLIGHT = "gate-preflight"
@@ -88,8 +88,8 @@ class HarnessRun:
     extra_phases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        from rollback_harness.rollback.evidence import Redactor
-        from rollback_harness.rollback.journal import Journal
+        from ..rollback.evidence import Redactor
+        from ..rollback.journal import Journal
 
         self.redactor = Redactor(self.config.secrets)
         self.journal = Journal(self.run_dir / "journal.jsonl", redact=self.redactor.data)

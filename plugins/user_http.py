@@ -10,7 +10,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from rollback_harness.checks.http import USER_AGENT
+from ..checks.http import USER_AGENT
 
 # Session.request(method, url, params, data, headers, cookies, files, auth, timeout, ...)
 _TIMEOUT_POSITION = 6

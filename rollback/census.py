@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollback_harness.rollback.results import CheckResult
-from rollback_harness.rollback.versions import same_version
+from .results import CheckResult
+from .versions import same_version
 
 CHECK_NAME = "replicas"
 

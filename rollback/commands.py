@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from rollback_harness.rollback.durations import format_duration
-from rollback_harness.rollback.errors import RollbackFailed
-from rollback_harness.rollback.targets.base import Finding
+from .durations import format_duration
+from .errors import RollbackFailed
+from .targets.base import Finding
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ from pydantic import (
     model_validator,
 )
 
-from rollback_harness.rollback.durations import parse_duration, parse_pause, parse_timeout
-from rollback_harness.rollback.errors import ConfigError
-from rollback_harness.rollback.sampling import answers_needed, samples_to_pass
+from .durations import parse_duration, parse_pause, parse_timeout
+from .errors import ConfigError
+from .sampling import answers_needed, samples_to_pass
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -684,7 +684,7 @@ def find_config_path(explicit: str | None, *search_dirs: Path) -> Path:
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> HarnessConfig:
     """Read, substitute and validate ``path``; raise ConfigError on any problem."""
-    from rollback_harness.rollback.targets import settings_model_for
+    from .targets import settings_model_for
 
     data: Any = _read_toml(path)
     prefix = ""

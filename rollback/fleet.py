@@ -14,8 +14,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rollback_harness.rollback.journal import utc_now
-from rollback_harness.rollback.runbook import (
+from .journal import utc_now
+from .runbook import (
     STATUS_ALREADY_AT_TARGET,
     STATUS_CONFLICT,
     STATUS_DRY_RUN,

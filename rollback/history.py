@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollback_harness.rollback.evidence import verify_manifest
+from .evidence import verify_manifest
 
 LAST_VERIFIED = "last-verified"
 EVIDENCE_NAME = "evidence.json"

@@ -27,10 +27,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rollback_harness.rollback.journal import utc_now
+from .journal import utc_now
 
 if TYPE_CHECKING:
-    from rollback_harness.rollback.config import HarnessConfig, TargetSpec
+    from .config import HarnessConfig, TargetSpec
 
 # (module:class) per backend, imported only when a config names it.
 LOCK_BACKENDS: dict[str, str] = {

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from rollback_harness.rollback.journal import utc_now
+from .journal import utc_now
 
 EVENTS = ("start", "gate", "rollback", "end")
 FORMATS = ("slack", "json")

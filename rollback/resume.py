@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollback_harness.rollback.journal import Journal
+from .journal import Journal
 
 RECORD_SCHEMA = "rollback-target-record/1"
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollback_harness.rollback.evidence import MANIFEST_NAME
+from .evidence import MANIFEST_NAME
 
 EVIDENCE_NAME = "evidence.json"
 SCHEMA = "rollback-evidence/1"

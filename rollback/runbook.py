@@ -12,16 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollback_harness.rollback.actions import build_actions, finding_names
-from rollback_harness.rollback.actions.base import Action
-from rollback_harness.rollback.config import HarnessConfig, TargetSpec
-from rollback_harness.rollback.errors import Conflict, HarnessError, RollbackFailed
-from rollback_harness.rollback.journal import Journal, utc_now
-from rollback_harness.rollback.lock import create_lock
-from rollback_harness.rollback.resume import PreviousRun, describe_steps, record_path, write_record
-from rollback_harness.rollback.targets import create_target
-from rollback_harness.rollback.targets.base import Finding, Target, TargetContext
-from rollback_harness.rollback.versions import (
+from .actions import build_actions, finding_names
+from .actions.base import Action
+from .config import HarnessConfig, TargetSpec
+from .errors import Conflict, HarnessError, RollbackFailed
+from .journal import Journal, utc_now
+from .lock import create_lock
+from .resume import PreviousRun, describe_steps, record_path, write_record
+from .targets import create_target
+from .targets.base import Finding, Target, TargetContext
+from .versions import (
     PREVIOUS,
     is_newer,
     requested_problem,

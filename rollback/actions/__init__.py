@@ -19,9 +19,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rollback_harness.rollback.actions.base import Action
-    from rollback_harness.rollback.config import HarnessConfig, TargetSpec
-    from rollback_harness.rollback.targets.base import TargetContext
+    from ..config import HarnessConfig, TargetSpec
+    from ..targets.base import TargetContext
+    from .base import Action
 
 # name -> "module:Class"; an action module adds its line here.
 ACTIONS: dict[str, str] = {

@@ -5,11 +5,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rollback_harness.rollback.targets.base import Finding, TargetContext
+from ..targets.base import Finding, TargetContext
 
 if TYPE_CHECKING:
-    from rollback_harness.rollback.config import HarnessConfig, TargetSpec
-    from rollback_harness.rollback.journal import Journal
+    from ..config import HarnessConfig, TargetSpec
+    from ..journal import Journal
 
 
 class Action(ABC):

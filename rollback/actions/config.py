@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rollback_harness.rollback.actions.base import Action
-from rollback_harness.rollback.config import ConfigRollbackConfig
-from rollback_harness.rollback.errors import HarnessError
-from rollback_harness.rollback.targets.base import Finding, TargetContext
-from rollback_harness.rollback.targets.config import ConfigRollback
+from ..config import ConfigRollbackConfig
+from ..errors import HarnessError
+from ..targets.base import Finding, TargetContext
+from ..targets.config import ConfigRollback
+from .base import Action
 
 if TYPE_CHECKING:
-    from rollback_harness.rollback.config import HarnessConfig, TargetSpec
-    from rollback_harness.rollback.journal import Journal
+    from ..config import HarnessConfig, TargetSpec
+    from ..journal import Journal
 
 FINDINGS = ("config-tag", "config-clean", "config-commands")
 

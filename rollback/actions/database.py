@@ -19,12 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rollback_harness.rollback.actions.base import Action
-from rollback_harness.rollback.database import alembic_state
-from rollback_harness.rollback.database.alembic_state import MigrationError, Step
-from rollback_harness.rollback.database.lint import CANNOT_TELL as LINT_CANNOT_TELL
-from rollback_harness.rollback.database.lint import DESTRUCTIVE, IRREVERSIBLE
-from rollback_harness.rollback.database.migrations import (
+from ..database import alembic_state
+from ..database.alembic_state import MigrationError, Step
+from ..database.lint import CANNOT_TELL as LINT_CANNOT_TELL
+from ..database.lint import DESTRUCTIVE, IRREVERSIBLE
+from ..database.migrations import (
     CANNOT_TELL,
     DESTRUCTIVE_DOWNGRADE,
     IRREVERSIBLE_DOWNGRADE,
@@ -34,13 +33,14 @@ from rollback_harness.rollback.database.migrations import (
     Assessment,
     MigrationSource,
 )
-from rollback_harness.rollback.errors import HarnessError, RollbackFailed
-from rollback_harness.rollback.targets.base import Finding, TargetContext
+from ..errors import HarnessError, RollbackFailed
+from ..targets.base import Finding, TargetContext
+from .base import Action
 
 if TYPE_CHECKING:
-    from rollback_harness.rollback.config import HarnessConfig, TargetSpec
-    from rollback_harness.rollback.database.backup import Backup
-    from rollback_harness.rollback.journal import Journal
+    from ..config import HarnessConfig, TargetSpec
+    from ..database.backup import Backup
+    from ..journal import Journal
 
 # Run options (TargetContext.options) this action reads.
 OPTION_ROLLBACK_DB = "rollback_db"  # --rollback-db
@@ -200,7 +200,7 @@ class DatabaseAction(Action):
     def _backup_finding(self) -> Finding:
         if not self.will_downgrade:
             return Finding(BACKUP_FINDING, True, "no downgrade planned: no backup needed")
-        from rollback_harness.rollback.database.backup import backup_findings
+        from ..database.backup import backup_findings
 
         url, password = self._url_and_password()
         found = backup_findings(url, self._backup_dir(), password=password)
@@ -241,7 +241,7 @@ class DatabaseAction(Action):
 
     def _back_up(self, current: str, journal: Journal) -> None:
         """A verified backup of the database at revision ``current``, right before the downgrade."""
-        from rollback_harness.rollback.database.backup import take_backup
+        from ..database.backup import take_backup
 
         url, password = self._url_and_password()
         self.context.progress(f"database: backing up {alembic_state.shown_url(url)} before the downgrade")

@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rollback_harness.rollback.actions.base import Action
-from rollback_harness.rollback.config import FlagConfig, HarnessConfig, TargetSpec
-from rollback_harness.rollback.journal import Journal
-from rollback_harness.rollback.targets.base import Finding
-from rollback_harness.rollback.traffic.files import atomic_write, digest, read_text
+from ..config import FlagConfig, HarnessConfig, TargetSpec
+from ..journal import Journal
+from ..targets.base import Finding
+from ..traffic.files import atomic_write, digest, read_text
+from .base import Action
 
 FINDING = "flags-ready"
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from rollback_harness.rollback.actions.base import Action
-from rollback_harness.rollback.config import HarnessConfig, TargetSpec, TrafficConfig
-from rollback_harness.rollback.errors import HarnessError
-from rollback_harness.rollback.journal import Journal
-from rollback_harness.rollback.targets.base import Finding, TargetContext
-from rollback_harness.rollback.traffic.drain import Drain
-from rollback_harness.rollback.traffic.maintenance import Maintenance
+from ..config import HarnessConfig, TargetSpec, TrafficConfig
+from ..errors import HarnessError
+from ..journal import Journal
+from ..targets.base import Finding, TargetContext
+from ..traffic.drain import Drain
+from ..traffic.maintenance import Maintenance
+from .base import Action
 
 FINDING = "traffic-ready"
 

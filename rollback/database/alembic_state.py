@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rollback_harness.rollback.database.lint import LintIssue, lint_downgrade
-from rollback_harness.rollback.errors import HarnessError
+from ..errors import HarnessError
+from .lint import LintIssue, lint_downgrade
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, urlencode
 
-from rollback_harness.rollback.errors import HarnessError
-from rollback_harness.rollback.targets.base import Finding
+from ..errors import HarnessError
+from ..targets.base import Finding
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollback_harness.rollback.database.alembic_state import MigrationError, connect, shown_url
+from .alembic_state import MigrationError, connect, shown_url
 
 _RAILS_FILE = re.compile(r"^(\d{3,})_\w+\.rb$")
 _DJANGO_FILE = re.compile(r"^(\d{4}_\w+)\.py$")

@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rollback_harness.rollback.database import alembic_state
-from rollback_harness.rollback.database.alembic_state import MigrationError, Step
-from rollback_harness.rollback.database.lint import CANNOT_TELL as LINT_CANNOT_TELL
-from rollback_harness.rollback.database.lint import DESTRUCTIVE, IRREVERSIBLE, LintIssue
+from . import alembic_state
+from .alembic_state import MigrationError, Step
+from .lint import CANNOT_TELL as LINT_CANNOT_TELL
+from .lint import DESTRUCTIVE, IRREVERSIBLE, LintIssue
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
 
-    from rollback_harness.rollback.config import DatabaseConfig, HarnessConfig, MigrationsConfig, TargetSpec
+    from ..config import DatabaseConfig, HarnessConfig, MigrationsConfig, TargetSpec
 
 # What preflight says about the schema between the live version and the target.
 NONE = "no-migrations"
@@ -216,7 +216,7 @@ class MigrationSource:
         return found
 
     def _assess_framework(self, found: Assessment) -> Assessment:
-        from rollback_harness.rollback.database import frameworks
+        from . import frameworks
 
         assert self.settings is not None
         folder = self.location_for_framework(found.to_version)

@@ -29,11 +29,11 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from rollback_harness.rollback.errors import ConfigError
-from rollback_harness.rollback.lock import HOLDER_FIELDS, holder_facts, refusal
+from ..errors import ConfigError
+from ..lock import HOLDER_FIELDS, holder_facts, refusal
 
 if TYPE_CHECKING:
-    from rollback_harness.rollback.config import HarnessConfig, TargetSpec
+    from ..config import HarnessConfig, TargetSpec
 
 HOLDER_ANNOTATION = "rollback-harness.io/holder"
 PREFIX = "rollback-harness-"

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from sqlalchemy.engine import make_url
 
-from rollback_harness.rollback.errors import ConfigError
-from rollback_harness.rollback.lock import HOLDER_FIELDS, describe_holder, holder_facts, refusal
+from ..errors import ConfigError
+from ..lock import HOLDER_FIELDS, describe_holder, holder_facts, refusal
 
 if TYPE_CHECKING:
-    from rollback_harness.rollback.config import HarnessConfig, TargetSpec
+    from ..config import HarnessConfig, TargetSpec
 
 TABLE = "rollback_harness_lock_holders"
 APPLICATION = "rollback-harness "

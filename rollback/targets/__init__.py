@@ -10,13 +10,13 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from rollback_harness.rollback.errors import ConfigError, UnknownTargetKind
+from ..errors import ConfigError, UnknownTargetKind
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from rollback_harness.rollback.config import TargetSpec
-    from rollback_harness.rollback.targets.base import Target, TargetContext
+    from ..config import TargetSpec
+    from .base import Target, TargetContext
 
 PACKAGE = "pytest-rollback-harness"
 

@@ -11,11 +11,11 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from rollback_harness.rollback.census import Census
-from rollback_harness.rollback.durations import format_duration
-from rollback_harness.rollback.errors import RollbackFailed
-from rollback_harness.rollback.journal import Journal
-from rollback_harness.rollback.versions import same_version
+from ..census import Census
+from ..durations import format_duration
+from ..errors import RollbackFailed
+from ..journal import Journal
+from ..versions import same_version
 
 STEP_WAIT = "wait-ready"
 # Seconds between version probes while waiting for readiness (no answer in a row yet).

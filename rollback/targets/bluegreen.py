@@ -24,19 +24,19 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, field_validator
 
-from rollback_harness.rollback.census import Census, Replica
-from rollback_harness.rollback.config import Section, Timeout, UrlPath
-from rollback_harness.rollback.durations import format_duration
-from rollback_harness.rollback.errors import Conflict, RollbackFailed
-from rollback_harness.rollback.journal import Journal
-from rollback_harness.rollback.targets.base import Finding, Target
-from rollback_harness.rollback.traffic import haproxy
-from rollback_harness.rollback.traffic.commands import ProxyError, ReloadNotApplied
-from rollback_harness.rollback.traffic.files import atomic_write, digest, read_text, temporary_beside
-from rollback_harness.rollback.traffic.nginx import Nginx
-from rollback_harness.rollback.traffic.ports import new_addresses_held
-from rollback_harness.rollback.traffic.probe import get
-from rollback_harness.rollback.versions import same_version, sort_versions, version_problem
+from ..census import Census, Replica
+from ..config import Section, Timeout, UrlPath
+from ..durations import format_duration
+from ..errors import Conflict, RollbackFailed
+from ..journal import Journal
+from ..traffic import haproxy
+from ..traffic.commands import ProxyError, ReloadNotApplied
+from ..traffic.files import atomic_write, digest, read_text, temporary_beside
+from ..traffic.nginx import Nginx
+from ..traffic.ports import new_addresses_held
+from ..traffic.probe import get
+from ..versions import same_version, sort_versions, version_problem
+from .base import Finding, Target
 
 STEP_CHECK, STEP_SWITCH, STEP_WAIT = "check-colour", "switch-proxy", "wait-ready"
 PLACEHOLDERS = ("colour", "host", "port", "url", "idle_colour", "idle_host", "idle_port", "idle_url")

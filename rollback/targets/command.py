@@ -15,13 +15,13 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from rollback_harness.rollback.commands import CommandRun, program_finding, run_command
-from rollback_harness.rollback.config import Duration, Section
-from rollback_harness.rollback.durations import format_duration
-from rollback_harness.rollback.errors import Conflict, RollbackFailed
-from rollback_harness.rollback.journal import Journal
-from rollback_harness.rollback.targets.base import STEP_WAIT, Finding, Target, wait_for_version
-from rollback_harness.rollback.versions import sort_versions, version_problem
+from ..commands import CommandRun, program_finding, run_command
+from ..config import Duration, Section
+from ..durations import format_duration
+from ..errors import Conflict, RollbackFailed
+from ..journal import Journal
+from ..versions import sort_versions, version_problem
+from .base import STEP_WAIT, Finding, Target, wait_for_version
 
 PLACEHOLDER = "{version}"
 MAX_WAIT = 24 * 3600.0

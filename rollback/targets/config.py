@@ -31,13 +31,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from rollback_harness.rollback.commands import program_finding, run_command
-from rollback_harness.rollback.config import ConfigRollbackConfig
-from rollback_harness.rollback.errors import Conflict, RollbackFailed
-from rollback_harness.rollback.journal import Journal
-from rollback_harness.rollback.targets.base import Finding, Target, TargetContext, wait_for_version
-from rollback_harness.rollback.targets.command import BoundedDuration, substitute
-from rollback_harness.rollback.versions import sort_versions, version_problem
+from ..commands import program_finding, run_command
+from ..config import ConfigRollbackConfig
+from ..errors import Conflict, RollbackFailed
+from ..journal import Journal
+from ..versions import sort_versions, version_problem
+from .base import Finding, Target, TargetContext, wait_for_version
+from .command import BoundedDuration, substitute
 
 STEP_RESTORE, STEP_RESTART, STEP_WAIT = "restore-config", "restart", "wait-ready"
 SHOWN_FILES = 10  # files named in a message; the journal lists all of them

@@ -26,13 +26,13 @@ from pydantic import AfterValidator, Field
 from urllib3.exceptions import ConnectTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from rollback_harness.rollback.census import Census, Replica
-from rollback_harness.rollback.config import Duration, Section
-from rollback_harness.rollback.durations import format_duration
-from rollback_harness.rollback.errors import Conflict, RollbackFailed
-from rollback_harness.rollback.journal import Journal
-from rollback_harness.rollback.targets.base import Finding, Target
-from rollback_harness.rollback.versions import same_version, version_problem
+from ..census import Census, Replica
+from ..config import Duration, Section
+from ..durations import format_duration
+from ..errors import Conflict, RollbackFailed
+from ..journal import Journal
+from ..versions import same_version, version_problem
+from .base import Finding, Target
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"

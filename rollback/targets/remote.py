@@ -28,20 +28,20 @@ from typing import Any, TypeVar
 
 import requests
 
-from rollback_harness.rollback.census import Census, Replica
-from rollback_harness.rollback.durations import format_duration
-from rollback_harness.rollback.errors import Conflict, RollbackFailed
-from rollback_harness.rollback.journal import Journal
-from rollback_harness.rollback.targets.base import Finding, TargetContext
-from rollback_harness.rollback.targets.ssh import Connection, HostAddress, describe_error, host_addresses
-from rollback_harness.rollback.targets.symlink import (
+from ..census import Census, Replica
+from ..durations import format_duration
+from ..errors import Conflict, RollbackFailed
+from ..journal import Journal
+from ..versions import same_version, sort_versions, version_problem
+from .base import Finding, TargetContext
+from .ssh import Connection, HostAddress, describe_error, host_addresses
+from .symlink import (
     STEP_RESTART,
     STEP_SWITCH,
     STEP_WAIT,
     SymlinkSettings,
     SymlinkTarget,
 )
-from rollback_harness.rollback.versions import same_version, sort_versions, version_problem
 
 T = TypeVar("T")
 MISSING = "(missing)"

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
-from rollback_harness.rollback.config import Duration, Section
-from rollback_harness.rollback.errors import HarnessError, RollbackFailed
+from ..config import Duration, Section
+from ..errors import HarnessError, RollbackFailed
 
 if TYPE_CHECKING:
     import paramiko

@@ -28,14 +28,14 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from rollback_harness.rollback.census import Census, Replica
-from rollback_harness.rollback.config import Duration, Section
-from rollback_harness.rollback.durations import format_duration
-from rollback_harness.rollback.errors import Conflict, RollbackFailed
-from rollback_harness.rollback.journal import Journal
-from rollback_harness.rollback.resume import read_record
-from rollback_harness.rollback.targets.base import Finding, Target
-from rollback_harness.rollback.versions import newest_occurrence, version_problem
+from ..census import Census, Replica
+from ..config import Duration, Section
+from ..durations import format_duration
+from ..errors import Conflict, RollbackFailed
+from ..journal import Journal
+from ..resume import read_record
+from ..versions import newest_occurrence, version_problem
+from .base import Finding, Target
 
 POLL_INTERVAL = 0.25  # seconds between looks at the service while waiting
 REPORT_EVERY = 2.0  # seconds between progress lines

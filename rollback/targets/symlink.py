@@ -17,15 +17,15 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
 
-from rollback_harness.rollback.census import Census, Replica
-from rollback_harness.rollback.commands import CommandTimedOut, program_finding, run_command
-from rollback_harness.rollback.config import Duration, Section
-from rollback_harness.rollback.durations import format_duration
-from rollback_harness.rollback.errors import Conflict, RollbackFailed
-from rollback_harness.rollback.journal import Journal
-from rollback_harness.rollback.targets.base import Finding, Target, TargetContext, wait_for_version
-from rollback_harness.rollback.targets.ssh import HostName, SshSettings
-from rollback_harness.rollback.versions import sort_versions, version_problem
+from ..census import Census, Replica
+from ..commands import CommandTimedOut, program_finding, run_command
+from ..config import Duration, Section
+from ..durations import format_duration
+from ..errors import Conflict, RollbackFailed
+from ..journal import Journal
+from ..versions import sort_versions, version_problem
+from .base import Finding, Target, TargetContext, wait_for_version
+from .ssh import HostName, SshSettings
 
 MAX_WAIT = 24 * 3600.0  # no wait of a rollback is meant to last longer than a day
 STEP_SWITCH, STEP_RESTART, STEP_WAIT = "switch-link", "restart", "wait-ready"
@@ -117,7 +117,7 @@ class SymlinkTarget(Target):
     def create(cls, settings: BaseModel, context: TargetContext) -> Target:
         """On this machine, or on ``hosts`` over SSH (the ``[ssh]`` extra)."""
         if isinstance(settings, SymlinkSettings) and settings.hosts:
-            from rollback_harness.rollback.targets.remote import RemoteSymlinkTarget  # paramiko: checked at load
+            from .remote import RemoteSymlinkTarget  # paramiko: checked at load
 
             return RemoteSymlinkTarget(settings, context)
         return cls(settings, context)

@@ -7,8 +7,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from rollback_harness.rollback.durations import format_duration
-from rollback_harness.rollback.errors import RollbackFailed
+from ..durations import format_duration
+from ..errors import RollbackFailed
 
 
 class ProxyError(RollbackFailed):

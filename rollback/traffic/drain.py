@@ -10,12 +10,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rollback_harness.rollback.config import DrainConfig
-from rollback_harness.rollback.journal import Journal
-from rollback_harness.rollback.traffic.commands import ProxyError
-from rollback_harness.rollback.traffic.haproxy import RuntimeAPI
-from rollback_harness.rollback.traffic.probe import get
-from rollback_harness.rollback.versions import same_version
+from ..config import DrainConfig
+from ..journal import Journal
+from ..versions import same_version
+from .commands import ProxyError
+from .haproxy import RuntimeAPI
+from .probe import get
 
 
 class Drain:

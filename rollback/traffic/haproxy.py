@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollback_harness.rollback.traffic.commands import ProxyError, ReloadNotApplied, alive, children, run
+from .commands import ProxyError, ReloadNotApplied, alive, children, run
 
 # The counters of `show stat` a timeline row carries for each server.
 STAT_FIELDS = ("status", "weight", "scur", "stot", "hrsp_5xx")

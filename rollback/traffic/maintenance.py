@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rollback_harness.rollback.config import MaintenanceConfig
-from rollback_harness.rollback.journal import StepHandle
-from rollback_harness.rollback.traffic.commands import ProxyError, ReloadNotApplied
-from rollback_harness.rollback.traffic.files import atomic_write, digest, read_text
-from rollback_harness.rollback.traffic.nginx import Nginx
-from rollback_harness.rollback.traffic.probe import Answer, get
+from ..config import MaintenanceConfig
+from ..journal import StepHandle
+from .commands import ProxyError, ReloadNotApplied
+from .files import atomic_write, digest, read_text
+from .nginx import Nginx
+from .probe import Answer, get
 
 MARK_ON = "# maintenance: on"
 MARK_OFF = "# maintenance: off"

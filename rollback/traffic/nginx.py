@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollback_harness.rollback.traffic.commands import ProxyError, ReloadNotApplied, alive, children, run
+from .commands import ProxyError, ReloadNotApplied, alive, children, run
 
 # "2026/12/02 16:33:31 [emerg] 8951#8951: still could not bind()"
 _LOG_LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(emerg|alert)\] (\d+)#\d+: (.*)$")
