@@ -29,7 +29,8 @@ from rollback_harness.rollback import targets
 from rollback_harness.rollback.errors import ConfigError, Conflict, RollbackFailed
 from rollback_harness.rollback.journal import Journal
 from rollback_harness.rollback.targets.base import TargetContext
-from rollback_harness.rollback.targets.kubernetes import KubernetesSettings, KubernetesTarget, pruned
+from rollback_harness.rollback.targets.kubernetes import KubernetesSettings, KubernetesTarget
+from rollback_harness.rollback.targets.kubernetes_objects import pruned
 
 DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
 JSON_PATCH = "application/json-patch+json"
