@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import shlex
 import shutil
 import signal
@@ -77,7 +76,7 @@ def run_command(
             # Not executable, a folder, a bad interpreter line: say so instead of a bare OSError.
             raise RollbackFailed(f"{what} could not be started: {argv[0]}: {exc.strerror}") from None
         try:
-            returncode = _wait(process, timeout)
+            returncode = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             kill_group(process)
             raise CommandTimedOut(
@@ -134,25 +133,6 @@ def kill_group(process: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:
         pass
     process.wait()
-
-
-def _wait(process: subprocess.Popen[bytes], timeout: float) -> int:
-    """Wait for ``process`` to exit: woken by the kernel (pidfd) where there is one.
-
-    ``Popen.wait(timeout=...)`` polls with sleeps of up to 50 ms, which a rollback would pay on
-    every command it runs.
-    """
-    try:
-        pidfd = os.pidfd_open(process.pid)
-    except (AttributeError, OSError):  # not Linux 5.3+: fall back to Popen's polling
-        return process.wait(timeout=timeout)
-    try:
-        ready, _, _ = select.select([pidfd], [], [], timeout)
-    finally:
-        os.close(pidfd)
-    if not ready:
-        raise subprocess.TimeoutExpired(process.args, timeout)
-    return process.wait()
 
 
 def program_finding(name: str, program: str, cwd: Path, what: str) -> Finding:

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import run_files
 from .evidence import verify_manifest
 
 LAST_VERIFIED = "last-verified"
-EVIDENCE_NAME = "evidence.json"
 # Exit codes of runs whose last verify round passed (plugins/exit_codes.py: OK, DEPLOY_ROLLED_BACK).
 _PROVING_CODES = {0: "verify-version", 17: "reverify-version"}
 
@@ -92,7 +92,7 @@ def find_last_verified(folder: Path, service: str, target: str, *, skip: Path | 
     for run_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
         if skip is not None and run_dir.resolve() == skip.resolve():
             continue
-        evidence = _read(run_dir / EVIDENCE_NAME)
+        evidence = _read(run_dir / run_files.EVIDENCE)
         if evidence is None:
             continue
         search.examined += 1

@@ -7,8 +7,9 @@ and ``close`` waits a bounded time for what is still queued. A receiver that ans
 or refuses the connection costs the run nothing but a recorded, undelivered message.
 
 Two formats: ``slack`` (a Slack-compatible incoming webhook body, ``{"text": ...}``) and
-``json`` (the event itself, for any tool). No proxy is used: the receiver is contacted directly.
-Plain Python: no pytest import.
+``json`` (the event itself, for any tool). Proxies come from the environment (HTTP_PROXY,
+HTTPS_PROXY, ALL_PROXY, NO_PROXY), read once per receiver when the Notifier is made; redirects are
+not followed. Plain Python: no pytest import.
 """
 
 from __future__ import annotations
@@ -19,10 +20,18 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+import requests
+import requests.utils
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util import SKIP_HEADER
 
 from .journal import utc_now
 
@@ -73,46 +82,188 @@ class NotifyError(Exception):
     """A POST that did not get a 2xx answer in time; the message says what happened instead."""
 
 
-def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
+def post(
+    url: str, body: bytes, headers: Mapping[str, str], timeout: float, proxies: Mapping[str, str] | None = None
+) -> int:
     """POST ``body`` to ``url``; the status code of a 2xx answer. Ends within ``timeout`` seconds.
 
-    Raises NotifyError naming what went wrong (never the URL: it may carry a token).
+    ``proxies`` as ``environment_proxies`` gives them (None: read the environment now). Raises
+    NotifyError naming what went wrong (never the URL: it may carry a token).
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise NotifyError("not an http(s) URL")
-    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = connection_class(parts.hostname, parts.port, timeout=timeout)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    aborted = threading.Event()
-
-    def abort() -> None:
-        aborted.set()
-        sock = connection.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    watchdog = threading.Timer(timeout, abort)
+    watch = _Watch()
+    watchdog = threading.Timer(timeout, watch.expire)
     watchdog.daemon = True
     watchdog.start()
+    _current.watch = watch
     try:
-        connection.request("POST", path, body=body, headers={"Content-Type": "application/json", **headers})
-        answer = connection.getresponse()
-        answer.read(_ANSWER_LIMIT)
-    except (OSError, http.client.HTTPException) as exc:
-        if aborted.is_set() or isinstance(exc, (socket.timeout, TimeoutError)):
+        with (
+            _session() as session,
+            session.post(
+                url,
+                data=body,
+                headers={"Content-Type": "application/json", **headers},
+                timeout=(timeout, timeout),
+                allow_redirects=False,
+                stream=True,
+                proxies=dict(environment_proxies(url) if proxies is None else proxies),
+            ) as answer,
+        ):
+            answer.raw.read(_ANSWER_LIMIT, decode_content=False)
+            status = answer.status_code
+    except _FAILURES as exc:
+        if watch.expired or any(isinstance(cause, TimeoutError) for cause in _causes(exc)):
             raise NotifyError(f"no answer within {timeout:g} s") from None
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise NotifyError(f"could not deliver: {reason}") from None
+        raise NotifyError(f"could not deliver: {_reason(exc)}") from None
     finally:
         watchdog.cancel()
-        connection.close()
-    if not 200 <= answer.status < 300:
-        raise NotifyError(f"answered HTTP {answer.status}")
-    return answer.status
+        _current.watch = None
+    if not 200 <= status < 300:
+        raise NotifyError(f"answered HTTP {status}")
+    return status
+
+
+def environment_proxies(url: str) -> dict[str, str]:
+    """The proxies the environment names for ``url`` (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY),
+    read as requests reads them. It walks ``os.environ``: call it where no other thread changes the
+    environment meanwhile (pytest's main thread sets PYTEST_CURRENT_TEST), as ``Notifier`` does."""
+    try:
+        return requests.utils.get_environ_proxies(url)
+    except ValueError:  # a bad port: post() says so
+        return {}
+
+
+# Everything a POST can raise because of the network, the receiver or the URL.
+_FAILURES = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError, ValueError)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps (causes, contexts, urllib3 reasons, exception arguments), outer first."""
+    pending = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) not in seen:
+            seen.add(id(current))
+            yield current
+            nested = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+            pending.extend(item for item in nested if isinstance(item, BaseException))
+
+
+def _reason(exc: BaseException) -> str:
+    """The words http.client's own error gave (``Connection refused``), under requests' wrappers."""
+    for cause in _causes(exc):
+        if isinstance(cause, (OSError, http.client.HTTPException)) and not _wrapper(cause):
+            return getattr(cause, "strerror", None) or type(cause).__name__
+    return type(exc).__name__
+
+
+def _wrapper(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in ("requests", "urllib3")
+
+
+def _session() -> requests.Session:
+    """A session that sends what http.client sent: no User-Agent, no compression, no proxy or
+    credentials from the environment (``trust_env`` off: proxies are passed in), and the
+    system's trust store for TLS."""
+    session = requests.Session()
+    session.trust_env = False
+    session.headers.clear()
+    session.headers.update({"Accept-Encoding": "identity", "User-Agent": SKIP_HEADER})
+    adapter = _WatchedAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class _Watch:
+    """The deadline of one POST: when it passes, the connection in use is cut (see ``post``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: HTTPConnection | None = None
+        self.expired = False
+
+    def attach(self, connection: HTTPConnection) -> None:
+        """``connection`` now serves the POST; cut it at once if the deadline already passed."""
+        with self._lock:
+            self._connection = connection
+            expired = self.expired
+        if expired:
+            _cut(connection)
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            connection = self._connection
+        if connection is not None:
+            _cut(connection)
+
+
+def _cut(connection: HTTPConnection) -> None:
+    """Shut the socket down under a blocked reader (a TLS socket at the TCP level)."""
+    if connection.sock is not None:
+        try:
+            socket.socket.shutdown(connection.sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+# The watch of the POST this thread is sending: urllib3 connects on the thread that called post().
+_current = threading.local()
+
+
+def _attach(connection: HTTPConnection) -> None:
+    watch: _Watch | None = getattr(_current, "watch", None)
+    if watch is not None:
+        watch.attach(connection)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        _attach(self)
+        super().connect()
+        _attach(self)  # the socket exists now: cut it if the deadline passed while connecting
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        _attach(self)
+        super().connect()
+        _attach(self)
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' adapter with connections the POST's watch can cut, trusting what http.client did."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools have connection classes of their own
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)
+        if verify is True:
+            # Not certifi's bundle: urllib3 then loads the system's store, as http.client did.
+            conn.ca_certs = conn.ca_cert_dir = None
 
 
 def body_for(receiver: Receiver, event: Mapping[str, Any]) -> bytes:
@@ -135,6 +286,8 @@ class Notifier:
         self._queues: dict[str, queue.Queue[Any]] = {}
         self._threads: list[threading.Thread] = []
         self._closed = False
+        # Read here, on the thread that makes the Notifier: the workers never walk os.environ.
+        self._proxies = {receiver.name: environment_proxies(receiver.url) for receiver in self.receivers}
         for receiver in self.receivers:
             pending: queue.Queue[Any] = queue.Queue()
             self._queues[receiver.name] = pending
@@ -164,7 +317,13 @@ class Notifier:
             started = time.monotonic()
             delivery.status = "sending"
             try:
-                status = post(receiver.url, body_for(receiver, event), receiver.headers, receiver.timeout)
+                status = post(
+                    receiver.url,
+                    body_for(receiver, event),
+                    receiver.headers,
+                    receiver.timeout,
+                    self._proxies[receiver.name],
+                )
             except NotifyError as exc:
                 outcome, detail = "failed", str(exc)
             except Exception as exc:  # a bug here must not end the thread: the next events still go

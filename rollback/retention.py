@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .evidence import MANIFEST_NAME
+from . import run_files
 
-EVIDENCE_NAME = "evidence.json"
 SCHEMA = "rollback-evidence/1"
 # Outcomes after which the target is known to be as it was before the run.
 UNCHANGED_OUTCOMES = frozenset({"dry-run", "preflight-refused", "not-confirmed", "already-at-target"})
@@ -63,16 +62,15 @@ def read_run_folder(path: Path) -> RunFolder | None:
     if path.is_symlink() or not path.is_dir():
         return None
     try:
-        evidence: Any = json.loads((path / EVIDENCE_NAME).read_text(encoding="utf-8"))
-        listed = {
-            line.partition("  ")[2] for line in (path / MANIFEST_NAME).read_text(encoding="utf-8").splitlines() if line
-        }
+        evidence: Any = json.loads((path / run_files.EVIDENCE).read_text(encoding="utf-8"))
+        manifest = (path / run_files.MANIFEST).read_text(encoding="utf-8")
+        listed = {line.partition("  ")[2] for line in manifest.splitlines() if line}
     except (OSError, ValueError):
         return None
     if not isinstance(evidence, dict) or evidence.get("schema") != SCHEMA:
         return None
     present = {p.relative_to(path).as_posix() for p in path.rglob("*") if not p.is_dir()}
-    if present - listed - {MANIFEST_NAME}:
+    if present - listed - {run_files.MANIFEST}:
         return None  # files the harness did not write: someone keeps something here
     service = evidence.get("service") or {}
     target = evidence.get("target") or {}
