@@ -1,4 +1,4 @@
-"""The database's options and its ``migration`` check, wired into the harness (docs/database.md)."""
+"""A feature plugin: the database's options and its ``migration`` check (docs/database.md)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .specs import CheckSpec
+from .state import MODE_GATE_VERIFY, HarnessRun
+
 if TYPE_CHECKING:
     from ..rollback.results import CheckResult
-    from .state import HarnessRun
 
 
-def add_options(group: pytest.OptionGroup) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rollback")
     group.addoption(
         "--rollback-db",
         dest="rollback_db",
@@ -27,10 +30,25 @@ def add_options(group: pytest.OptionGroup) -> None:
     )
 
 
+def pytest_rollback_check_options(config: pytest.Config, mode: str | None) -> None:
+    if mode is None:
+        run_options(config, mode)  # a usage error when its options are given alone
+
+
+def pytest_rollback_run_settings(config: pytest.Config, mode: str) -> dict[str, Any]:
+    return {"options": run_options(config, mode)}
+
+
+def pytest_rollback_check_specs(run: HarnessRun) -> list[CheckSpec]:
+    """The ``migration`` check, right after the built-in ``database`` check."""
+    database = run.config.settings.database
+    if database is not None and (database.migrations is not None or database.critical_tables):
+        return [CheckSpec("migration", migration_probe)]
+    return []
+
+
 def run_options(config: pytest.Config, mode: str | None) -> dict[str, Any]:
     """The options the database action reads; a usage error where they would do nothing."""
-    from .state import MODE_GATE_VERIFY
-
     given = {"--rollback-db": config.option.rollback_db, "--allow-data-loss": config.option.rollback_allow_data_loss}
     for flag, value in given.items():
         if value and mode is None:

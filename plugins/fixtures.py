@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..rollback import run_files
 from .state import RUN_KEY, TARGET_KEY, HarnessRun
 
 if TYPE_CHECKING:
     from ..rollback.runbook import RollbackOutcome, Runbook
+    from ..rollback.session import Session
 
 
-RUN_LOCK_NAME = "run.lock"  # removed when the run ends: not evidence
+RUN_LOCK_NAME = run_files.RUN_LOCK  # removed when the run ends: not evidence
 
 
 def harness_run(config: pytest.Config, fixture: str) -> HarnessRun:
@@ -75,51 +77,31 @@ def perform_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
 
 
 def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
-    from ..rollback.runbook import STATUS_DRY_RUN, STATUS_NOT_CONFIRMED, STATUS_REFUSED, RollbackOutcome
-    from . import incident
+    from ..rollback.session import roll_back
 
     runbook = runbook_for(run)
     refusals = [f"{f.name}: {f.message}" for f in runbook.refusals() if f.checked]
     refusals += [f"{nodeid} failed" for nodeid in run.preflight_failures]
-    refusals += incident.refusals(run, config)
-    live, target = runbook.from_version, runbook.to_version
-    if refusals:
-        return RollbackOutcome(STATUS_REFUSED, "preflight refused: " + "; ".join(refusals), live, target)
-    plan = runbook.plan()
-    resumed = runbook.previous.run_id if runbook.resuming else None
-    run.journal.record("plan", "planned", steps=plan, resumes=resumed, **{"from": live, "to": target})
-    if resumed is not None:
-        run.progress(
-            f"run {resumed} left this rollback unfinished: {runbook.previous.describe_steps(runbook.target.steps())}"
-        )
-        run.progress(f"plan to finish it for {config_service(run)}: {live} -> {target}")
-    else:
-        run.progress(f"rollback plan for {config_service(run)}: {live} -> {target}")
-    for number, step in enumerate(plan, 1):
-        run.progress(f"  {number}. {step}")
-    if run.dry_run:
-        return RollbackOutcome(STATUS_DRY_RUN, "dry run: nothing was changed", live, target)
-    if not runbook.already_at_target:
-        confirmed, how = _confirm(run, config, live, target, resumed)
-        run.journal.record("confirmation", "given" if confirmed else "refused", how=how)
-        if not confirmed:
-            return RollbackOutcome(STATUS_NOT_CONFIRMED, f"not confirmed ({how}): nothing was changed", live, target)
-    return runbook.execute()
+    for found in config.hook.pytest_rollback_refusals(run=run, config=config):
+        refusals += found
+    return roll_back(session_of(run, config), runbook, refusals)
+
+
+def session_of(run: HarnessRun, config: pytest.Config) -> Session:
+    """The rollback session of ``run``: its journal and progress, confirmed at the prompt (or not)."""
+    from ..rollback.session import Session
+
+    return Session(
+        service=config_service(run),
+        journal=run.journal,
+        progress=run.progress,
+        confirm=lambda question: confirm(run, config, question),
+        dry_run=run.dry_run,
+    )
 
 
 def config_service(run: HarnessRun) -> str:
     return run.config.settings.service.name
-
-
-def _confirm(
-    run: HarnessRun, config: pytest.Config, live: str | None, target: str | None, resumed: str | None
-) -> tuple[bool, str]:
-    question = f"Proceed with rollback of {config_service(run)} from {live} to {target}? (yes/no) "
-    if resumed is not None:
-        question = (
-            f"Finish the rollback of {config_service(run)} from {live} to {target} left by run {resumed}? (yes/no) "
-        )
-    return confirm(run, config, question)
 
 
 def confirm(run: HarnessRun, config: pytest.Config, question: str) -> tuple[bool, str]:
@@ -164,13 +146,12 @@ def rollback_outcome(request: pytest.FixtureRequest) -> RollbackOutcome | None:
     run = harness_run(request.config, "rollback_outcome")
     if not run.rolls_back:
         return None
-    if run.is_fleet:
-        from .fleet import perform_fleet_rollback
-
-        outcome = perform_fleet_rollback(run, request.config)
-        if outcome.status in (STATUS_REFUSED, STATUS_NOT_CONFIRMED, STATUS_DRY_RUN):
-            pytest.skip(outcome.message)
-        return outcome  # each target's items judge their own target; user gates, the fleet's (_rollback_gate)
+    # A feature may roll back another way (a fleet: every target, plugins/fleet.py).
+    performed: RollbackOutcome | None = request.config.hook.pytest_rollback_perform(run=run, config=request.config)
+    if performed is not None:
+        if performed.status in (STATUS_REFUSED, STATUS_NOT_CONFIRMED, STATUS_DRY_RUN):
+            pytest.skip(performed.message)
+        return performed  # each target's items judge their own target; user gates, the fleet's (_rollback_gate)
     outcome = perform_rollback(run, request.config)
     if outcome.status in (STATUS_REFUSED, STATUS_NOT_CONFIRMED, STATUS_DRY_RUN):
         pytest.skip(outcome.message)

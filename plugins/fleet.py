@@ -17,6 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..rollback import run_files
+from .fixtures import RUN_LOCK_NAME, recorded_outcome, runbook_for, session_of
+from .ini import target_option
+from .items import check_specs, runbook_items
+from .phase import PhaseChecks
 from .state import MODE_ROLLBACK, RUN_KEY, HarnessRun
 
 if TYPE_CHECKING:
@@ -28,10 +33,11 @@ TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 DEFAULT_PARALLEL = 4
 MAX_PARALLEL = 64
 PREFLIGHT_THREADS = 16
-TARGETS_DIR = "targets"
+TARGETS_DIR = run_files.TARGETS
 
 
-def add_options(group: pytest.OptionGroup) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rollback")
     group.addoption(
         "--rollback-parallel",
         dest="rollback_parallel",
@@ -100,6 +106,58 @@ def check_usage(config: pytest.Config, mode: str | None, fleet: bool) -> int:
     return parallel or DEFAULT_PARALLEL
 
 
+# The fleet this run asked for, between the hooks of pytest_configure: names, then how many at once.
+_NAMES_KEY = pytest.StashKey[list[str]]()
+_PARALLEL_KEY = pytest.StashKey[int]()
+
+
+def pytest_rollback_check_options(config: pytest.Config, mode: str | None) -> None:
+    if mode is not None:
+        config.stash[_PARALLEL_KEY] = check_usage(config, mode, is_fleet_request(target_option(config)))
+
+
+def pytest_rollback_fleet_targets(config: pytest.Config, harness_config: HarnessConfig) -> list[str] | None:
+    selection = target_option(config)
+    if selection is None or not is_fleet_request(selection):
+        return None
+    names = fleet_names(selection, harness_config)
+    config.stash[_NAMES_KEY] = names
+    return names
+
+
+@pytest.hookimpl(tryfirst=True)  # before the other features look at run.fleet
+def pytest_rollback_run_made(config: pytest.Config, run: HarnessRun) -> None:
+    names = config.stash.get(_NAMES_KEY, None)
+    if names is not None:
+        attach(run, names, config.stash.get(_PARALLEL_KEY, DEFAULT_PARALLEL))
+
+
+def pytest_rollback_run_discarded(run: HarnessRun) -> None:
+    remove_empty_folders(run)
+
+
+def pytest_rollback_collect_runbook(parent: pytest.Collector, run: HarnessRun) -> list[Any] | None:
+    if not run.is_fleet:
+        return None
+    return [TargetNode.from_parent(parent, name=name) for name in run.fleet]
+
+
+def pytest_rollback_member_phase(root: HarnessRun, run: HarnessRun, phase: str) -> None:
+    if root.is_fleet:
+        if phase == "preflight":
+            preflight_all(root)  # every target's preflight at once
+        else:
+            start_phase(root, phase)  # every target's checks of the phase at once
+
+
+def pytest_rollback_member_verify(run: HarnessRun) -> None:
+    require_rolled_back(run)  # this target's own outcome: failed, or not started
+
+
+def pytest_rollback_perform(run: HarnessRun, config: pytest.Config) -> RollbackOutcome | None:
+    return perform_fleet_rollback(run, config) if run.is_fleet else None
+
+
 def attach(run: HarnessRun, names: list[str], parallel: int) -> None:
     """Give ``run`` one run per target, each in its own folder under the run folder."""
     for name in names:
@@ -118,6 +176,7 @@ def attach(run: HarnessRun, names: list[str], parallel: int) -> None:
             is_worker=run.is_worker,
         )
         child.progress = _prefixed(run, name)
+        child.hook = run.hook
         run.fleet[name] = child
     run.fleet_parallel = parallel
 
@@ -155,8 +214,6 @@ class TargetNode(pytest.Collector):
     """A fleet's target: its runbook items hang under it (``rollback.toml::web::verify-version``)."""
 
     def collect(self) -> Iterator[pytest.Item]:
-        from .items import runbook_items
-
         run = self.config.stash[RUN_KEY]
         yield from runbook_items(self, run.fleet[self.name], self.name)
 
@@ -171,7 +228,6 @@ def preflight_all(run: HarnessRun) -> None:
 
     A preflight that raises here is left to its own items, which ask again and report it.
     """
-    from .fixtures import runbook_for
 
     with _preflight_lock:
         if run.phase_checks.get("preflight") is not None:
@@ -196,8 +252,6 @@ def preflight_all(run: HarnessRun) -> None:
 
 def start_phase(run: HarnessRun, phase: str) -> None:
     """Start the phase's checks of every target at once (each target's own run keeps them)."""
-    from .items import check_specs
-    from .phase import PhaseChecks
 
     with _preflight_lock:
         for child in run.fleet.values():
@@ -214,7 +268,6 @@ def start_phase(run: HarnessRun, phase: str) -> None:
 
 def _rolled_back(child: HarnessRun) -> bool:
     from ..rollback.fleet import SUCCESS
-    from .fixtures import recorded_outcome
 
     outcome = recorded_outcome(child)
     return outcome is not None and outcome.status in SUCCESS
@@ -223,7 +276,6 @@ def _rolled_back(child: HarnessRun) -> bool:
 def require_rolled_back(child: HarnessRun) -> None:
     """A target's verify item judges its own target: failed fails, not started skips."""
     from ..rollback.fleet import STATUS_NOT_STARTED, SUCCESS
-    from .fixtures import recorded_outcome
 
     outcome = recorded_outcome(child)
     name = child.target_spec.name if child.target_spec else "target"
@@ -243,7 +295,6 @@ def perform_fleet_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOu
     from filelock import FileLock
 
     from ..rollback.fleet import outcome_record
-    from .fixtures import RUN_LOCK_NAME, recorded_outcome
 
     with FileLock(str(run.run_dir / RUN_LOCK_NAME)):
         done = recorded_outcome(run)
@@ -255,96 +306,16 @@ def perform_fleet_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOu
 
 
 def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
-    from ..rollback.fleet import run_fleet
-    from ..rollback.runbook import (
-        STATUS_DRY_RUN,
-        STATUS_NOT_CONFIRMED,
-        STATUS_REFUSED,
-        RollbackOutcome,
-    )
-    from .fixtures import confirm, runbook_for
+    from ..rollback.session import Fleet, roll_back_fleet
 
     preflight_all(run)
-    runbooks = {name: runbook_for(child) for name, child in run.fleet.items()}
-    refusals: dict[str, list[str]] = {}
-    for name, runbook in runbooks.items():
-        found = [f"{f.name}: {f.message}" for f in runbook.refusals() if f.checked]
-        if found:
-            refusals[name] = found
-    users = [f"{nodeid} failed" for nodeid in run.preflight_failures]
-
-    def each(status: str, message: str) -> RollbackOutcome:
-        outcomes = {
-            name: RollbackOutcome(status, message, runbook.from_version, runbook.to_version)
-            for name, runbook in runbooks.items()
-        }
-        return _settle(run, outcomes)
-
-    if refusals or users:
-        why = [f"{name}: {'; '.join(found)}" for name, found in refusals.items()] + users
-        outcomes = {}
-        for name, runbook in runbooks.items():
-            own = refusals.get(name)
-            message = (
-                f"preflight refused: {'; '.join(own)}"
-                if own
-                else f"not rolled back: the fleet's preflight refused ({', '.join(refusals) or 'a user gate'}); "
-                "nothing was changed"
-            )
-            outcomes[name] = RollbackOutcome(STATUS_REFUSED, message, runbook.from_version, runbook.to_version)
-        _settle(run, outcomes)
-        return RollbackOutcome(
-            STATUS_REFUSED, "preflight refused the fleet: " + " | ".join(why) + "; nothing was changed", None, None
-        )
-    plans = {}
-    lines = []
-    for name, runbook in runbooks.items():
-        plan = runbook.plan()
-        plans[name] = plan
-        resumed = runbook.previous.run_id if runbook.resuming else None
-        run.fleet[name].journal.record(
-            "plan", "planned", steps=plan, resumes=resumed, **{"from": runbook.from_version, "to": runbook.to_version}
-        )
-        if resumed is not None:
-            steps = runbook.previous.describe_steps(runbook.target.steps())
-            lines.append(f"{name}: run {resumed} left this rollback unfinished: {steps}")
-        lines.append(f"{name}: {runbook.from_version} -> {runbook.to_version}")
-        lines.extend(f"  {number}. {step}" for number, step in enumerate(plan, 1))
-    run.journal.record(
-        "plan",
-        "planned",
-        steps=[f"{name}: {step}" for name, plan in plans.items() for step in plan],
-        targets=list(runbooks),
+    fleet = Fleet(
+        runbooks={name: runbook_for(child) for name, child in run.fleet.items()},
+        journals={name: child.journal for name, child in run.fleet.items()},
         parallel=run.fleet_parallel,
     )
-    service = run.config.settings.service.name
-    run.progress(f"fleet plan for {service}: {len(runbooks)} targets, {run.fleet_parallel} at a time")
-    for line in lines:
-        run.progress(line)
-    if run.dry_run:
-        return each(STATUS_DRY_RUN, "dry run: nothing was changed")
-    if not all(runbook.already_at_target for runbook in runbooks.values()):
-        moves = ", ".join(f"{name} {rb.from_version} -> {rb.to_version}" for name, rb in runbooks.items())
-        question = f"Proceed with the rollback of {len(runbooks)} targets of {service} ({moves})? (yes/no) "
-        confirmed, how = confirm(run, config, question)
-        run.journal.record("confirmation", "given" if confirmed else "refused", how=how)
-        if not confirmed:
-            return each(STATUS_NOT_CONFIRMED, f"not confirmed ({how}): nothing was changed")
-    from ..rollback.fleet import fleet_outcome, outcome_record
-
-    def record(name: str, outcome: RollbackOutcome) -> None:
-        run.fleet[name].journal.record("outcome", outcome.status, **outcome_record(outcome))
-
-    return fleet_outcome(run_fleet(runbooks, run.fleet_parallel, run.progress, on_outcome=record))
-
-
-def _settle(run: HarnessRun, outcomes: dict[str, RollbackOutcome]) -> RollbackOutcome:
-    """Journal each target's outcome in its own journal; the fleet's outcome."""
-    from ..rollback.fleet import fleet_outcome, outcome_record
-
-    for name, outcome in outcomes.items():
-        run.fleet[name].journal.record("outcome", outcome.status, **outcome_record(outcome))
-    return fleet_outcome(outcomes)
+    users = [f"{nodeid} failed" for nodeid in run.preflight_failures]
+    return roll_back_fleet(session_of(run, config), fleet, users)
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -364,7 +335,6 @@ def evidence_additions(run: HarnessRun, tests: dict[str, dict[str, Any]]) -> dic
 
 def _target_evidence(name: str, child: HarnessRun, tests: dict[str, dict[str, Any]]) -> dict[str, Any]:
     from ..rollback.fleet import target_state
-    from .fixtures import recorded_outcome
 
     entries = child.journal.entries()
     outcome = recorded_outcome(child)

@@ -1,4 +1,4 @@
-"""Gates around deploys, the watch after a rollback, ``last-verified`` and notifications.
+"""A feature plugin: gates around deploys, the watch after a rollback, and ``last-verified``.
 
 - ``--gate verify --rollback-on-failure [VERSION]``: when the deploy's verify gate fails, the
   item ``rollback-on-failure`` rolls the target back through the runbook (preflight findings,
@@ -9,9 +9,6 @@
   watch (flapping, a late crash) and the rounds after it are skipped, saying why.
 - ``--rollback-to last-verified``: resolved before the run starts (rollback/history.py); the
   item ``preflight-last-verified`` says which run proved the version and when.
-- ``[[notify]]`` webhooks: the controller tells them about the start, each gate phase, the
-  rollback and the end, in the background (rollback/notify.py).
-
 These items are runbook items with phases of their own after ``verify``, so they run in the
 runbook's process, in order, under xdist too.
 """
@@ -21,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,19 +26,16 @@ import pytest
 
 from . import exit_codes
 from .items import (
-    CHECK_PROPERTY,
-    GATE_PROPERTY,
     PHASE_KEY,
     SPEC_KEY,
-    RunbookFile,
     RunbookItem,
     check_specs,
+    make_item,
 )
 from .phase import PhaseChecks
 from .state import MODE_GATE_VERIFY, MODE_ROLLBACK, RUN_KEY, HarnessRun
 
 if TYPE_CHECKING:
-    from ..rollback.notify import Notifier
     from ..rollback.results import CheckResult
     from ..rollback.runbook import RollbackOutcome
 
@@ -53,8 +47,8 @@ WATCH_PROGRESS_EVERY = 5.0
 MAX_WATCH_ROUNDS = 1000
 
 
-def add_options(group: pytest.OptionGroup) -> None:
-    """The options of this module; called from plugins/harness.py."""
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rollback")
     group.addoption(
         "--rollback-on-failure",
         dest="rollback_on_failure",
@@ -88,18 +82,12 @@ class GateRun:
     interval_s: float = 30.0
     # --rollback-to / --rollback-on-failure last-verified: the run that proved the version.
     last_verified: dict[str, Any] | None = None
-    notifier: Notifier | None = None
     # In the process that runs the items.
     auto_status: str | None = None
     reverify_passed: int = 0
     reverify_failed: bool = False
     watch_started: float | None = None
     watch_failed_round: int | None = None
-    # On the controller: the phase being reported, and its tests' outcomes so far.
-    phase: str | None = None
-    phase_tests: dict[str, str] = field(default_factory=dict)
-    phase_failures: list[str] = field(default_factory=list)
-    rollback_told: bool = False
 
     @property
     def rounds(self) -> int:
@@ -123,7 +111,7 @@ def _seconds(flag: str, value: str) -> float:
         raise pytest.UsageError(f"{flag} {value!r}: expected {TIMEOUT_ACCEPTED}") from None
 
 
-def check_options(config: pytest.Config, mode: str | None) -> None:
+def pytest_rollback_check_options(config: pytest.Config, mode: str | None) -> None:
     """Usage errors for options that would do nothing or mean something else; before any change."""
     option = config.option
     on_failure = option.rollback_on_failure
@@ -160,7 +148,9 @@ def check_options(config: pytest.Config, mode: str | None) -> None:
     del watch
 
 
-def requested_version(config: pytest.Config, harness_config: Any, target_spec: Any, report_base: Path) -> None:
+def pytest_rollback_config_loaded(
+    config: pytest.Config, harness_config: Any, target_spec: Any, report_base: Path
+) -> None:
     """``last-verified`` in --rollback-to or --rollback-on-failure becomes the version it names.
 
     Before the run starts: an unknown answer is a usage error (nothing is changed); the proof is
@@ -194,8 +184,9 @@ def requested_version(config: pytest.Config, harness_config: Any, target_spec: A
 _PROOF_KEY = pytest.StashKey[dict[str, Any]]()
 
 
-def configure(config: pytest.Config, run: HarnessRun) -> None:
-    """After the harness made the run: this module's phases, state and (on the controller) webhooks."""
+@pytest.hookimpl(trylast=True)
+def pytest_rollback_run_made(config: pytest.Config, run: HarnessRun) -> None:
+    """After the harness made the run: this module's phases and state."""
     option = config.option
     gates = GateRun(on_failure=option.rollback_on_failure, last_verified=config.stash.get(_PROOF_KEY, None))
     if option.rollback_watch is not None:
@@ -211,26 +202,6 @@ def configure(config: pytest.Config, run: HarnessRun) -> None:
         phases.append(WATCH)
     run.extra_phases = tuple(phases)
     config.stash[GATES_KEY] = gates
-    if not run.is_worker and run.config.settings.notify and not config.option.collectonly:
-        gates.notifier = _notifier(run)
-    config.pluginmanager.register(GatesReporter(run, gates, config), "rollback-gates")
-
-
-def _notifier(run: HarnessRun) -> Notifier:
-    from ..rollback.notify import Notifier, Receiver
-
-    receivers = [
-        Receiver(
-            name=hook.name or f"notify[{index}]",
-            url=hook.url,
-            format=hook.format,
-            headers=dict(hook.headers),
-            events=tuple(hook.events),
-            timeout=hook.timeout,
-        )
-        for index, hook in enumerate(run.config.settings.notify)
-    ]
-    return Notifier(receivers, redact=run.redactor.text)
 
 
 # -- items ----------------------------------------------------------------------------------
@@ -238,7 +209,7 @@ def _notifier(run: HarnessRun) -> Notifier:
 ROUND_KEY = pytest.StashKey[int]()
 
 
-def _gate_item(parent: RunbookFile, name: str, func: Callable[..., None], phase: str, key: str) -> pytest.Item:
+def _gate_item(parent: pytest.Collector, name: str, func: Callable[..., None], phase: str, key: str) -> pytest.Item:
     """A runbook item of one of this module's phases (no gate mark: its phases are the runbook's own)."""
     item = RunbookItem.from_parent(parent, name=name, callobj=func)
     item.stash[PHASE_KEY] = phase
@@ -246,17 +217,14 @@ def _gate_item(parent: RunbookFile, name: str, func: Callable[..., None], phase:
     return item
 
 
-def collect_gate_items(parent: RunbookFile) -> list[pytest.Item]:
+def pytest_rollback_extra_items(parent: pytest.Collector, run: HarnessRun) -> list[pytest.Item]:
     """The items of this module's phases for the run (plugins/items.py yields them)."""
-    run = parent.config.stash[RUN_KEY]
     gates = parent.config.stash.get(GATES_KEY, None)
     if gates is None:
         return []
-    from .items import _item
-
     items: list[pytest.Item] = []
     if gates.last_verified is not None and "preflight" in run.phases:
-        items.append(_item(parent, "preflight-last-verified", _run_last_verified, "preflight", LAST_VERIFIED))
+        items.append(make_item(parent, "preflight-last-verified", _run_last_verified, "preflight", LAST_VERIFIED))
     if gates.on_failure is not None:
         items.append(_gate_item(parent, ON_FAILURE, _run_rollback_on_failure, ON_FAILURE, ON_FAILURE))
         for spec in check_specs(run):
@@ -463,13 +431,13 @@ def _wait_for_round(run: HarnessRun, due: float, number: int, rounds: int) -> No
         time.sleep(min(left, WATCH_PROGRESS_EVERY))
 
 
-def auto_rollback_verified(run: HarnessRun, config: pytest.Config) -> bool:
+def pytest_rollback_actions_verified(run: HarnessRun, config: pytest.Config) -> bool | None:
     """The automatic rollback was done and verify after it passed (the actions' finish asks)."""
     gates = config.stash.get(GATES_KEY, None)
     return gates is not None and gates.reverify_passed > 0 and not gates.reverify_failed
 
 
-# -- the controller: exit code, headline, evidence, notifications ---------------------------
+# -- the controller: exit code, headline, evidence ------------------------------------------
 
 
 def _tests_of(tests: dict[str, dict[str, Any]], gate: str) -> list[dict[str, Any]]:
@@ -568,14 +536,11 @@ def headline(
 
 
 def evidence(run: HarnessRun, config: pytest.Config, tests: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """This module's part of evidence.json: the auto-rollback, the watch, last-verified, notifications."""
+    """This module's part of evidence.json: the auto-rollback, the watch, last-verified."""
     gates = config.stash.get(GATES_KEY, None)
     if gates is None:
-        return {"notifications": []}
-    section: dict[str, Any] = {
-        "notifications": [d.to_dict() for d in gates.notifier.deliveries] if gates.notifier else [],
-        "last_verified": gates.last_verified,
-    }
+        return {}
+    section: dict[str, Any] = {"last_verified": gates.last_verified}
     if gates.on_failure is not None:
         auto = _tests_of(tests, ON_FAILURE)
         section["rollback_on_failure"] = {
@@ -640,177 +605,28 @@ def summary_html(evidence: dict[str, Any], h: Callable[[object], str]) -> list[s
             f"<p>{h(proof['asked'])}: {h(proof['version'])}, verified by run {h(proof['run_id'])} at "
             f"{h(proof['verified_at'])}.</p>"
         )
-    sent = evidence.get("notifications") or []
-    if sent:
-        rows = "".join(
-            f"<tr><td>{h(d['receiver'])}</td><td>{h(d['event'])}</td><td>{h(d['status'])}</td>"
-            f"<td>{h(d['detail'])}</td></tr>"
-            for d in sent
-        )
-        parts.append(
-            '<h3>Notifications</h3><table id="rollback-notifications"><tr><th>Receiver</th><th>Event</th>'
-            f"<th>Status</th><th>Detail</th></tr>{rows}</table>"
-        )
     return parts
 
 
-class GatesReporter:
-    """Webhook events from the controller, which sees every report (under xdist too)."""
-
-    def __init__(self, run: HarnessRun, gates: GateRun, config: pytest.Config) -> None:
-        self.run = run
-        self.gates = gates
-        self.config = config
-
-    def _base_event(self, kind: str) -> dict[str, Any]:
-        run = self.run
-        return {
-            "event": kind,
-            "run_id": run.run_id,
-            "service": run.config.settings.service.name,
-            "target": run.target_spec.name if run.target_spec else None,
-            "incident_id": getattr(self.config.option, "rollback_incident_id", None),
-        }
-
-    def _send(self, event: dict[str, Any]) -> None:
-        from ..rollback.notify import message
-
-        if self.gates.notifier is None:
-            return
-        event["text"] = self.run.redactor.text(message(event))
-        self.gates.notifier.send(self.run.redactor.data(event))
-
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if self.gates.notifier is None:
-            return
-        run, option = self.run, self.config.option
-        hooks = run.config.settings.notify
-        if run.mode == MODE_GATE_VERIFY:
-            action = f"deploy gate: verifying {run.expect_version or 'the deployed version'}"
-            if self.gates.on_failure:
-                action += f", rolling back to {self.gates.on_failure} if it fails"
-            versions = {"from": None, "to": run.expect_version}
-        elif run.mode == MODE_ROLLBACK:
-            action = "dry run of a rollback" if run.dry_run else "rollback"
-            versions = {"from": None, "to": run.requested}
-        else:
-            action = f"preflight gate for a rollback to {run.requested}"
-            versions = {"from": None, "to": run.requested}
-        impact = ", ".join(
-            f"{name} {value}"
-            for name, value in (
-                ("severity", getattr(option, "rollback_severity", None)),
-                ("data impact", getattr(option, "rollback_data_impact", None)),
-            )
-            if value
-        )
-        event = self._base_event("start")
-        event.update(
-            action=action,
-            **versions,
-            eta=next((hook.eta for hook in hooks if hook.eta), None),
-            impact=impact or None,
-            status_channel=next((hook.status_channel for hook in hooks if hook.status_channel), None),
-        )
-        self._send(event)
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.run.is_worker or self.gates.notifier is None:
-            return
-        gate = dict(report.user_properties).get(GATE_PROPERTY)
-        if gate is None:
-            return
-        if gate != self.gates.phase:
-            self._phase_done()
-            self.gates.phase = str(gate)
-        if gate in ("verify", REVERIFY, WATCH):
-            self._tell_rollback()
-        outcome = self.gates.phase_tests.get(report.nodeid, "passed")
-        if report.failed:
-            outcome = "failed"
-            check = dict(report.user_properties).get(CHECK_PROPERTY)
-            name = report.nodeid.rpartition("::")[2]
-            self.gates.phase_failures.append(f"{name}: {_summary_of(check) or report.longreprtext[:200]}")
-        elif report.skipped and outcome == "passed":
-            outcome = "xfailed" if hasattr(report, "wasxfail") else "skipped"
-        self.gates.phase_tests[report.nodeid] = outcome
-
-    def _phase_done(self) -> None:
-        gates = self.gates
-        if gates.phase is None or not gates.phase_tests:
-            return
-        outcomes = list(gates.phase_tests.values())
-        counts = ", ".join(
-            f"{outcomes.count(o)} {o}" for o in ("passed", "failed", "xfailed", "skipped") if o in outcomes
-        )
-        if "failed" in outcomes:
-            result = "FAILED"
-        elif "passed" in outcomes:
-            result = "passed" if gates.phase != "baseline" else "measured"
-        else:
-            result = "did not run"
-        event = self._base_event("gate")
-        event.update(gate=gates.phase, result=result, counts=counts, failures=list(gates.phase_failures))
-        self._send(event)
-        gates.phase, gates.phase_tests, gates.phase_failures = None, {}, []
-
-    def _tell_rollback(self) -> None:
-        if self.gates.rollback_told:
-            return
-        from .fixtures import recorded_outcome
-
-        outcome = recorded_outcome(self.run)
-        if outcome is None:
-            return
-        self.gates.rollback_told = True
-        event = self._base_event("rollback")
-        event.update(
-            status=outcome.status,
-            summary=outcome.message,
-            duration_s=outcome.duration_s,
-            **{"from": outcome.from_version, "to": outcome.to_version},
-        )
-        self._send(event)
-
-    def session_end(self, headline_text: str, code: int) -> None:
-        """The last event, then a bounded wait for every queue; what was not delivered is journaled
-        and said on the terminal. Called by report.py just before the evidence is written."""
-        notifier = self.gates.notifier
-        if notifier is None:
-            return
-        self._phase_done()
-        self._tell_rollback()
-        event = self._base_event("end")
-        event.update(headline=headline_text, exit_code=code, meaning=exit_codes.MEANINGS.get(code))
-        self._send(event)
-        try:
-            deliveries = notifier.close()
-        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for the webhooks, keep the evidence
-            deliveries = notifier.close(wait_s=0)
-        for delivery in deliveries:
-            # "undelivered", not "failed": a message is not a step of the rollback (journal.STEP_STATES).
-            status = "sent" if delivery.status == "sent" else "undelivered"
-            detail = {k: v for k, v in delivery.to_dict().items() if k != "status"}
-            self.run.journal.record("notify", status, result=delivery.status, **detail)
-        for delivery in notifier.undelivered():
-            self.run.progress(
-                f"notification {delivery.event} to {delivery.receiver} {delivery.status}: {delivery.detail}"
-            )
-
-
-def _summary_of(check: object) -> str | None:
-    import json
-
-    if isinstance(check, str):
-        try:
-            data = json.loads(check)
-        except ValueError:
-            return None
-        return str(data.get("summary")) if isinstance(data, dict) else None
-    return None
-
-
+# TEMPORARY (until plugins/report.py calls the hooks): the old entry points, through the hooks.
 def session_end(config: pytest.Config, headline_text: str, code: int) -> None:
-    reporter = config.pluginmanager.get_plugin("rollback-gates")
-    if isinstance(reporter, GatesReporter):
-        reporter.session_end(headline_text, code)
+    run = config.stash[RUN_KEY]
+    config.hook.pytest_rollback_session_end(config=config, run=run, headline=headline_text, exit_code=code)
+
+
+def _evidence_with_notifications(
+    run: HarnessRun, config: pytest.Config, tests: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    from .notifications import pytest_rollback_evidence
+
+    return {**pytest_rollback_evidence(run, config, tests), **_evidence(run, config, tests)}
+
+
+def _summary_html_with_notifications(evidence: dict[str, Any], h: Callable[[object], str]) -> list[str]:
+    from .notifications import notifications_html
+
+    return _summary_html(evidence, h) + notifications_html(evidence, h)
+
+
+_evidence, evidence = evidence, _evidence_with_notifications
+_summary_html, summary_html = summary_html, _summary_html_with_notifications

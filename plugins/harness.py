@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from . import database as database_plugin
-from . import fleet, incident, locks
+from ..rollback import run_files
 from .fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
     _rollback_gate,
     gate_phase,
@@ -27,6 +26,7 @@ from .fixtures import (  # noqa: F401  (fixtures are found in the plugin's names
     rollback_http,
     rollback_outcome,
 )
+from .ini import INI_CONFIG, INI_REPORT_DIR, INI_TARGET, ini_path, target_option
 from .items import (
     GATE_PROPERTY,
     PHASE_KEY,
@@ -53,10 +53,14 @@ if TYPE_CHECKING:
     from ..rollback.config import HarnessConfig, TargetSpec
 
 
-# Settings a team writes once go in the ini file; the command line wins over them.
-INI_CONFIG = "rollback_config"
-INI_REPORT_DIR = "rollback_report_dir"
-INI_TARGET = "rollback_target"
+# The features: plugins implementing the hooks below, registered with this module (plugins/features.py).
+pytest_plugins = ("rollback_harness.plugins.features",)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -122,13 +126,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Where each run's report folder is written (default: ini rollback_report_dir, else reports/ "
         "in the rootdir)",
     )
-    locks.add_options(group)
-    incident.add_options(group)
-    database_plugin.add_options(group)
-    fleet.add_options(group)
-    from .gates import add_options as add_gate_options
-
-    add_gate_options(group)
     parser.addini(INI_CONFIG, "Harness config file, relative to the ini file (--rollback-config wins)")
     parser.addini(
         INI_REPORT_DIR, "Where run folders are written, relative to the ini file (--rollback-report-dir wins)"
@@ -208,15 +205,6 @@ def _refuse(given: dict[str, object], flags: tuple[str, ...], why: str) -> None:
             raise pytest.UsageError(f"{flag} {why}: drop {flag}")
 
 
-def _ini_path(config: pytest.Config, name: str) -> Path | None:
-    """An ini option's path, relative to the ini file's folder."""
-    value = str(config.getini(name) or "").strip()
-    if not value:
-        return None
-    base = config.inipath.parent if config.inipath is not None else config.rootpath
-    return base / Path(value).expanduser()
-
-
 def _config_path(config: pytest.Config) -> Path:
     """--rollback-config, else the ini option, else the first config found from here up to the rootdir."""
     from ..rollback.config import find_config_path
@@ -224,7 +212,7 @@ def _config_path(config: pytest.Config) -> Path:
 
     explicit = config.option.rollback_config
     if not explicit:
-        ini = _ini_path(config, INI_CONFIG)
+        ini = ini_path(config, INI_CONFIG)
         if ini is not None:
             if not ini.is_file():
                 raise ConfigError(f"{INI_CONFIG} = {ini} (in {config.inipath}): no such file")
@@ -245,55 +233,20 @@ def pytest_configure(config: pytest.Config) -> None:
         "'verify' (after the rollback)",
     )
     mode = _mode(config)
-    incident.check_options(config, mode)
-    from . import gates
-
-    gates.check_options(config, mode)
+    config.hook.pytest_rollback_check_options(config=config, mode=mode)
     if mode is None:
-        database_plugin.run_options(config, mode)  # a usage error when its options are given alone
         return
     if getattr(config.option, "dist", "no") == "each":
         raise pytest.UsageError("--dist each would run the runbook on every worker: use -n N with another --dist mode")
-    from ..rollback.config import load_config
-    from ..rollback.errors import ConfigError
-
-    fleet_option = config.option.rollback_target or str(config.getini(INI_TARGET) or "").strip() or None
-    is_fleet = fleet.is_fleet_request(fleet_option)
-    parallel = fleet.check_usage(config, mode, is_fleet)
-    try:
-        harness_config = load_config(_config_path(config))
-        if is_fleet:
-            assert fleet_option is not None
-            fleet_targets, target_spec = fleet.fleet_names(fleet_option, harness_config), None
-        else:
-            target_spec = _target_spec(config, harness_config, mode)
-    except ConfigError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    gates.requested_version(config, harness_config, target_spec, _report_base(config)[0])
-
+    harness_config, target_spec = _load(config, mode)
+    config.hook.pytest_rollback_config_loaded(
+        config=config, harness_config=harness_config, target_spec=target_spec, report_base=_report_base(config)[0]
+    )
     worker = getattr(config, "workerinput", None)
-    if worker is not None:
-        run_id, run_dir = worker["rollback_run_id"], Path(worker["rollback_run_dir"])
-    else:
-        run_id = incident.run_id(config, new_run_id())
-        base, source = _report_base(config)
-        run_dir = base / run_id
-        try:
-            run_dir.mkdir(parents=True)
-        except OSError as exc:
-            raise pytest.UsageError(
-                f"{source}: cannot create {run_dir}: {_os_reason(exc)}; nothing was changed. "
-                "Pass --rollback-report-dir DIR with a folder this user can write"
-            ) from None
-        # --co writes nothing: no need to prove the folder takes the evidence (an fsync of 256 KB).
-        problem = None if config.option.collectonly else _write_test(run_dir)
-        if problem is not None:
-            _remove_empty(run_dir)
-            raise pytest.UsageError(
-                f"{source}: cannot write in {run_dir}: {problem}; nothing was changed. "
-                "Free space there or pass --rollback-report-dir DIR"
-            )
-
+    run_id, run_dir = _run_folder(config, worker)
+    settings: dict[str, object] = {}
+    for found in config.hook.pytest_rollback_run_settings(config=config, mode=mode):
+        settings.update(found)
     run = HarnessRun(
         mode=mode,
         config=harness_config,
@@ -303,47 +256,92 @@ def pytest_configure(config: pytest.Config) -> None:
         dry_run=config.option.rollback_dry_run,
         assume_yes=config.option.rollback_yes,
         fast=config.option.rollback_fast,
-        break_lock=locks.break_lock_option(config),
-        options=database_plugin.run_options(config, mode),
         run_id=run_id,
         run_dir=run_dir,
         is_worker=worker is not None,
+        **settings,  # type: ignore[arg-type]
     )
-    if worker is not None:
-        # The controller shows it (plugins/progress.py): a worker's terminal goes nowhere.
-        progress = WorkerProgress(run_dir, worker["workerid"], run.redactor.text)
-        config.pluginmanager.register(progress, "rollback-worker-progress")
-        run.progress = progress.write
-    else:
-        run.progress = _progress_writer(config, run.redactor.text)
-    if is_fleet:
-        fleet.attach(run, fleet_targets, parallel)
+    run.hook = config.hook
+    _attach_progress(config, run, worker)
     config.stash[RUN_KEY] = run
-    incident.start(config, run)
-    gates.configure(config, run)
+    config.hook.pytest_rollback_run_made(config=config, run=run)
     _handle_sigterm(config, run)
 
     if config.option.collectonly:
         # Listing the runbook's checks is not a run: no evidence, no report folder.
-        fleet.remove_empty_folders(run)
+        config.hook.pytest_rollback_run_discarded(run=run)
         run_dir.rmdir()
         return
-    # Each only when its plugin is there: -p no:html or -p no:junitxml leave the option out.
-    if worker is None and hasattr(config.option, "htmlpath") and not config.option.htmlpath:
-        config.option.htmlpath = str(run_dir / "report.html")
-        config.option.self_contained_html = True
-    if worker is None and hasattr(config.option, "xmlpath") and not config.option.xmlpath:
-        # JUnit XML for CI systems that read test results, beside the other evidence.
-        config.option.xmlpath = str(run_dir / "junit.xml")
-
+    _default_report_paths(config, run_dir, worker)
     from .report import EvidenceReporter
 
     config.pluginmanager.register(EvidenceReporter(run, config), "rollback-evidence")
 
 
+def _load(config: pytest.Config, mode: str) -> tuple[HarnessConfig, TargetSpec | None]:
+    """The config file, and the target it picks (None for a fleet); a usage error when it is wrong."""
+    from ..rollback.config import load_config
+    from ..rollback.errors import ConfigError
+
+    try:
+        harness_config = load_config(_config_path(config))
+        fleet_targets = config.hook.pytest_rollback_fleet_targets(config=config, harness_config=harness_config)
+        target_spec = None if fleet_targets is not None else _target_spec(config, harness_config, mode)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return harness_config, target_spec
+
+
+def _run_folder(config: pytest.Config, worker: dict[str, str] | None) -> tuple[str, Path]:
+    """The run's id and folder: the controller's on an xdist worker, else made here and proven writable."""
+    if worker is not None:
+        return worker["rollback_run_id"], Path(worker["rollback_run_dir"])
+    default = new_run_id()
+    run_id = config.hook.pytest_rollback_run_id(config=config, default=default) or default
+    base, source = _report_base(config)
+    run_dir = base / run_id
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise pytest.UsageError(
+            f"{source}: cannot create {run_dir}: {_os_reason(exc)}; nothing was changed. "
+            "Pass --rollback-report-dir DIR with a folder this user can write"
+        ) from None
+    # --co writes nothing: no need to prove the folder takes the evidence (an fsync of 256 KB).
+    problem = None if config.option.collectonly else _write_test(run_dir)
+    if problem is not None:
+        _remove_empty(run_dir)
+        raise pytest.UsageError(
+            f"{source}: cannot write in {run_dir}: {problem}; nothing was changed. "
+            "Free space there or pass --rollback-report-dir DIR"
+        )
+    return run_id, run_dir
+
+
+def _attach_progress(config: pytest.Config, run: HarnessRun, worker: dict[str, str] | None) -> None:
+    if worker is not None:
+        # The controller shows it (plugins/progress.py): a worker's terminal goes nowhere.
+        progress = WorkerProgress(run.run_dir, worker["workerid"], run.redactor.text)
+        config.pluginmanager.register(progress, "rollback-worker-progress")
+        run.progress = progress.write
+    else:
+        run.progress = _progress_writer(config, run.redactor.text)
+
+
+def _default_report_paths(config: pytest.Config, run_dir: Path, worker: object) -> None:
+    """The HTML report and JUnit XML go in the run folder unless the command line put them elsewhere."""
+    # Each only when its plugin is there: -p no:html or -p no:junitxml leave the option out.
+    if worker is None and hasattr(config.option, "htmlpath") and not config.option.htmlpath:
+        config.option.htmlpath = str(run_dir / run_files.REPORT)
+        config.option.self_contained_html = True
+    if worker is None and hasattr(config.option, "xmlpath") and not config.option.xmlpath:
+        # JUnit XML for CI systems that read test results, beside the other evidence.
+        config.option.xmlpath = str(run_dir / run_files.JUNIT)
+
+
 def _target_spec(config: pytest.Config, harness_config: HarnessConfig, mode: str) -> TargetSpec | None:
     """The target, picked as a rollback picks it; a verify gate told what to expect may have none."""
-    name = config.option.rollback_target or str(config.getini(INI_TARGET) or "").strip() or None
+    name = target_option(config)
     if mode == MODE_GATE_VERIFY and name is None and len(harness_config.targets) != 1:
         if config.option.rollback_expect_version:
             return None
@@ -362,7 +360,7 @@ def _report_base(config: pytest.Config) -> tuple[Path, str]:
     report_dir = config.option.rollback_report_dir
     if report_dir:
         return Path(report_dir).expanduser().resolve(), "--rollback-report-dir"
-    ini = _ini_path(config, INI_REPORT_DIR)
+    ini = ini_path(config, INI_REPORT_DIR)
     if ini is not None:
         return ini.resolve(), f"{INI_REPORT_DIR} (in {config.inipath})"
     return config.rootpath / "reports", "the report folder"
@@ -512,9 +510,7 @@ def _finish_actions(run: HarnessRun, config: pytest.Config) -> None:
         return
     verified = not run.verify_failed and run.verify_passed > 0
     if run.mode == MODE_GATE_VERIFY:  # the runbook of --rollback-on-failure: verified after it
-        from .gates import auto_rollback_verified
-
-        verified = auto_rollback_verified(run, config)
+        verified = bool(config.hook.pytest_rollback_actions_verified(run=run, config=config))
     for problem in run.runbook.finish(verified=verified):
         run.progress(problem)
 

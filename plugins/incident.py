@@ -2,9 +2,9 @@
 and the incident write-up (glue; the logic is in rollback/decision.py, rollback/incident.py,
 checks/logs.py and checks/metrics.py).
 
-harness.py calls ``add_options`` from pytest_addoption, and ``check_options``, ``run_id`` and
-``start`` from pytest_configure; items.py asks for ``decision_item`` and ``check_specs``;
-report.py asks for the evidence, terminal, HTML and Markdown parts; fixtures.py for ``refusals``.
+A feature plugin: the harness's hooks (plugins/hookspecs.py) ask it for its options' usage
+errors, the run id, the decision item, its checks, its refusal and its parts of the evidence, the
+terminal, the HTML report and the Markdown write-ups.
 """
 
 from __future__ import annotations
@@ -20,13 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..rollback import run_files
+from .fixtures import runbook_for
+from .items import CHECK_PROPERTY, make_item
+from .specs import CheckSpec
+from .state import RUN_KEY, HarnessRun
+
 if TYPE_CHECKING:
     from ..checks.logs import LogMark
     from ..rollback.config import LogsConfig, MetricsConfig
     from ..rollback.decision import Decision
     from ..rollback.results import CheckResult
-    from .items import CheckSpec
-    from .state import HarnessRun
 
 # Safe in a folder name on every OS and in a URL: letters, digits, '.', '_', '-'; starts with
 # a letter or digit (never '.', '-'), at most 64 characters.
@@ -35,11 +39,12 @@ INCIDENT_ID_ACCEPTED = "1 to 64 letters, digits, '.', '_' or '-', starting with 
 SEVERITIES = ("critical", "high", "medium", "low")
 DATA_IMPACTS = ("none", "minor", "major")
 REASON_LIMIT = 500
-INCIDENT_MD = "incident.md"
-STATUS_MD = "status.md"
+INCIDENT_MD = run_files.INCIDENT
+STATUS_MD = run_files.STATUS
 
 
-def add_options(group: pytest.OptionGroup) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rollback")
     group.addoption(
         "--severity",
         dest="rollback_severity",
@@ -103,7 +108,7 @@ class IncidentOptions:
         )
 
 
-def check_options(config: pytest.Config, mode: str | None) -> None:
+def pytest_rollback_check_options(config: pytest.Config, mode: str | None) -> None:
     """Usage errors for the incident options, before the run folder exists."""
     option = config.option
     given = {
@@ -158,10 +163,10 @@ def check_options(config: pytest.Config, mode: str | None) -> None:
             )
 
 
-def run_id(config: pytest.Config, base_id: str) -> str:
+def pytest_rollback_run_id(config: pytest.Config, default: str) -> str | None:
     """The run's id, which names its folder: the incident id first when there is one."""
     incident_id = getattr(config.option, "rollback_incident_id", None)
-    return f"{incident_id}-{base_id}" if incident_id else base_id
+    return f"{incident_id}-{default}" if incident_id else None
 
 
 # -- state of one run in the process that runs the checks --------------------------------------
@@ -186,7 +191,7 @@ class _IncidentState:
 _STATES: dict[str, _IncidentState] = {}
 
 
-def start(config: pytest.Config, run: HarnessRun) -> None:
+def pytest_rollback_run_made(config: pytest.Config, run: HarnessRun) -> None:
     """The run starts: its journals name it and the incident; the logs checks' baseline marks are
     taken now (lines since the run started)."""
     from ..checks.logs import mark
@@ -239,10 +244,9 @@ def _metrics_checks(run: HarnessRun) -> list[tuple[str, MetricsConfig]]:
     return list(zip(keys, metrics, strict=True))
 
 
-def check_specs(run: HarnessRun) -> list[CheckSpec]:
+@pytest.hookimpl(trylast=True)  # after every other check: logs and metrics come last
+def pytest_rollback_check_specs(run: HarnessRun) -> list[CheckSpec]:
     """The ``[[logs]]`` and ``[[metrics]]`` checks, in config order (baseline and verify)."""
-    from .items import CheckSpec
-
     specs = [CheckSpec(key, _logs_probe(logs, key)) for key, logs in _logs_checks(run)]
     specs += [CheckSpec(key, _metrics_probe(metrics, key)) for key, metrics in _metrics_checks(run)]
     return specs
@@ -350,8 +354,6 @@ def assess(run: HarnessRun, config: pytest.Config) -> dict[str, Any]:
     if recorded is not None:
         return recorded
     if run.target_spec is not None and run.requested is not None:
-        from .fixtures import runbook_for
-
         runbook_for(run).preflight()  # the database action fills in migrations_present
     decision = _judge(config, run)
     options = IncidentOptions.read(config)
@@ -393,7 +395,13 @@ def decision_for_report(run: HarnessRun, config: pytest.Config) -> dict[str, Any
     }
 
 
-def refusals(run: HarnessRun, config: pytest.Config) -> list[str]:
+def pytest_rollback_preflight_items(parent: pytest.Collector, run: HarnessRun, target: str | None) -> list[Any]:
+    if not decision_wanted(parent.config):
+        return []
+    return [make_item(parent, "preflight-decision", decision_item, "preflight", "decision", target)]
+
+
+def pytest_rollback_refusals(run: HarnessRun, config: pytest.Config) -> list[str]:
     """The decision's refusal, for the rollback fixture: a forward fix without --force."""
     if not decision_wanted(config):
         return []
@@ -405,9 +413,6 @@ def refusals(run: HarnessRun, config: pytest.Config) -> list[str]:
 
 def decision_item(request: pytest.FixtureRequest) -> None:
     """The ``preflight-decision`` item: the decision, recorded; a forward fix refuses the run."""
-    from .items import CHECK_PROPERTY
-    from .state import RUN_KEY
-
     run = request.config.stash[RUN_KEY]
     decision = assess(run, request.config)
     refused = decision["verdict"] == "forward-fix" and not decision["forced"]

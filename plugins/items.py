@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from ..rollback.results import CheckResult
+from .fixtures import runbook_for
+from .phase import PhaseChecks
+from .specs import CheckSpec
 from .state import MODE_GATE_VERIFY, RUN_KEY, TARGET_KEY, HarnessRun, run_for
 
 CHECK_PROPERTY = "rollback_check"
@@ -23,48 +25,36 @@ GATE_PROPERTY = "rollback_gate"
 TARGET_PROPERTY = "rollback_target"
 
 
-@dataclass(frozen=True)
-class CheckSpec:
-    """A check as configured: ``key`` is the same in every phase (``latency[/]``)."""
-
-    key: str
-    run: Callable[[HarnessRun, str], CheckResult]
-
-
 class RunbookFile(pytest.File):
     """The config file, seen as the collector of the runbook's items."""
 
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         run = self.config.stash[RUN_KEY]
-        if run.is_fleet:
-            from .fleet import TargetNode
-
-            for name in run.fleet:
-                yield TargetNode.from_parent(self, name=name)
+        hook = self.config.hook
+        nodes = hook.pytest_rollback_collect_runbook(parent=self, run=run)
+        if nodes is not None:  # a fleet: a node per target, its items under it
+            yield from nodes
             return
         yield from runbook_items(self, run)
-        from .gates import collect_gate_items
-
-        yield from collect_gate_items(self)
+        for extra in hook.pytest_rollback_extra_items(parent=self, run=run):
+            yield from extra
 
 
 def runbook_items(parent: pytest.Collector, run: HarnessRun, target: str | None = None) -> Iterator[pytest.Item]:
     """The runbook's items of ``run``; in a fleet, ``target`` names the target they belong to."""
-    from . import incident
-
     if "preflight" in run.phases:
         from ..rollback.runbook import preflight_finding_names
 
         for name in preflight_finding_names(run.config, run.target_spec):
-            yield _item(parent, f"preflight-{name}", _run_preflight, "preflight", name, target)
-        if incident.decision_wanted(parent.config):
-            yield _item(parent, "preflight-decision", incident.decision_item, "preflight", "decision", target)
+            yield make_item(parent, f"preflight-{name}", _run_preflight, "preflight", name, target)
+        for extra in parent.config.hook.pytest_rollback_preflight_items(parent=parent, run=run, target=target):
+            yield from extra
     specs = check_specs(run)
     for phase in ("baseline", "verify"):
         if phase in run.phases:
             runner = _run_baseline if phase == "baseline" else _run_verify
             for spec in specs:
-                yield _item(parent, f"{phase}-{spec.key}", runner, phase, spec.key, target)
+                yield make_item(parent, f"{phase}-{spec.key}", runner, phase, spec.key, target)
 
 
 class RunbookItem(pytest.Function):
@@ -79,7 +69,7 @@ SPEC_KEY = pytest.StashKey[str]()
 PHASE_KEY = pytest.StashKey[str]()
 
 
-def _item(
+def make_item(
     parent: pytest.Collector, name: str, func: Callable[..., None], phase: str, key: str, target: str | None = None
 ) -> pytest.Item:
     item = RunbookItem.from_parent(parent, name=name, callobj=func)
@@ -108,8 +98,6 @@ def _probe(name: str, *args: Any) -> Callable[[HarnessRun, str], CheckResult]:
 
 def check_specs(run: HarnessRun) -> list[CheckSpec]:
     """Every configured check, in a fixed order (xdist needs the same order on every worker)."""
-    from . import incident
-
     settings = run.config.settings
     specs = [CheckSpec("version", _probe("version"))]
     if run.target_spec is not None:
@@ -125,22 +113,17 @@ def check_specs(run: HarnessRun) -> list[CheckSpec]:
         specs.append(CheckSpec(key, _probe("latency", latency, key)))
     if settings.database is not None:
         specs.append(CheckSpec("database", _probe("database")))
-        if settings.database.migrations is not None or settings.database.critical_tables:
-            from .database import migration_probe
-
-            specs.append(CheckSpec("migration", migration_probe))
-    return specs + incident.check_specs(run)
+    for extra in run.hook.pytest_rollback_check_specs(run=run):
+        specs.extend(extra)
+    return specs
 
 
 def _phase_result(request: pytest.FixtureRequest, phase: str) -> CheckResult:
     """This item's result; the phase's first item starts all the phase's checks at once."""
-    from .phase import PhaseChecks
-
     run = run_for(request.config, request.node)
-    if run is not request.config.stash[RUN_KEY]:
-        from .fleet import start_phase
-
-        start_phase(request.config.stash[RUN_KEY], phase)  # every target's checks of the phase at once
+    root = request.config.stash[RUN_KEY]
+    if run is not root:
+        request.config.hook.pytest_rollback_member_phase(root=root, run=run, phase=phase)
     if phase not in run.phase_checks:
         selected = run.selected_checks.get(phase, [])
         specs = [spec for spec in check_specs(run) if spec.key in selected]
@@ -165,13 +148,10 @@ def _record(request: pytest.FixtureRequest, result: dict[str, Any]) -> None:
 
 
 def _run_preflight(request: pytest.FixtureRequest) -> None:
-    from .fixtures import runbook_for
-
     run = run_for(request.config, request.node)
-    if run is not request.config.stash[RUN_KEY]:
-        from .fleet import preflight_all
-
-        preflight_all(request.config.stash[RUN_KEY])  # every target's preflight at once
+    root = request.config.stash[RUN_KEY]
+    if run is not root:
+        request.config.hook.pytest_rollback_member_phase(root=root, run=run, phase="preflight")
     finding = runbook_for(run).preflight()[request.node.stash[SPEC_KEY]]
     status = "passed" if finding.ok else ("failed" if finding.checked else "not-checked")
     _record(request, {"name": finding.name, "status": status, "summary": finding.message, "measured": {}})
@@ -187,8 +167,6 @@ def _run_baseline(request: pytest.FixtureRequest) -> None:
     A failed or inconclusive measurement is an expected failure, not a pass: every report
     (terminal, JUnit XML, HTML) shows it as such, and the exit code is not touched.
     """
-    from .fixtures import runbook_for
-
     lock = runbook_for(run_for(request.config, request.node)).preflight()["target-lock"]
     if not lock.ok:  # another run is acting on the target: its restart is not our "before"
         pytest.skip(f"not measured: {lock.message}")
@@ -202,9 +180,7 @@ def _run_baseline(request: pytest.FixtureRequest) -> None:
 def _run_verify(request: pytest.FixtureRequest, rollback_outcome: object) -> None:
     run = run_for(request.config, request.node)
     if run is not request.config.stash[RUN_KEY]:
-        from .fleet import require_rolled_back
-
-        require_rolled_back(run)  # this target's own outcome: failed, or not started
+        request.config.hook.pytest_rollback_member_verify(run=run)  # failed, or not started
     if run.mode == MODE_GATE_VERIFY:
         expect_from_platform(run)
     result = _phase_result(request, "verify")

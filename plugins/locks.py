@@ -1,15 +1,17 @@
-"""The lock options: ``--rollback-break-lock RUN_ID`` (the lock backends are in rollback/lock.py)."""
+"""A feature plugin: ``--rollback-break-lock RUN_ID`` (the lock backends are in rollback/lock.py)."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 
 
-def add_options(group: pytest.OptionGroup) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rollback")
     group.addoption(
         "--rollback-break-lock",
         dest="rollback_break_lock",
@@ -38,3 +40,7 @@ def break_lock_option(config: pytest.Config) -> str | None:
             "give the id the refusal names, e.g. 20261126-101500-a1b2c3"
         )
     return value
+
+
+def pytest_rollback_run_settings(config: pytest.Config, mode: str) -> dict[str, Any]:
+    return {"break_lock": break_lock_option(config)}

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from ..rollback.results import CheckResult
 
 if TYPE_CHECKING:
-    from .items import CheckSpec
+    from .specs import CheckSpec
     from .state import HarnessRun
 
 MAX_PARALLEL_PROBES = 16

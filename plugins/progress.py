@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 
-PROGRESS_FILE = ".progress.jsonl"
+from ..rollback import run_files
+
+PROGRESS_FILE = run_files.PROGRESS
 FOLLOW_EVERY = 0.2  # seconds between the follower's looks at the file
 QUIET_FOR = 0.5  # seconds without a report before the follower prints on its own
 

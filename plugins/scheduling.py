@@ -25,7 +25,9 @@ from typing import Any
 
 import pytest
 
-GATES_FILE = ".gates-{worker}.json"
+from ..rollback import run_files
+
+GATES_FILE = run_files.GATES
 
 
 def write_gate_ids(run_dir: Path, worker: str, ids: list[str]) -> None:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..rollback import run_files
+
 if TYPE_CHECKING:
     # Imported lazily: an installed but inert plugin must not slow every pytest run.
     from ..rollback.config import HarnessConfig, TargetSpec
@@ -86,13 +88,15 @@ class HarnessRun:
     fleet_parallel: int = 1
     # Phases plugins/gates.py adds to this run (rollback-on-failure, reverify, watch).
     extra_phases: tuple[str, ...] = ()
+    # pytest's hook caller (config.hook): how the core asks the features for their part (plugins/hookspecs.py).
+    hook: Any = None
 
     def __post_init__(self) -> None:
         from ..rollback.evidence import Redactor
         from ..rollback.journal import Journal
 
         self.redactor = Redactor(self.config.secrets)
-        self.journal = Journal(self.run_dir / "journal.jsonl", redact=self.redactor.data)
+        self.journal = Journal(self.run_dir / run_files.JOURNAL, redact=self.redactor.data)
 
     @property
     def phases(self) -> tuple[str, ...]:
