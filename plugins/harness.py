@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -238,12 +239,53 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if getattr(config.option, "dist", "no") == "each":
         raise pytest.UsageError("--dist each would run the runbook on every worker: use -n N with another --dist mode")
+    _handle_sigterm(config)  # from here on: a CI cancel during start-up must leave nothing behind either
+    try:
+        _configure_run(config, mode)
+    except KeyboardInterrupt as exc:
+        # pytest says nothing of an interrupt before the session starts: say it, and that nothing changed.
+        why = str(exc) or "interrupted (Ctrl-C)"
+        sys.stderr.write(f"[rollback] {why} during start-up, before any check ran: nothing was changed\n")
+        raise
+
+
+def _configure_run(config: pytest.Config, mode: str) -> None:
+    """Read the config, make the run folder and the run, and set up the evidence."""
     harness_config, target_spec = _load(config, mode)
     config.hook.pytest_rollback_config_loaded(
         config=config, harness_config=harness_config, target_spec=target_spec, report_base=_report_base(config)[0]
     )
     worker = getattr(config, "workerinput", None)
     run_id, run_dir = _run_folder(config, worker)
+    try:
+        run = _start_run(config, mode, harness_config, target_spec, (run_id, run_dir), worker)
+    except BaseException:  # a usage error or SIGTERM before the evidence is set up: leave no empty folders
+        started = config.stash.get(RUN_KEY, None)
+        if worker is None and started is not None:
+            config.hook.pytest_rollback_run_discarded(run=started)
+        if worker is None:
+            _remove_empty(run_dir)
+        raise
+    if config.option.collectonly:
+        # Listing the runbook's checks is not a run: no evidence, no report folder.
+        config.hook.pytest_rollback_run_discarded(run=run)
+        run_dir.rmdir()
+        return
+    _default_report_paths(config, run_dir, worker)
+    from .report import EvidenceReporter
+
+    config.pluginmanager.register(EvidenceReporter(run, config), "rollback-evidence")
+
+
+def _start_run(
+    config: pytest.Config,
+    mode: str,
+    harness_config: HarnessConfig,
+    target_spec: TargetSpec | None,
+    folder: tuple[str, Path],
+    worker: dict[str, str] | None,
+) -> HarnessRun:
+    """The run, in ``config.stash``, with every feature's part set up (plugins/hookspecs.py)."""
     settings: dict[str, object] = {}
     for found in config.hook.pytest_rollback_run_settings(config=config, mode=mode):
         settings.update(found)
@@ -256,8 +298,8 @@ def pytest_configure(config: pytest.Config) -> None:
         dry_run=config.option.rollback_dry_run,
         assume_yes=config.option.rollback_yes,
         fast=config.option.rollback_fast,
-        run_id=run_id,
-        run_dir=run_dir,
+        run_id=folder[0],
+        run_dir=folder[1],
         is_worker=worker is not None,
         **settings,  # type: ignore[arg-type]
     )
@@ -265,17 +307,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _attach_progress(config, run, worker)
     config.stash[RUN_KEY] = run
     config.hook.pytest_rollback_run_made(config=config, run=run)
-    _handle_sigterm(config, run)
-
-    if config.option.collectonly:
-        # Listing the runbook's checks is not a run: no evidence, no report folder.
-        config.hook.pytest_rollback_run_discarded(run=run)
-        run_dir.rmdir()
-        return
-    _default_report_paths(config, run_dir, worker)
-    from .report import EvidenceReporter
-
-    config.pluginmanager.register(EvidenceReporter(run, config), "rollback-evidence")
+    return run
 
 
 def _load(config: pytest.Config, mode: str) -> tuple[HarnessConfig, TargetSpec | None]:
@@ -308,7 +340,11 @@ def _run_folder(config: pytest.Config, worker: dict[str, str] | None) -> tuple[s
             "Pass --rollback-report-dir DIR with a folder this user can write"
         ) from None
     # --co writes nothing: no need to prove the folder takes the evidence (an fsync of 256 KB).
-    problem = None if config.option.collectonly else _write_test(run_dir)
+    try:
+        problem = None if config.option.collectonly else _write_test(run_dir)
+    except BaseException:  # SIGTERM or Ctrl-C during the test: the folder holds nothing yet
+        _remove_empty(run_dir)
+        raise
     if problem is not None:
         _remove_empty(run_dir)
         raise pytest.UsageError(
@@ -396,13 +432,13 @@ def _write_test(run_dir: Path) -> str | None:
             handle.write(bytes(WRITE_TEST_BYTES))
             handle.flush()
             os.fsync(handle.fileno())
-        probe.unlink()
     except OSError as exc:
+        return _os_reason(exc)
+    finally:  # also when interrupted (SIGTERM, Ctrl-C): never leave 256 KB of zeros in the evidence folder
         try:
             probe.unlink(missing_ok=True)
         except OSError:
             pass
-        return _os_reason(exc)
     return None
 
 
@@ -420,7 +456,7 @@ def _remove_empty(folder: Path) -> None:
         pass
 
 
-def _handle_sigterm(config: pytest.Config, run: HarnessRun) -> None:
+def _handle_sigterm(config: pytest.Config) -> None:
     """SIGTERM (a CI cancel, ``timeout``) ends the run the way Ctrl-C does.
 
     pytest's interrupted path then runs: the step in flight is journaled as interrupted, the
@@ -432,7 +468,9 @@ def _handle_sigterm(config: pytest.Config, run: HarnessRun) -> None:
     previous = signal.getsignal(signal.SIGTERM)
 
     def terminated(signum: int, frame: object) -> None:
-        run.terminated_by = "SIGTERM"
+        run = config.stash.get(RUN_KEY, None)
+        if run is not None:  # None: still starting up, nothing changed yet
+            run.terminated_by = "SIGTERM"
         raise KeyboardInterrupt("terminated by SIGTERM")
 
     def restore() -> None:

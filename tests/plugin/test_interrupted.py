@@ -211,3 +211,61 @@ def test_ctrl_c_while_evidence_json_is_written_keeps_the_run_folder(demo: Deploy
     listed = [line.partition("  ")[2] for line in (folder / "manifest.sha256").read_text().splitlines()]
     assert listed == ["journal.jsonl", "junit.xml", "report.html"]
     assert demo.linked_version() == "v1.2.9"
+
+
+# Holds start-up at the point where the run exists but nothing has been checked or changed yet.
+STARTUP_HOLD = """
+import os, time
+from pathlib import Path
+
+
+def pytest_rollback_run_made(config, run):
+    Path(os.environ["STARTUP_REACHED"]).write_text(run.run_id)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+"""
+
+
+def test_sigterm_during_start_up_leaves_nothing_behind(demo: Deployment, tmp_path: Path) -> None:
+    """A CI cancel a second into start-up: exit 2 (interrupted), no half-made run folder, nothing changed."""
+    reports = tmp_path / "reports"
+    (tmp_path / "conftest.py").write_text(STARTUP_HOLD)
+    reached = tmp_path / "start-up-reached"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *demo.harness_args(reports, "--rollback-to", "v1.2.9", "--rollback-yes")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "STARTUP_REACHED": str(reached)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not reached.exists():
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "start-up never reached the run"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+
+    assert process.returncode == 2, output  # interrupted: not 143 and silence, never 0
+    assert "terminated by SIGTERM" in output, output
+    assert not (reports / reached.read_text()).exists(), sorted(p.name for p in reports.rglob("*"))
+    assert demo.linked_version() == "v1.3.0"  # nothing was changed
+
+
+def test_the_disk_test_leaves_no_file_when_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 256 KB written to prove the run folder takes the evidence goes, even on Ctrl-C mid-write
+    (the interrupt is injected into fsync: a real one cannot be timed to land there)."""
+    from rollback_harness.plugins import harness
+
+    def interrupted(fd: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        harness._write_test(tmp_path)
+    assert list(tmp_path.iterdir()) == []
