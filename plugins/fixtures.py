@@ -72,7 +72,7 @@ def perform_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
         if done is not None:
             return done
         outcome = _decide_and_act(run, config)
-        run.journal.record("outcome", outcome.status, **{k: v for k, v in outcome.to_dict().items() if k != "status"})
+        run.journal.record_after("outcome", outcome.status, **{k: v for k, v in outcome.to_dict().items() if k != "status"})
         return outcome
 
 

@@ -301,7 +301,7 @@ def perform_fleet_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOu
         if done is not None:
             return done
         outcome = _decide_and_act(run, config)
-        run.journal.record("outcome", outcome.status, **outcome_record(outcome))
+        run.journal.record_after("outcome", outcome.status, **outcome_record(outcome))
         return outcome
 
 

@@ -276,7 +276,7 @@ def _run_rollback_on_failure(request: pytest.FixtureRequest) -> None:
         pytest.skip(why)
     run.progress(f"the deploy failed its verify gate: rolling back to {gates.on_failure} (--rollback-on-failure)")
     outcome = _auto_rollback(run, gates.on_failure)
-    run.journal.record("outcome", outcome.status, **{k: v for k, v in outcome.to_dict().items() if k != "status"})
+    run.journal.record_after("outcome", outcome.status, **{k: v for k, v in outcome.to_dict().items() if k != "status"})
     gates.auto_status = outcome.status
     ok = outcome.status in (STATUS_ROLLED_BACK, STATUS_ALREADY_AT_TARGET)
     run.progress(f"{ON_FAILURE}: {outcome.message}")

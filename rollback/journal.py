@@ -6,6 +6,7 @@ that is killed half way leaves a journal that says exactly which step was in fli
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -46,6 +47,10 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+class JournalNotWritten(OSError):
+    """The journal refused a record (a full or read-only disk): nothing more may start unrecorded."""
+
+
 @dataclass
 class StepHandle:
     """Lets a running step add facts to its ``done`` record."""
@@ -62,27 +67,56 @@ class Journal:
         # Several threads may write (a driver's hosts in one batch): one whole line at a time.
         self._lock = threading.Lock()
         self.identity: dict[str, str] = {}
+        # Records of what already happened that the disk refused (record_after): still this run's
+        # truth, so they are read back with the rest; ``write_error`` says why (the run exits 22).
+        self.unwritten: list[dict[str, Any]] = []
+        self.write_error: str | None = None
 
     def identify(self, run_id: str, incident_id: str | None = None) -> None:
         """Name the run (and the incident, when there is one) in every record written from now on."""
         self.identity = {"run": run_id, **({"incident": incident_id} if incident_id else {})}
 
     def record(self, step: str, status: str, **detail: Any) -> dict[str, Any]:
+        """Write one record; an OSError (a full disk) is raised: nothing may start unjournaled."""
         facts = {k: v for k, v in detail.items() if k not in IDENTITY_KEYS}  # the run's ids are never overwritten
         # Redact first, then cut: a cut through a secret would leave part of it unrecognised.
         entry: dict[str, Any] = cut_long_text(
             self.redact({"ts": utc_now(), "step": step, "status": status, **self.identity, **facts})
         )
         line = json.dumps(entry, default=str, sort_keys=False)
-        with self._lock, self.path.open("a", encoding="utf-8") as handle:
-            if handle.tell() and not self._ends_with_newline():
-                # The last line was cut short by a crash: start a new line, so this entry is not
-                # glued to the partial one and lost with it.
-                line = "\n" + line
-            handle.write(line + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with self._lock, self.path.open("a", encoding="utf-8") as handle:
+                if handle.tell() and not self._ends_with_newline():
+                    # The last line was cut short by a crash: start a new line, so this entry is not
+                    # glued to the partial one and lost with it.
+                    line = "\n" + line
+                handle.write(line + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            code = errno.errorcode.get(exc.errno or 0)
+            reason = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
+            raise JournalNotWritten(f"cannot write the journal {self.path}: {reason}") from exc
         return entry
+
+    def record_after(self, step: str, status: str, **detail: Any) -> dict[str, Any]:
+        """Write the record of something that already happened (a step's end, the outcome).
+
+        When the disk refuses it, the record is kept in memory and read back with the others, and
+        ``write_error`` names the reason: what happened stays known to this run and its report
+        (which then says the journal is incomplete) instead of turning into a traceback.
+        """
+        try:
+            return self.record(step, status, **detail)
+        except OSError as exc:
+            facts = {k: v for k, v in detail.items() if k not in IDENTITY_KEYS}
+            entry: dict[str, Any] = cut_long_text(
+                self.redact({"ts": utc_now(), "step": step, "status": status, **self.identity, **facts})
+            )
+            with self._lock:
+                self.unwritten.append(entry)
+                self.write_error = str(exc)
+            return entry
 
     def _ends_with_newline(self) -> bool:
         with self.path.open("rb") as handle:
@@ -104,7 +138,7 @@ class Journal:
         except BaseException as exc:
             if not begun and isinstance(exc, Exception):
                 raise  # writing "started" itself failed (a full disk): nothing began
-            self.record(
+            self.record_after(
                 step,
                 # Ctrl-C or SystemExit: the step was cut short, not refused by the platform.
                 "failed" if isinstance(exc, Exception) else "interrupted",
@@ -113,20 +147,20 @@ class Journal:
                 **handle.detail,
             )
             raise
-        self.record(step, "done", duration_s=round(time.monotonic() - started, 3), **handle.detail)
+        self.record_after(step, "done", duration_s=round(time.monotonic() - started, 3), **handle.detail)
 
     def records(self) -> list[dict[str, Any]]:
-        """Every line as written, the run's and incident's ids included."""
-        if not self.path.exists():
-            return []
+        """Every line as written, the run's and incident's ids included; then what the disk refused."""
         records = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                # A line cut short by a crash: keep what can be read.
-                continue
-        return records
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    # A line cut short by a crash: keep what can be read.
+                    continue
+        with self._lock:
+            return records + list(self.unwritten)
 
     def entries(self) -> list[dict[str, Any]]:
         """Every step's record: ``ts``, ``step``, ``status`` and its facts, without the run's ids."""

@@ -92,7 +92,7 @@ def roll_back_fleet(session: Session, fleet: Fleet, user_refusals: list[str]) ->
             return _each(fleet, STATUS_NOT_CONFIRMED, f"not confirmed ({how}): nothing was changed")
 
     def record(name: str, outcome: RollbackOutcome) -> None:
-        fleet.journals[name].record("outcome", outcome.status, **outcome_record(outcome))
+        fleet.journals[name].record_after("outcome", outcome.status, **outcome_record(outcome))
 
     return fleet_outcome(run_fleet(fleet.runbooks, fleet.parallel, session.progress, on_outcome=record))
 
@@ -162,5 +162,5 @@ def _each(fleet: Fleet, status: str, message: str) -> RollbackOutcome:
 def _settle(fleet: Fleet, outcomes: Mapping[str, RollbackOutcome]) -> RollbackOutcome:
     """Journal each target's outcome in its own journal; the fleet's outcome."""
     for name, outcome in outcomes.items():
-        fleet.journals[name].record("outcome", outcome.status, **outcome_record(outcome))
+        fleet.journals[name].record_after("outcome", outcome.status, **outcome_record(outcome))
     return fleet_outcome(outcomes)

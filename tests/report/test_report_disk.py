@@ -132,3 +132,36 @@ def test_a_report_disk_that_fails_after_the_rollback_keeps_the_journal_and_the_t
     leftovers = {p.name for p in folder.iterdir()}
     # run.lock is removed at the end when the folder can still change (not when read-only).
     assert leftovers - {"run.lock"} == {"journal.jsonl"}, leftovers
+
+
+def test_a_report_disk_that_fills_during_the_restart_stops_the_rollback_truthfully(
+    pytester: pytest.Pytester, demo: Deployment, report_mount: Path
+) -> None:
+    """The journal's disk fills while the app restarts: the restart's end is kept in memory, the
+    next step is not started unjournaled, and the run says the rollback stopped there (exit 12)."""
+    data = demo.config()
+    restart = data["targets"]["app"]["restart"]
+    filler = f'head -c 4000000 /dev/zero > {report_mount / "filler"} 2>/dev/null; exec "$@"'
+    data["targets"]["app"]["restart"] = ["sh", "-c", filler, "sh", *restart]
+    demo.write_config(data)
+
+    result = pytester.runpytest(*demo.harness_args(report_mount, "--rollback-to", "v1.2.9", "--rollback-yes"))
+
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == 12, output  # the rollback did not finish: not 13 (a harness error), never 0
+    assert "Traceback" not in output and "INTERNALERROR" not in output
+    assert demo.linked_version() == "v1.2.9"  # the link did move: the report must not say nothing changed
+    result.stdout.fnmatch_lines(
+        [
+            "demo: rollback failed: cannot write the journal */journal.jsonl: No space left on device (ENOSPC). "
+            "Steps: done: switch-link, restart; not started: wait-ready. Now: app is on v1.2.9;*"
+        ]
+    )
+    [folder] = run_folders(report_mount)
+    # The disk may have taken part of the last line: the journal's reader skips it, so does this.
+    lines = (folder / "journal.jsonl").read_text().splitlines()
+    steps = [json.loads(line) for line in lines if line.endswith("}")]
+    assert len(steps) >= len(lines) - 1
+    states = {(s["step"], s["status"]) for s in steps}
+    assert ("switch-link", "done") in states and ("restart", "started") in states
+    assert ("wait-ready", "started") not in states  # nothing started that the journal could not record
