@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ..rollback.results import CheckResult
+from ..rollback.urls import SECRET_QUERY, redact_url
 from ._common import format_ms, to_ms
 
 if TYPE_CHECKING:
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 _POSTGRES_DRIVERS = {"psycopg2", "psycopg"}
 _SECRET_WORDS = ("pass", "secret", "token")
-_SECRET_QUERY = re.compile(r"([?&][^=&]*(?:pass|secret|token)[^=&]*=)[^&]*", re.IGNORECASE)
 
 
 class _Refused(Exception):
@@ -35,8 +34,8 @@ def check_database(url: str, *, timeout: float, name: str = "database") -> Check
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        measured = {"url": _redact(url), "dialect": None, "elapsed_ms": 0.0}
-        return CheckResult(name, "failed", f"not a database URL: {_redact(url)}", measured)
+        measured = {"url": redact_url(url), "dialect": None, "elapsed_ms": 0.0}
+        return CheckResult(name, "failed", f"not a database URL: {redact_url(url)}", measured)
     shown = _shown(parsed)
     start = time.perf_counter()
     problem = _problem_selecting_one(parsed, timeout)
@@ -72,7 +71,7 @@ def _secrets(parsed: URL) -> list[str]:
 
 def _shown(parsed: URL) -> str:
     """The URL as the result shows it: password and secret query values as ``***``."""
-    return _SECRET_QUERY.sub(r"\1***", parsed.render_as_string(hide_password=True))
+    return SECRET_QUERY.sub(r"\1***", parsed.render_as_string(hide_password=True))
 
 
 def _select_one(parsed: URL, timeout: float) -> None:
@@ -128,12 +127,3 @@ def _reason(exc: BaseException, secrets: list[str]) -> str:
     for secret in secrets:
         line = line.replace(secret, "***")
     return line
-
-
-def _redact(url: str) -> str:
-    """A URL we cannot parse, with its user information and secret query values hidden."""
-    if "@" in url:
-        head, _, tail = url.rpartition("@")
-        scheme, slashes, _ = head.partition("//")
-        url = f"{scheme}{slashes}***@{tail}" if slashes else f"***@{tail}"
-    return _SECRET_QUERY.sub(r"\1***", url)

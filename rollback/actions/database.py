@@ -21,12 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..database import alembic_state
 from ..database.alembic_state import MigrationError, Step
-from ..database.lint import CANNOT_TELL as LINT_CANNOT_TELL
-from ..database.lint import DESTRUCTIVE, IRREVERSIBLE
 from ..database.migrations import (
-    CANNOT_TELL,
     DESTRUCTIVE_DOWNGRADE,
-    IRREVERSIBLE_DOWNGRADE,
     NONE,
     REVERSIBLE,
     UNREADABLE_DOWNGRADE,
@@ -36,6 +32,7 @@ from ..database.migrations import (
 from ..errors import HarnessError, RollbackFailed
 from ..targets.base import Finding, TargetContext
 from .base import Action
+from .database_judgement import MIGRATIONS_FINDING, judge_migrations
 
 if TYPE_CHECKING:
     from ..config import HarnessConfig, TargetSpec
@@ -45,11 +42,6 @@ if TYPE_CHECKING:
 # Run options (TargetContext.options) this action reads.
 OPTION_ROLLBACK_DB = "rollback_db"  # --rollback-db
 OPTION_ALLOW_DATA_LOSS = "allow_data_loss"  # --allow-data-loss
-MIGRATIONS_FINDING = "database-migrations"
-_TOOL_HINTS = {
-    "rails": "Rails downgrades with `bin/rails db:migrate VERSION=<the target's last migration>`",
-    "django": "Django downgrades with `python manage.py migrate <app> <the target's last migration>`",
-}
 BACKUP_FINDING = "database-backup"
 
 
@@ -110,92 +102,13 @@ class DatabaseAction(Action):
         found = self.source.assess(from_version, to_version)
         self.assessment = found
         self.migrations_present = found.migrations_present
-        return [self._judge(found), self._backup_finding()]
-
-    def _judge(self, found: Assessment) -> Finding:
-        where = f"{found.from_version} -> {found.to_version}"
-        if found.state == NONE:
-            return Finding(
-                MIGRATIONS_FINDING,
-                True,
-                f"no migrations between {where}: the database is at {found.database_revision}, "
-                f"{found.to_version} expects {found.target_revision}",
-            )
-        app_alone = (
-            f"the app goes back alone and the schema stays at {found.database_revision} "
-            "(database.backward_compatible = true)"
+        migrations = judge_migrations(
+            found,
+            downgrade_asked=self.downgrade_asked,
+            backward_compatible=self.database.backward_compatible,
+            allow_data_loss=self.allow_data_loss,
         )
-        if found.state == CANNOT_TELL:
-            text = f"cannot tell whether migrations lie between {where}: {found.why}"
-            if not self.downgrade_asked and self.database.backward_compatible:
-                return Finding(MIGRATIONS_FINDING, True, f"{text}; {app_alone}")
-            return Finding(MIGRATIONS_FINDING, False, f"{text}. Fix the migrations config (docs/database.md)")
-        between = (
-            f"migrations between {where}: the database is at {found.database_revision}, {found.to_version} expects "
-            f"{found.target_revision or found.why}"
-        )
-        if found.steps:
-            between += f" ({len(found.steps)} revision(s) to undo: {found.revisions()})"
-        if not self.downgrade_asked:
-            if self.database.backward_compatible:
-                return Finding(MIGRATIONS_FINDING, True, f"{between}; {app_alone}")
-            return Finding(
-                MIGRATIONS_FINDING,
-                False,
-                f"{between}; no database rollback was asked for and the config does not say the schema is backward "
-                f"compatible. Recommended: a forward fix. Otherwise pass --rollback-db to downgrade the schema too, "
-                f"or set database.backward_compatible = true if {found.to_version} runs on the newer schema",
-            )
-        if found.state == IRREVERSIBLE_DOWNGRADE:
-            listed = found.listing(IRREVERSIBLE) or f" {found.why}"
-            how = (
-                listed
-                if found.tool == "alembic"
-                else f"\n  the harness downgrades Alembic migrations only; {_TOOL_HINTS[found.tool]}"
-            )
-            return Finding(
-                MIGRATIONS_FINDING,
-                False,
-                f"irreversible downgrade: {between}; it cannot be run:{how}\nRecommended: a forward fix, "
-                "or restore a backup by hand",
-            )
-        if found.state == DESTRUCTIVE_DOWNGRADE:
-            listed = found.listing(DESTRUCTIVE)
-            unread = found.listing(LINT_CANNOT_TELL)
-            if unread:
-                listed += f"\nand operations whose effect the lint cannot tell (they may lose data too):{unread}"
-            if not self.allow_data_loss:
-                return Finding(
-                    MIGRATIONS_FINDING,
-                    False,
-                    f"destructive downgrade needed: {between}; data would be lost:{listed}\nRefused without "
-                    "--allow-data-loss (a verified backup is taken first); or fix forward",
-                )
-            return Finding(
-                MIGRATIONS_FINDING,
-                True,
-                f"destructive downgrade needed, allowed by --allow-data-loss: {between}; "
-                f"data that will be lost:{listed}",
-            )
-        if found.state == UNREADABLE_DOWNGRADE:
-            listed = found.listing(LINT_CANNOT_TELL)
-            if not self.allow_data_loss:
-                return Finding(
-                    MIGRATIONS_FINDING,
-                    False,
-                    f"cannot tell whether the downgrade loses data: {between}; the lint (which reads the scripts, "
-                    f"never runs them) cannot tell what these do:{listed}\nRefused without "
-                    "--rollback-allow-data-loss (--allow-data-loss; a verified backup is taken first), as a "
-                    'destructive downgrade would be; or write the operations out (op.drop_table("name")), '
-                    "or fix forward",
-                )
-            return Finding(
-                MIGRATIONS_FINDING,
-                True,
-                f"cannot tell whether the downgrade loses data, allowed by --rollback-allow-data-loss: {between}; "
-                f"operations that may lose data:{listed}",
-            )
-        return Finding(MIGRATIONS_FINDING, True, f"reversible downgrade needed: {between}")
+        return [migrations, self._backup_finding()]
 
     def _backup_finding(self) -> Finding:
         if not self.will_downgrade:

@@ -32,6 +32,7 @@ from urllib.parse import quote, quote_plus, urlencode
 
 from ..errors import HarnessError
 from ..targets.base import Finding
+from ..urls import SECRET_QUERY, redact_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -47,7 +48,6 @@ FINDINGS_TIMEOUT = 30.0
 PROGRESS_EVERY = 10.0
 _STDERR_LIMIT = 600
 _SQLITE_STEP_PAGES = 1024
-_SECRET_QUERY = re.compile(r"([?&][^=&]*(?:pass|secret|token)[^=&]*=)[^&]*", re.IGNORECASE)
 # What the restore command runs for SQLite: the online backup API again, from the backup into the
 # database (``sqlite3 DB ".restore FILE"`` does the same where the sqlite3 shell is installed).
 _SQLITE_RESTORE = (
@@ -309,7 +309,7 @@ def _parse(url: str, password: str | None) -> _Source:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        raise BackupFailed(f"not a database URL: {_redact(url)}") from None
+        raise BackupFailed(f"not a database URL: {redact_url(url)}") from None
     query = dict(parsed.query)
     in_query = query.pop("password", None)
     if in_query is not None:
@@ -320,24 +320,16 @@ def _parse(url: str, password: str | None) -> _Source:
         parsed = parsed.set(password=password)
     backend = parsed.get_backend_name()
     secret = parsed.password if isinstance(parsed.password, str) and parsed.password else None
-    shown = _SECRET_QUERY.sub(r"\1***", parsed.render_as_string(hide_password=True))
+    shown = SECRET_QUERY.sub(r"\1***", parsed.render_as_string(hide_password=True))
     if backend not in ENGINES:
         raise BackupFailed(f"cannot back up {shown}: a {backend!r} database; backups support {', '.join(ENGINES)}")
-    secret_keys = sorted(key for key in query if _SECRET_QUERY.search(f"?{key}="))
+    secret_keys = sorted(key for key in query if SECRET_QUERY.search(f"?{key}="))
     if secret_keys and backend == "postgresql":
         raise BackupFailed(
             f"cannot back up {shown}: the PostgreSQL tools would get ?{secret_keys[0]}= on their command line; "
             "give the password as the URL's password or the password setting, or use ~/.pgpass"
         )
     return _Source(url=parsed, engine=backend, password=secret, shown=shown)
-
-
-def _redact(url: str) -> str:
-    if "@" in url:
-        head, _, tail = url.rpartition("@")
-        scheme, slashes, _ = head.partition("//")
-        url = f"{scheme}{slashes}***@{tail}" if slashes else f"***@{tail}"
-    return _SECRET_QUERY.sub(r"\1***", url)
 
 
 def _libpq_uri(url: URL) -> str:
