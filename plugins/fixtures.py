@@ -72,7 +72,9 @@ def perform_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
         if done is not None:
             return done
         outcome = _decide_and_act(run, config)
-        run.journal.record_after("outcome", outcome.status, **{k: v for k, v in outcome.to_dict().items() if k != "status"})
+        run.journal.record_after(
+            "outcome", outcome.status, **{k: v for k, v in outcome.to_dict().items() if k != "status"}
+        )
         return outcome
 
 
@@ -165,7 +167,7 @@ def _rollback_gate(request: pytest.FixtureRequest) -> None:
     """User tests marked ``gate("verify")`` run only after the rollback, like the built-in checks."""
     if RUN_KEY not in request.config.stash:
         return
-    marker = request.node.get_closest_marker("gate")
+    marker = gate_marker(request.node)
     if marker is not None and gate_phase(*marker.args, **marker.kwargs) == "verify":
         outcome = request.getfixturevalue("rollback_outcome")
         run = request.config.stash[RUN_KEY]
@@ -176,6 +178,11 @@ def _rollback_gate(request: pytest.FixtureRequest) -> None:
                 # A user's verify gate checks the whole service: only a fleet that rolled back completely.
                 why = outcome.message if outcome else "no outcome"
                 pytest.fail(f"the fleet did not roll back completely: {why}", pytrace=False)
+
+
+def gate_marker(item: pytest.Item) -> pytest.Mark | None:
+    """``@pytest.mark.rollback_gate(phase)``, or its short alias ``@pytest.mark.gate(phase)``."""
+    return item.get_closest_marker("rollback_gate") or item.get_closest_marker("gate")
 
 
 def gate_phase(phase: str) -> str:

@@ -21,6 +21,7 @@ import pytest
 from ..rollback import run_files
 from .fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
     _rollback_gate,
+    gate_marker,
     gate_phase,
     rollback_base_url,
     rollback_db_engine,
@@ -227,12 +228,13 @@ def _config_path(config: pytest.Config) -> Path:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "gate(phase): run this test as a gate of the rollback runbook; phase is 'preflight' "
-        "(before any change; a failure refuses the rollback), 'baseline' (evidence before) or "
-        "'verify' (after the rollback)",
-    )
+    for name in ("rollback_gate", "gate"):  # gate: the short alias, kept
+        config.addinivalue_line(
+            "markers",
+            f"{name}(phase): run this test as a gate of the rollback runbook; phase is 'preflight' "
+            "(before any change; a failure refuses the rollback), 'baseline' (evidence before) or "
+            "'verify' (after the rollback)",
+        )
     mode = _mode(config)
     config.hook.pytest_rollback_check_options(config=config, mode=mode)
     if mode is None:
@@ -710,10 +712,10 @@ def _skip_gates(items: list[pytest.Item]) -> None:
 def _item_phase(item: pytest.Item) -> str | None:
     if PHASE_KEY in item.stash:  # the runbook's own items, in phases of their own after verify too
         return item.stash[PHASE_KEY]
-    marker = item.get_closest_marker("gate")
+    marker = gate_marker(item)
     if marker is None:
         return None
     try:
         return gate_phase(*marker.args, **marker.kwargs)
     except (TypeError, ValueError) as exc:
-        raise pytest.UsageError(f"{item.nodeid}: bad @pytest.mark.gate: {exc}") from None
+        raise pytest.UsageError(f"{item.nodeid}: bad @pytest.mark.{marker.name}: {exc}") from None

@@ -46,36 +46,42 @@ STATUS_MD = run_files.STATUS
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("rollback")
     group.addoption(
+        "--rollback-severity",
         "--severity",
         dest="rollback_severity",
         choices=SEVERITIES,
         help="Incident severity, for the recorded rollback decision (with --data-impact)",
     )
     group.addoption(
+        "--rollback-data-impact",
         "--data-impact",
         dest="rollback_data_impact",
         choices=DATA_IMPACTS,
         help="Data impact of the incident, for the recorded rollback decision (with --severity)",
     )
     group.addoption(
+        "--rollback-time-to-fix",
         "--time-to-fix",
         dest="rollback_time_to_fix",
         metavar="DURATION",
         help="Expected time to ship a forward fix, e.g. 45m or 2h (default: unknown, no fix in sight)",
     )
     group.addoption(
+        "--rollback-force",
         "--force",
         dest="rollback_force",
         action="store_true",
         help="Roll back although the decision says forward fix (needs --reason; recorded)",
     )
     group.addoption(
+        "--rollback-reason",
         "--reason",
         dest="rollback_reason",
         metavar="TEXT",
         help="Why this rollback is run (recorded in every report; required with --force)",
     )
     group.addoption(
+        "--rollback-incident-id",
         "--incident-id",
         dest="rollback_incident_id",
         metavar="ID",

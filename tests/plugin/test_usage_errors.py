@@ -260,3 +260,40 @@ def test_collect_only_lists_the_runbook_and_writes_nothing(pytester: pytest.Pyte
         ["rollback.toml::preflight-target-version", "*", "rollback.toml::verify-endpoint[[]/api/orders[]]"]
     )
     assert not pytester.path.joinpath("reports").exists() or not any(pytester.path.joinpath("reports").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("prefixed", "alias"),
+    [
+        (["--rollback-severity", "critical"], ["--severity", "critical"]),
+        (["--rollback-incident-id", "INC-1"], ["--incident-id", "INC-1"]),
+        (["--rollback-reason", "why"], ["--reason", "why"]),
+    ],
+)
+def test_every_option_has_the_rollback_prefix_and_keeps_its_short_alias(
+    pytester: pytest.Pytester, prefixed: list[str], alias: list[str]
+) -> None:
+    """Options share one prefix (no clash with other plugins); the old spellings mean the same."""
+    (pytester.path / "rollback.toml").write_text(GOOD)
+    first = run(pytester, *prefixed).stderr.str()
+    second = run(pytester, *alias).stderr.str()
+    assert "needs --rollback-to VERSION" in first and first == second
+
+
+def test_the_rollback_gate_marker_and_its_short_alias_are_both_gates(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.rollback_gate("verify")
+        def test_long():
+            pass
+
+        @pytest.mark.gate("verify")
+        def test_short():
+            pass
+        """
+    )
+    ordinary = pytester.runpytest("-p", "no:cacheprovider", "-rs", "--strict-markers")
+    ordinary.assert_outcomes(skipped=2)  # no harness run: a gate has nothing to guard
+    ordinary.stdout.fnmatch_lines(["*gate('verify') runs in a harness run only*"])
