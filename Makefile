@@ -1,5 +1,6 @@
-# `make demo` and `make test` work on a fresh machine with Python 3.10+ and make (`make test` as root
-# also installs and starts PostgreSQL and Chromium for the tests).
+# `make demo` and `make test` work on a fresh machine with Python 3.10+ and make. `make test` runs
+# `make services` first: as root it installs and starts what the tests need (PostgreSQL, a Docker
+# Engine in swarm mode, Chromium, nginx, HAProxy, sshd) and says so before it does.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -22,8 +23,8 @@ demo-stop: $(STAMP)
 test: $(STAMP) services
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
-# PostgreSQL and Chromium for the tests: started or installed when run as root; otherwise one
-# line says what could not be done and how (scripts/test-services.sh).
+# What the tests need besides Python: installed and started when run as root; otherwise one
+# line each says what could not be done and how (scripts/test-services.sh).
 services:
 	@bash scripts/test-services.sh
 

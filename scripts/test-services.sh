@@ -15,6 +15,10 @@ export DEBIAN_FRONTEND=noninteractive
 say() { echo "make test: $*" >&2; }
 root=false
 [ "$(id -u)" = 0 ] && root=true
+if $root; then
+    say "as root, installing (from Debian's packages) and starting what the tests need, if not there yet:" \
+        "PostgreSQL 15 with a test role, a Docker Engine in swarm mode, Chromium, nginx, HAProxy, openssh-server"
+fi
 
 postgres_answers() {
     timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5432' 2>/dev/null
