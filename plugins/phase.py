@@ -6,9 +6,10 @@ ones are done, so that no other probe's traffic skews a latency sample. Each ite
 only for its own result. A phase of many endpoints takes about as long as its slowest check
 instead of the sum of them all.
 
-In the verify phase, once every other check is done, the harness waits ``service.settle`` and
-probes version and health once more: an app that dies right after answering the first probes
-fails verify instead of passing it.
+In the verify phase, once every other check is done and at least ``service.settle`` after the
+first probes ended (the latency checks' time counts towards it), version, replicas and health are
+probed once more, in full: an app that dies right after answering the first probes fails verify
+instead of passing it.
 
 Checks run on daemon threads: after Ctrl-C nothing joins them, and the process exits promptly.
 A check that raises becomes a failed result naming the exception, never a traceback (whose
@@ -170,12 +171,15 @@ class PhaseChecks:
         settle: float,
     ) -> None:
         wait(before)
+        first_done = time.monotonic()  # the settle pause counts from the first probes' end
         for spec, future in pending:
             self._fill(future, spec.key, partial(spec.run, self.run, self.phase))
         if not settled:
             return
-        self.run.progress(f"{self.phase}: waiting {settle:g}s, then probing {' and '.join(settled)} once more")
-        time.sleep(settle)
+        # The latency checks' time already counts towards it: never probe again sooner, never wait twice.
+        left = max(0.0, settle - (time.monotonic() - first_done))
+        self.run.progress(f"{self.phase}: waiting {left:.1f}s, then probing {' and '.join(settled)} once more")
+        time.sleep(left)
         for key in settled:
             self._fill(self._futures[key], key, partial(self._settled_result, key, first[key].result(), settle))
 
