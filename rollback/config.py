@@ -34,6 +34,7 @@ from pydantic import (
 from .durations import parse_duration, parse_pause, parse_timeout
 from .errors import ConfigError
 from .sampling import answers_needed, samples_to_pass
+from .targets import settings_model_for
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -684,8 +685,6 @@ def find_config_path(explicit: str | None, *search_dirs: Path) -> Path:
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> HarnessConfig:
     """Read, substitute and validate ``path``; raise ConfigError on any problem."""
-    from .targets import settings_model_for
-
     data: Any = _read_toml(path)
     prefix = ""
     if path.name == "pyproject.toml":

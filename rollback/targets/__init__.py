@@ -8,14 +8,13 @@ client is not installed gets a ConfigError saying which extra to install, not a 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ConfigError, UnknownTargetKind
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from ..config import TargetSpec
     from .base import Target, TargetContext
 
 PACKAGE = "pytest-rollback-harness"
@@ -35,6 +34,23 @@ EXTRAS: dict[str, str] = {
     "swarm": "swarm",
     "ssh": "ssh",  # a symlink target with hosts = [...]
 }
+
+
+class DriverSpec(Protocol):
+    """What ``create_target`` reads of a configured target (``rollback.config.TargetSpec`` is one).
+
+    Named here, not imported: the config module looks drivers up in this registry, so the
+    registry must not import the config module back.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def settings(self) -> BaseModel: ...
 
 
 def driver_class(kind: object, where: str) -> type[Target]:
@@ -74,5 +90,5 @@ def settings_model_for(kind: object, where: str) -> type[BaseModel]:
     return driver_class(kind, where).settings_model
 
 
-def create_target(spec: TargetSpec, context: TargetContext) -> Target:
+def create_target(spec: DriverSpec, context: TargetContext) -> Target:
     return driver_class(spec.kind, f"targets.{spec.name}.kind").create(spec.settings, context)

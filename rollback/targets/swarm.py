@@ -21,30 +21,22 @@ state and running count as problems when the rollout is not complete.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, Field
-
-from ..census import Census, Replica
-from ..config import Duration, Section
+from ..census import Census
 from ..durations import format_duration
 from ..errors import Conflict, RollbackFailed
 from ..journal import Journal
-from ..resume import read_record
 from ..versions import newest_occurrence, version_problem
-from .base import Finding, Target
+from .base import Finding, Target, TargetContext
+from .swarm_census import build_census
+from .swarm_engine import SwarmEngine, conflict_message, spec_image, split_image
+from .swarm_history import recorded_versions
+from .swarm_settings import STEP_REMOVE_IMAGE, STEP_UPDATE, STEP_WAIT, SwarmSettings
+from .swarm_wait import PAUSED, wait_for_tasks
 
-POLL_INTERVAL = 0.25  # seconds between looks at the service while waiting
-REPORT_EVERY = 2.0  # seconds between progress lines
-MAX_WAIT = 24 * 3600.0
-STEP_UPDATE, STEP_WAIT = "update-service", "wait-ready"
-STEP_REMOVE_IMAGE = "remove-image"
 IN_PROGRESS = ("updating", "rollback_started")
-PAUSED = ("paused", "rollback_paused")
-DONE = ("completed", "rollback_completed")
 NANOS = 1_000_000_000
 FAST_MONITOR = 1.0  # --rollback-fast: seconds Swarm watches the new tasks for failure
 FAST_TRADE = (
@@ -53,120 +45,43 @@ FAST_TRADE = (
 )
 
 
-def _bounded_wait(value: float) -> float:
-    if not 0 < value <= MAX_WAIT:
-        raise ValueError("expected a duration above 0 and at most 24h, e.g. '30s', '5m' or '1h'")
-    return value
-
-
-def _monitor(value: float | None) -> float | None:
-    if value is not None and not 0 <= value <= 3600:
-        raise ValueError("expected a duration from 0 to 1h, e.g. '1s' or '5s'")
-    return value
-
-
-class SwarmSettings(Section):
-    service: str = Field(min_length=1)
-    # Where the engine is, as `docker -H` takes it; None: the environment (DOCKER_HOST, or the local socket).
-    docker_host: str | None = None
-    ready_timeout: Annotated[Duration, AfterValidator(_bounded_wait)] = 120.0
-    # How long one call to the engine may take.
-    api_timeout: Annotated[Duration, AfterValidator(_bounded_wait)] = 30.0
-    # For an update to a named version: tasks updated at once (0: all at once) and how long
-    # Swarm watches each for failure. None keeps what the service's spec says.
-    parallelism: int | None = Field(default=None, ge=0, le=1000)
-    monitor: Annotated[Duration | None, AfterValidator(_monitor)] = None
-    # The runbook's cleanup: after a rollback that verify passed, remove the image this run replaced
-    # from the node (never one a service still specifies), so it cannot be deployed again by mistake.
-    remove_replaced_image: bool = False
-
-
-def split_image(image: str) -> tuple[str, str | None]:
-    """``repo[:tag][@digest]`` -> (repo, tag or None)."""
-    name = image.split("@", 1)[0]
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        return name[:colon], name[colon + 1 :]
-    return name, None
-
-
 class SwarmTarget(Target):
+    """The swarm driver: reads and updates one service through its engine (``SwarmEngine``)."""
+
     kind = "swarm"
     settings_model = SwarmSettings
     settings: SwarmSettings
-    _client: Any = None
+
+    def __init__(self, settings: SwarmSettings, context: TargetContext) -> None:
+        super().__init__(settings, context)
+        self.engine = SwarmEngine(settings)
 
     # --- the engine -------------------------------------------------------------------------
 
-    @property
-    def api(self) -> Any:
-        """The SDK's low-level APIClient (the server-side rollback has no high-level method)."""
-        if self._client is None:
-            import docker
-
-            try:
-                if self.settings.docker_host:
-                    self._client = docker.APIClient(
-                        base_url=self.settings.docker_host, version="auto", timeout=self.settings.api_timeout
-                    )
-                else:
-                    self._client = docker.from_env(version="auto", timeout=self.settings.api_timeout).api
-            except docker.errors.DockerException as exc:
-                raise RollbackFailed(f"cannot reach the Docker Engine at {self._where()}: {exc}") from None
-        return self._client
-
     def _where(self) -> str:
-        if self.settings.docker_host:
-            return self.settings.docker_host
-        import os
-
-        return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock (the default; DOCKER_HOST is unset)"
+        return self.engine.where()
 
     def _call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """One API call; engine errors become RollbackFailed naming what was asked."""
-        import docker
-        import requests
-
-        try:
-            return getattr(self.api, method)(*args, **kwargs)
-        except docker.errors.NotFound:
-            raise
-        except docker.errors.APIError as exc:
-            raise RollbackFailed(f"the Docker Engine refused to {what}: {exc.explanation or exc}") from None
-        except (requests.RequestException, docker.errors.DockerException) as exc:
-            raise RollbackFailed(f"cannot reach the Docker Engine at {self._where()} to {what}: {exc}") from None
+        return self.engine.call(what, method, *args, **kwargs)
 
     def _service(self) -> dict[str, Any]:
-        import docker
+        return self.engine.service()
 
-        try:
-            service: dict[str, Any] = self._call("inspect the service", "inspect_service", self.settings.service)
-        except docker.errors.NotFound:
-            raise RollbackFailed(
-                f"no swarm service named {self.settings.service!r} on the engine at {self._where()}"
-            ) from None
-        return service
+    def _post_update(self, service_id: str, spec: dict[str, Any], params: dict[str, Any], expected: str) -> None:
+        self.engine.post_update(service_id, spec, params, expected)
 
-    def _tasks(self, service_id: str, desired_running: bool = False) -> list[dict[str, Any]]:
-        filters: dict[str, Any] = {"service": service_id}
-        if desired_running:
-            filters["desired-state"] = "running"
-        tasks: list[dict[str, Any]] = self._call("list the service's tasks", "tasks", filters=filters)
-        return tasks
+    def task_table(self, service_id: str) -> list[dict[str, Any]]:
+        """Like ``docker service ps``: the newest task of each slot (or node), then older ones."""
+        return self.engine.task_table(service_id)
 
     # --- reading ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _image(spec: dict[str, Any] | None) -> str:
-        return str(((spec or {}).get("TaskTemplate") or {}).get("ContainerSpec", {}).get("Image", ""))
-
     def _repo(self, service: dict[str, Any]) -> str:
-        return split_image(self._image(service["Spec"]))[0]
+        return split_image(spec_image(service["Spec"]))[0]
 
     def live_version(self) -> str:
         service = self._service()
-        image = self._image(service["Spec"])
+        image = spec_image(service["Spec"])
         tag = split_image(image)[1]
         if tag is None:
             raise RollbackFailed(f"service {self.settings.service} runs image {image!r}, which has no tag to read")
@@ -174,7 +89,7 @@ class SwarmTarget(Target):
 
     def _previous_version(self, service: dict[str, Any]) -> str | None:
         previous = service.get("PreviousSpec")
-        return split_image(self._image(previous))[1] if previous else None
+        return split_image(spec_image(previous))[1] if previous else None
 
     def history(self) -> list[str]:
         """What this service ran, oldest first: what the harness's journals saw, PreviousSpec, Spec.
@@ -182,7 +97,11 @@ class SwarmTarget(Target):
         Never the local image tags: an image on the node is not a version the service ever ran.
         """
         service = self._service()
-        ran = [*self._recorded_versions(service), self._previous_version(service), self._spec_version(service)]
+        ran = [
+            *recorded_versions(self.context.base_dir, self.kind, str(service["ID"])),
+            self._previous_version(service),
+            self._spec_version(service),
+        ]
         return newest_occurrence([v for v in ran if v is not None and version_problem(v) is None])
 
     def previous_refusal(self) -> str | None:
@@ -197,51 +116,11 @@ class SwarmTarget(Target):
         )
 
     def _spec_version(self, service: dict[str, Any]) -> str | None:
-        return split_image(self._image(service["Spec"]))[1]
-
-    def _recorded_versions(self, service: dict[str, Any]) -> list[str]:
-        """Versions this service (this very one: same id) ran by the journals the harness's records name.
-
-        A record (``.rollback-<target>.state.json`` beside the config) names its run's journal; that
-        journal describes the service before the run (image, previous image) and says which version
-        a finished wait saw every task run. Unreadable records and journals are skipped.
-        """
-        found: list[tuple[str, list[str]]] = []
-        for path in sorted(self.context.base_dir.glob(".rollback-*.state.json")):
-            record, _ = read_record(path)
-            journal = record.get("journal") if record else None
-            if record is None or not isinstance(journal, str) or not Path(journal).is_file():
-                continue
-            versions = self._versions_in_journal(Journal(Path(journal)).entries(), str(service["ID"]))
-            if versions:
-                found.append((str(record.get("started") or ""), versions))
-        return [version for _, versions in sorted(found) for version in versions]
-
-    def _versions_in_journal(self, entries: list[dict[str, Any]], service_id: str) -> list[str]:
-        described = next((e for e in entries if e.get("step") == "target" and e.get("status") == "described"), None)
-        if described is None or described.get("kind") != self.kind or described.get("service_id") != service_id:
-            return []
-        versions = [split_image(str(described.get(key) or ""))[1] for key in ("previous_image", "image")]
-        waiting: str | None = None
-        for entry in entries:
-            if entry.get("step") == STEP_WAIT and entry.get("status") == "started":
-                waiting = entry.get("version")
-            elif entry.get("step") == STEP_WAIT and entry.get("status") == "done" and waiting:
-                versions.append(waiting)  # every task ran it and Swarm said the update completed
-        return [version for version in versions if version]
+        return split_image(spec_image(service["Spec"]))[1]
 
     def observe(self) -> str:
         """The service's version index: Swarm bumps it on every change to the service."""
-        return str(self._service()["Version"]["Index"])
-
-    def _image_present(self, image: str) -> bool:
-        import docker
-
-        try:
-            self._call(f"inspect image {image}", "inspect_image", image)
-        except docker.errors.NotFound:
-            return False
-        return True
+        return self.engine.version_index()
 
     def command_findings(self) -> list[Finding]:
         """The engine answers and can change services: it is a swarm manager."""
@@ -283,7 +162,7 @@ class SwarmTarget(Target):
                     "wait for it to finish or pause, then run again",
                 )
             ]
-        if not self._image_present(image):
+        if not self.engine.image_present(image):
             return [
                 Finding(
                     "target-deployable",
@@ -374,7 +253,7 @@ class SwarmTarget(Target):
         service = self._service()
         index = service["Version"]["Index"]
         if expected_state is not None and str(index) != expected_state:
-            raise Conflict(self._conflict_message(expected_state, str(index)))
+            raise Conflict(conflict_message(self.settings.service, expected_state, str(index)))
         repo = self._repo(service)
         image = f"{repo}:{version}"
         server_side = self._server_side(service, version)
@@ -387,9 +266,9 @@ class SwarmTarget(Target):
             else ("fast image update" if self.context.fast else "image update"),
             index=index,
         ) as step:
-            step.detail["from"] = self._image(service["Spec"])
+            step.detail["from"] = spec_image(service["Spec"])
             step.detail["tasks_before"] = self.task_table(service["ID"])
-            if split_image(self._image(service["Spec"]))[1] == version:
+            if split_image(spec_image(service["Spec"]))[1] == version:
                 # Never again: a second server-side rollback would swap back to the bad spec. A
                 # paused update to it is reported by wait_ready, with the tasks' errors.
                 state = (service.get("UpdateStatus") or {}).get("State")
@@ -410,112 +289,10 @@ class SwarmTarget(Target):
                 spec = _with_image(spec, image, self.settings.parallelism, self.settings.monitor)
             self._post_update(service["ID"], spec, params, expected_state or str(index))
 
-    def _conflict_message(self, expected: str, now: str) -> str:
-        return (
-            f"service {self.settings.service} changed after this run read it: its version index was {expected}, "
-            f"it is now {now} (another deploy or run updated it); this run stopped before writing"
-        )
-
-    def _post_update(self, service_id: str, spec: dict[str, Any], params: dict[str, Any], expected: str) -> None:
-        import docker
-
-        api = self.api
-        try:
-            response = api._post_json(api._url("/services/{0}/update", service_id), data=spec, params=params)
-            api._raise_for_status(response)
-        except docker.errors.APIError as exc:
-            text = str(exc.explanation or exc)
-            if "out of sequence" in text:  # the manager's optimistic lock: the index moved
-                raise Conflict(self._conflict_message(expected, self.observe())) from None
-            raise RollbackFailed(f"the Docker Engine refused the update of {self.settings.service}: {text}") from None
-        except Exception as exc:  # requests' connection errors and the like
-            raise RollbackFailed(f"cannot reach the Docker Engine at {self._where()} to update: {exc}") from None
-
     # --- waiting ----------------------------------------------------------------------------
 
-    def task_table(self, service_id: str) -> list[dict[str, Any]]:
-        """Like ``docker service ps``: the newest task of each slot (or node), then older ones."""
-        rows = []
-        for task in self._tasks(service_id):
-            status = task.get("Status") or {}
-            image = self._image({"TaskTemplate": task.get("Spec") or {}})
-            rows.append(
-                {
-                    "id": task.get("ID", "")[:12],
-                    "slot": task.get("Slot") or task.get("NodeID", "")[:12],
-                    "version": split_image(image)[1],
-                    "image": image.split("@", 1)[0],
-                    "desired": task.get("DesiredState"),
-                    "state": status.get("State"),
-                    "error": status.get("Err", ""),
-                    "since": status.get("Timestamp", ""),
-                }
-            )
-        rows.sort(key=lambda r: (str(r["slot"]), str(r["since"])), reverse=True)
-        rows.sort(key=lambda r: str(r["slot"]))
-        return rows
-
-    def _desired(self, service: dict[str, Any], tasks: list[dict[str, Any]]) -> int:
-        mode = service["Spec"].get("Mode") or {}
-        if "Replicated" in mode:
-            return int(mode["Replicated"].get("Replicas", 1))
-        return len(tasks)  # global: one task per eligible node, as the orchestrator wants them
-
     def wait_ready(self, version: str, journal: Journal) -> None:
-        timeout = self.settings.ready_timeout
-        name = self.settings.service
-        with journal.step(STEP_WAIT, service=name, version=version, timeout_s=timeout) as step:
-            started = time.monotonic()
-            deadline = started + timeout
-            next_report = started + REPORT_EVERY
-            while True:
-                service = self._service()
-                state = (service.get("UpdateStatus") or {}).get("State")
-                message = (service.get("UpdateStatus") or {}).get("Message", "")
-                specified = split_image(self._image(service["Spec"]))[1]
-                tasks = self._tasks(service["ID"], desired_running=True)
-                desired = self._desired(service, tasks)
-                on_target = [
-                    t
-                    for t in tasks
-                    if (t.get("Status") or {}).get("State") == "running"
-                    and split_image(self._image({"TaskTemplate": t.get("Spec") or {}}))[1] == version
-                ]
-                progress = f"{len(on_target)}/{desired} tasks on {version}"
-                if specified != version:
-                    step.detail["tasks_after"] = self.task_table(service["ID"])
-                    raise RollbackFailed(
-                        f"service {name} now specifies {specified}, not {version} (update state {state}: {message}); "
-                        "Swarm rolled the update back or another deploy replaced it"
-                    )
-                if state in PAUSED:
-                    table = self.task_table(service["ID"])
-                    step.detail["tasks_after"] = table
-                    raise RollbackFailed(
-                        f"Swarm paused the rollback of {name} ({state}: {message}); {progress}; "
-                        f"task errors: {_task_errors(table, version)}"
-                    )
-                if state in (*DONE, None) and len(on_target) == desired == len(tasks):
-                    step.detail["waited_s"] = round(time.monotonic() - started, 3)
-                    step.detail["update_state"] = state
-                    step.detail["tasks_after"] = self.task_table(service["ID"])
-                    return
-                now = time.monotonic()
-                if now >= deadline:
-                    table = self.task_table(service["ID"])
-                    step.detail["tasks_after"] = table
-                    raise RollbackFailed(
-                        f"service {name} did not finish rolling back to {version} within {format_duration(timeout)}: "
-                        f"{progress}, update state {state or 'none'}; task errors: {_task_errors(table, version)}"
-                    )
-                if now >= next_report:
-                    self.context.progress(
-                        f"{name}: {progress} (update {state or 'pending'}), "
-                        f"{format_duration(now - started)} of {format_duration(timeout)}"
-                    )
-                    next_report = now + REPORT_EVERY
-                pause = POLL_INTERVAL / 2.5 if self.context.fast else POLL_INTERVAL
-                time.sleep(min(pause, max(0.0, deadline - now)))
+        wait_for_tasks(self.engine, self.context, version, journal)
 
     def cleanup(self, journal: Journal) -> None:
         if not self.settings.remove_replaced_image:
@@ -533,7 +310,7 @@ class SwarmTarget(Target):
             return
         with journal.step(STEP_REMOVE_IMAGE, image=replaced) as step:
             services = self._call("list services", "services")
-            users = [s["Spec"]["Name"] for s in services if self._image(s["Spec"]).split("@")[0] == replaced]
+            users = [s["Spec"]["Name"] for s in services if spec_image(s["Spec"]).split("@")[0] == replaced]
             if users:
                 step.detail["note"] = f"kept: still specified by {', '.join(sorted(users))}"
                 return
@@ -546,7 +323,7 @@ class SwarmTarget(Target):
     def census(self) -> Census:
         """The service's tasks as Swarm reports them now: three reads, each bounded by ``api_timeout``."""
         service = self._service()
-        tasks = self._tasks(service["ID"])
+        tasks = self.engine.tasks(service["ID"])
         nodes = self._call("list the swarm's nodes", "nodes")
         hostnames = {
             str(node.get("ID", "")): str((node.get("Description") or {}).get("Hostname") or "") for node in nodes
@@ -562,8 +339,8 @@ class SwarmTarget(Target):
         try:
             service = self._service()
             facts["service_id"] = service["ID"]
-            facts["image"] = self._image(service["Spec"])
-            facts["previous_image"] = self._image(service.get("PreviousSpec")) or None
+            facts["image"] = spec_image(service["Spec"])
+            facts["previous_image"] = spec_image(service.get("PreviousSpec")) or None
             facts["update_state"] = (service.get("UpdateStatus") or {}).get("State")
             facts["tasks_before"] = self.task_table(service["ID"])
         except RollbackFailed as exc:
@@ -583,96 +360,3 @@ def _with_image(spec: dict[str, Any], image: str, parallelism: int | None, monit
     if update:
         new["UpdateConfig"] = update
     return new
-
-
-def _task_version(task: dict[str, Any]) -> str | None:
-    """The tag of the task's own image: what it runs, whatever the service specifies now."""
-    image = str(((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Image", ""))
-    return split_image(image)[1]
-
-
-def _task_replica(task: dict[str, Any], hostnames: dict[str, str]) -> Replica:
-    status = task.get("Status") or {}
-    state = str(status.get("State") or "unknown")
-    desired = str(task.get("DesiredState") or "unknown")
-    node_id = str(task.get("NodeID") or "")
-    node = hostnames.get(node_id) or node_id[:12] or "no node yet"
-    where = f"slot {task['Slot']}, node {node}" if task.get("Slot") else f"node {node}"
-    serving = state == "running" and desired == "running"
-    detail = f"node {node}"
-    if not serving:
-        why = status.get("Err") or status.get("Message") or ""
-        detail += f"; desired state {desired}" + (f"; {why}" if why else "")
-    return Replica(
-        name=f"task {str(task.get('ID', ''))[:12]} ({where})",
-        version=_task_version(task),
-        serving=serving,
-        state=state,
-        detail=detail,
-    )
-
-
-def _update_problem(name: str, state: str | None, message: str) -> str | None:
-    why = f" ({state}: {message})" if message else f" ({state})"
-    if state == "updating":
-        return f"Swarm is still updating service {name}{why}: some tasks are not replaced yet"
-    if state == "rollback_started":
-        return f"Swarm is still rolling service {name} back{why}: some tasks are not replaced yet"
-    if state == "paused":
-        return (
-            f"Swarm paused the update of service {name}{why}: tasks stay as they are until someone "
-            "resumes it (docker service update) or rolls it back"
-        )
-    if state == "rollback_paused":
-        return (
-            f"Swarm paused the rollback of service {name}{why}: tasks stay as they are until someone "
-            "updates the service again"
-        )
-    return None
-
-
-def build_census(name: str, service: dict[str, Any], tasks: list[dict[str, Any]], hostnames: dict[str, str]) -> Census:
-    """The census of ``service`` from what the engine answered: no calls here.
-
-    Tasks that are shut down and stopped (earlier images, failed attempts) are history, left out.
-    """
-    current = [
-        task
-        for task in tasks
-        if task.get("DesiredState") == "running" or (task.get("Status") or {}).get("State") == "running"
-    ]
-    current.sort(key=lambda task: (int(task.get("Slot") or 0), str(task.get("NodeID", "")), str(task.get("ID", ""))))
-    replicas = tuple(_task_replica(task, hostnames) for task in current)
-    running = sum(1 for replica in replicas if replica.serving)
-    update = service.get("UpdateStatus") or {}
-    state = update.get("State")
-    message = str(update.get("Message") or "")
-    mode = service["Spec"].get("Mode") or {}
-    wanted = int(mode["Replicated"].get("Replicas", 1)) if "Replicated" in mode else None
-    problems = []
-    update_problem = _update_problem(name, state, message)
-    if update_problem:
-        problems.append(update_problem)
-    if wanted is not None and running < wanted:
-        count = f"only {running} of the {wanted} tasks" if running else f"none of the {wanted} tasks"
-        problems.append(f"{count} service {name} asks for {'is' if running == 0 else 'are'} running")
-    facts: dict[str, Any] = {
-        "service": name,
-        "mode": "replicated" if wanted is not None else "global",
-        "spec_replicas": wanted,
-        "running": running,
-        "image": SwarmTarget._image(service["Spec"]),
-        "update_state": state,
-        "update_message": message,
-        "version_index": int((service.get("Version") or {}).get("Index", 0)),
-    }
-    return Census(unit="task", replicas=replicas, problems=tuple(problems), facts=facts)
-
-
-def _task_errors(table: list[dict[str, Any]], version: str) -> str:
-    """The errors of the failed tasks, newest first: what `docker service ps` shows in ERROR."""
-    errors = []
-    for row in sorted(table, key=lambda r: str(r["since"]), reverse=True):
-        if row["error"] or row["state"] in ("failed", "rejected"):
-            errors.append(f"task {row['id']} (slot {row['slot']}, {row['version']}): {row['state']}: {row['error']}")
-    return "; ".join(errors[:5]) or "none reported"
