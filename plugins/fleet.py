@@ -132,8 +132,24 @@ def pytest_rollback_run_made(config: pytest.Config, run: HarnessRun) -> None:
         attach(run, names, config.stash.get(_PARALLEL_KEY, DEFAULT_PARALLEL))
 
 
-def pytest_rollback_run_discarded(run: HarnessRun) -> None:
+def pytest_rollback_remove_empty_folders(run: HarnessRun) -> None:
     remove_empty_folders(run)
+
+
+def pytest_rollback_unfinished_steps(run: HarnessRun) -> dict[str, str]:
+    return steps_of_targets(run)
+
+
+def pytest_rollback_evidence_tail(run: HarnessRun, tests: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return evidence_additions(run, tests)
+
+
+def pytest_rollback_html_tail(evidence: dict[str, Any], h: Any, cell: Any) -> list[str]:
+    return html_sections(evidence, h, cell)
+
+
+def pytest_rollback_terminal_lines(evidence: dict[str, Any]) -> list[str]:
+    return terminal_lines(evidence)
 
 
 def pytest_rollback_collect_runbook(parent: pytest.Collector, run: HarnessRun) -> list[Any] | None:

@@ -608,25 +608,28 @@ def summary_html(evidence: dict[str, Any], h: Callable[[object], str]) -> list[s
     return parts
 
 
-# TEMPORARY (until plugins/report.py calls the hooks): the old entry points, through the hooks.
-def session_end(config: pytest.Config, headline_text: str, code: int) -> None:
-    run = config.stash[RUN_KEY]
-    config.hook.pytest_rollback_session_end(config=config, run=run, headline=headline_text, exit_code=code)
+# -- the harness's hooks for the report (plugins/hookspecs.py) -------------------------------------
 
 
-def _evidence_with_notifications(
+def pytest_rollback_exit_code(run: HarnessRun, tests: dict[str, dict[str, Any]], code: int) -> int | None:
+    return exit_code(run, tests, code)
+
+
+def pytest_rollback_headline(
+    run: HarnessRun, config: pytest.Config, tests: dict[str, dict[str, Any]], code: int | None, base: str
+) -> str | None:
+    return headline(run, config, tests, code, base)
+
+
+def pytest_rollback_comparison_sides(tests: dict[str, dict[str, Any]]) -> dict[str, str] | None:
+    return comparison_sides(tests)
+
+
+def pytest_rollback_evidence(
     run: HarnessRun, config: pytest.Config, tests: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
-    from .notifications import pytest_rollback_evidence
-
-    return {**pytest_rollback_evidence(run, config, tests), **_evidence(run, config, tests)}
+    return evidence(run, config, tests)
 
 
-def _summary_html_with_notifications(evidence: dict[str, Any], h: Callable[[object], str]) -> list[str]:
-    from .notifications import notifications_html
-
-    return _summary_html(evidence, h) + notifications_html(evidence, h)
-
-
-_evidence, evidence = evidence, _evidence_with_notifications
-_summary_html, summary_html = summary_html, _summary_html_with_notifications
+def pytest_rollback_html_sections(evidence: dict[str, Any], h: Callable[[object], str]) -> list[str]:
+    return summary_html(evidence, h)

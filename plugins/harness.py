@@ -264,13 +264,13 @@ def _configure_run(config: pytest.Config, mode: str) -> None:
     except BaseException:  # a usage error or SIGTERM before the evidence is set up: leave no empty folders
         started = config.stash.get(RUN_KEY, None)
         if worker is None and started is not None:
-            config.hook.pytest_rollback_run_discarded(run=started)
+            config.hook.pytest_rollback_remove_empty_folders(run=started)
         if worker is None:
             _remove_empty(run_dir)
         raise
     if config.option.collectonly:
         # Listing the runbook's checks is not a run: no evidence, no report folder.
-        config.hook.pytest_rollback_run_discarded(run=run)
+        config.hook.pytest_rollback_remove_empty_folders(run=run)
         run_dir.rmdir()
         return
     _default_report_paths(config, run_dir, worker)

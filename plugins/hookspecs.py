@@ -59,8 +59,9 @@ def pytest_rollback_run_made(config: pytest.Config, run: HarnessRun) -> None:
     """The run exists and is in ``config.stash``: a feature sets up its own state and phases."""
 
 
-def pytest_rollback_run_discarded(run: HarnessRun) -> None:
-    """A listing (``--co``) writes nothing: remove the empty folders the feature made."""
+def pytest_rollback_remove_empty_folders(run: HarnessRun) -> None:
+    """Remove the folders the feature made in the run folder that hold nothing (a listing, a usage
+    error, or before the manifest lists the run folder)."""
 
 
 # -- collection and the runbook's items ---------------------------------------------------------------
@@ -84,6 +85,11 @@ def pytest_rollback_preflight_items(parent: pytest.Collector, run: HarnessRun, t
 def pytest_rollback_check_specs(run: HarnessRun) -> list[CheckSpec]:
     """A feature's checks, after the built-in ones; the same on every xdist worker."""
     return []
+
+
+def pytest_rollback_phase_starting(run: HarnessRun, phase: str) -> None:
+    """A check phase (``baseline``, ``verify``) of ``run`` is about to start its probes: a feature
+    takes its marks now (where its logs end), so what the probes cause is counted."""
 
 
 def pytest_rollback_member_phase(root: HarnessRun, run: HarnessRun, phase: str) -> None:
@@ -122,6 +128,12 @@ def pytest_rollback_exit_code(run: HarnessRun, tests: dict[str, dict[str, Any]],
     """The harness's exit code when a feature's phases tell a different story than ``code``."""
 
 
+def pytest_rollback_unfinished_steps(run: HarnessRun) -> dict[str, str]:
+    """Steps of a feature's own (a fleet's targets: ``"web: switch-link"``) and their last state, for a
+    headline of a run cut short."""
+    return {}
+
+
 @pytest.hookspec(firstresult=True)
 def pytest_rollback_headline(
     run: HarnessRun, config: pytest.Config, tests: dict[str, dict[str, Any]], code: int | None, base: str
@@ -146,7 +158,12 @@ def pytest_rollback_evidence_head(run: HarnessRun, config: pytest.Config) -> dic
 def pytest_rollback_evidence(
     run: HarnessRun, config: pytest.Config, tests: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
-    """A feature's part of the run's evidence.json."""
+    """A feature's sections of the run's evidence.json, after the timeline."""
+    return {}
+
+
+def pytest_rollback_evidence_tail(run: HarnessRun, tests: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """evidence.json's last keys (a fleet's targets, a target's hosts)."""
     return {}
 
 
@@ -166,11 +183,28 @@ def pytest_rollback_write_files(
     """Write a feature's own files from the final evidence through ``write`` (bounded, redacted)."""
 
 
-def pytest_rollback_html_sections(evidence: dict[str, Any], h: Callable[[object], str], cell: Any) -> list[str]:
-    """HTML sections for the report's summary, from the evidence; everything escaped with ``h``."""
+def pytest_rollback_html_head(evidence: dict[str, Any], h: Callable[[object], str]) -> list[str]:
+    """The HTML summary's opening sections, before the verdict (the decision); escaped with ``h``."""
+    return []
+
+
+def pytest_rollback_html_sections(evidence: dict[str, Any], h: Callable[[object], str]) -> list[str]:
+    """HTML sections after the comparisons, before the timeline; everything escaped with ``h``."""
+    return []
+
+
+def pytest_rollback_html_tail(
+    evidence: dict[str, Any], h: Callable[[object], str], cell: Callable[[dict[str, Any] | None], str]
+) -> list[str]:
+    """HTML sections after the timeline (a section per target of a fleet)."""
+    return []
+
+
+def pytest_rollback_terminal_head(evidence: dict[str, Any]) -> list[str]:
+    """The terminal summary's first lines (the decision)."""
     return []
 
 
 def pytest_rollback_terminal_lines(evidence: dict[str, Any]) -> list[str]:
-    """Lines for the terminal summary, from the evidence."""
+    """Lines for the terminal summary after the comparisons (where each target stands)."""
     return []

@@ -253,9 +253,26 @@ def _metrics_checks(run: HarnessRun) -> list[tuple[str, MetricsConfig]]:
 @pytest.hookimpl(trylast=True)  # after every other check: logs and metrics come last
 def pytest_rollback_check_specs(run: HarnessRun) -> list[CheckSpec]:
     """The ``[[logs]]`` and ``[[metrics]]`` checks, in config order (baseline and verify)."""
-    specs = [CheckSpec(key, _logs_probe(logs, key)) for key, logs in _logs_checks(run)]
+    specs = [CheckSpec(key, _logs_probe(logs, key), after_others=True) for key, logs in _logs_checks(run)]
     specs += [CheckSpec(key, _metrics_probe(metrics, key)) for key, metrics in _metrics_checks(run)]
     return specs
+
+
+def pytest_rollback_phase_starting(run: HarnessRun, phase: str) -> None:
+    """Verify's marks, before its probes run (the logs checks run after them, and must count what
+    the probes caused); the baseline's were taken when the run started."""
+    if _mark_key(run, phase) != "verify":
+        return
+    from ..checks.logs import mark
+
+    state = _state(run)
+    for key, logs in _logs_checks(run):
+        which = (key, "verify")
+        with state.lock:
+            if logs.command is not None:
+                state.since.setdefault(which, time.time())
+            elif which not in state.log_marks:
+                state.log_marks[which] = mark(_paths(run, logs))
 
 
 def _mark_key(run: HarnessRun, phase: str) -> str:
@@ -528,3 +545,32 @@ def write_markdown(
     redact = run.redactor.text
     write_guarded(INCIDENT_MD, lambda: write_text(run.run_dir / INCIDENT_MD, redact(incident_markdown(evidence))))
     write_guarded(STATUS_MD, lambda: write_text(run.run_dir / STATUS_MD, redact(status_markdown(evidence))))
+
+
+# -- the harness's hooks for the report (plugins/hookspecs.py) -------------------------------------
+
+
+def pytest_rollback_evidence_head(run: HarnessRun, config: pytest.Config) -> dict[str, Any]:
+    return evidence_fields(run, config)
+
+
+def pytest_rollback_artifacts(run: HarnessRun, config: pytest.Config) -> dict[str, str | None]:
+    return artifacts(run, config)
+
+
+def pytest_rollback_relaxed(run: HarnessRun, config: pytest.Config) -> list[dict[str, str]]:
+    return relaxed(run, config)
+
+
+def pytest_rollback_write_files(
+    run: HarnessRun, config: pytest.Config, evidence: dict[str, Any], write: Callable[[str, Callable[[], object]], bool]
+) -> None:
+    write_markdown(run, config, evidence, write)
+
+
+def pytest_rollback_html_head(evidence: dict[str, Any], h: Callable[[object], str]) -> list[str]:
+    return [decision_html(evidence, h)]
+
+
+def pytest_rollback_terminal_head(evidence: dict[str, Any]) -> list[str]:
+    return [decision_line(evidence)]

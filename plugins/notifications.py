@@ -85,7 +85,8 @@ def pytest_rollback_evidence(
     return {"notifications": [delivery.to_dict() for delivery in deliveries]}
 
 
-def notifications_html(evidence: dict[str, Any], h: Callable[[object], str]) -> list[str]:
+@pytest.hookimpl(trylast=True)  # after the gates' sections, as it always was
+def pytest_rollback_html_sections(evidence: dict[str, Any], h: Callable[[object], str]) -> list[str]:
     """The report's table of what was sent where (everything escaped)."""
     sent = evidence.get("notifications") or []
     if not sent:
