@@ -2,7 +2,8 @@
 
 The first item of a phase starts every selected check of that phase: the quick ones (version,
 health, endpoints, database) together, then the latency checks one at a time once the quick
-ones are done, so that no other probe's traffic skews a latency sample. Each item then waits
+ones are done, so that no other probe's traffic skews a latency sample, then the checks that
+read what the others left behind (logs), so the lines the probes caused are there to count. Each item then waits
 only for its own result. A phase of many endpoints takes about as long as its slowest check
 instead of the sum of them all.
 
@@ -135,8 +136,13 @@ class PhaseChecks:
         return self.run.config.settings.service.settle
 
     def _start(self) -> None:
-        quick = [spec for spec in self.specs if not is_latency(spec)]
+        quick = [spec for spec in self.specs if not is_latency(spec) and not spec.after_others]
         slow = [spec for spec in self.specs if is_latency(spec)]
+        # The observers (logs) last: the lines the other probes cause must be there to be counted.
+        slow += [spec for spec in self.specs if spec.after_others]
+        hook = getattr(self.run, "hook", None)  # None: a run made by hand, with no features
+        if hook is not None:  # a feature's marks for the phase, before any probe runs
+            hook.pytest_rollback_phase_starting(run=self.run, phase=self.phase)
         count = f"{len(self.specs)} check{'' if len(self.specs) == 1 else 's'}"
         self.run.progress(f"{self.phase}: running {count} against {self.run.config.settings.service.base_url}")
         settle = self._settle_seconds()
@@ -178,7 +184,11 @@ class PhaseChecks:
             return
         # The latency checks' time already counts towards it: never probe again sooner, never wait twice.
         left = max(0.0, settle - (time.monotonic() - first_done))
-        self.run.progress(f"{self.phase}: waiting {left:.1f}s, then probing {' and '.join(settled)} once more")
+        again = f"probing {' and '.join(settled)} once more"
+        if left > 0:
+            self.run.progress(f"{self.phase}: waiting {left:.1f}s, then {again}")
+        else:
+            self.run.progress(f"{self.phase}: {again}, over {settle:g}s after the first probes")
         time.sleep(left)
         for key in settled:
             self._fill(self._futures[key], key, partial(self._settled_result, key, first[key].result(), settle))

@@ -17,3 +17,5 @@ class CheckSpec:
 
     key: str
     run: Callable[[HarnessRun, str], CheckResult]
+    # Reads what the phase's other probes left behind (a log check): runs once they are done.
+    after_others: bool = False
