@@ -10,6 +10,12 @@ never overwritten):
 - to any other version the service ran (its history: see ``history``) whose image is on the node:
   an update of the image to ``repo:<version>``.
 
+An update that goes out and gets no answer (a read timeout, a connection closed before the answer)
+is read again, never sent twice: applied when the version index moved past the one it was sent at
+and the spec names the target; not applied when the index did not move within ``api_timeout``, or
+moved without it (Swarm refuses a stale index); UNKNOWN when the service cannot be read again
+(``SwarmEngine.reread_after_unanswered``). One that was never sent (connection refused) is not applied.
+
 Readiness is Swarm's own account: the update state is ``completed`` / ``rollback_completed`` and
 the running tasks equal the desired ones, every one on the target image. A paused update is a
 failed rollback, reported with the tasks' errors.
@@ -31,7 +37,7 @@ from ..journal import Journal
 from ..versions import newest_occurrence, version_problem
 from .base import Finding, Target, TargetContext
 from .swarm_census import build_census
-from .swarm_engine import SwarmEngine, conflict_message, spec_image, split_image
+from .swarm_engine import SwarmEngine, Unanswered, conflict_message, spec_image, split_image
 from .swarm_history import recorded_versions
 from .swarm_settings import STEP_REMOVE_IMAGE, STEP_UPDATE, STEP_WAIT, SwarmSettings
 from .swarm_wait import PAUSED, wait_for_tasks
@@ -287,7 +293,13 @@ class SwarmTarget(Target):
                 spec["UpdateConfig"].update({"Order": "stop-first", "Delay": 0, "FailureAction": "pause"})
             else:
                 spec = _with_image(spec, image, self.settings.parallelism, self.settings.monitor)
-            self._post_update(service["ID"], spec, params, expected_state or str(index))
+            try:
+                self._post_update(service["ID"], spec, params, expected_state or str(index))
+            except Unanswered as lost:  # sent, no answer: read again to know; never send it twice
+                self.engine.reread_after_unanswered(service, image, server_side, lost, step.detail)
+                self.context.progress(
+                    f"{self.settings.service}: the answer to the update was lost; a re-read confirmed it was applied"
+                )
 
     # --- waiting ----------------------------------------------------------------------------
 

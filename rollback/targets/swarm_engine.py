@@ -8,10 +8,29 @@ docker SDK is the ``[swarm]`` extra: imported where a call needs it, never at lo
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
+from ..durations import format_duration
 from ..errors import Conflict, RollbackFailed
 from .swarm_settings import SwarmSettings
+
+REREAD_INTERVAL = 0.2  # seconds between reads of a service whose update got no answer
+ROLLBACK_STATES = ("rollback_started", "rollback_paused", "rollback_completed")
+# A connection that never opened: the request was not sent (``not_sent``).
+_NOT_CONNECTED = (ConnectionRefusedError, FileNotFoundError, PermissionError)
+
+
+class Unanswered(RollbackFailed):
+    """An update that went out and got no answer: applied or not is unknown until the service is read again.
+
+    As the kubernetes driver's ``Unanswered``; a RollbackFailed, so a caller that does not read the
+    service again still reports it as unknown, never as not applied.
+    """
+
+    def __init__(self, message: str, error: str) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 def split_image(image: str) -> tuple[str, str | None]:
@@ -113,21 +132,109 @@ class SwarmEngine:
     def post_update(self, service_id: str, spec: dict[str, Any], params: dict[str, Any], expected: str) -> None:
         """The update (or, with ``rollback=previous``, Swarm's own rollback) at version index ``params["version"]``.
 
-        An index that moved since is the manager's optimistic lock refusing it: a Conflict.
+        An index that moved since is the manager's optimistic lock refusing it: a Conflict. A request
+        that could not be sent (no connection) is a RollbackFailed saying it was not applied; one that
+        went out and got no answer (a read timeout, a connection closed before the answer, a gateway's
+        504) is ``Unanswered``: whether it was applied is for ``reread_after_unanswered`` to find out.
         """
         import docker
+        import requests
 
         api = self.api
+        name = self.settings.service
         try:
             response = api._post_json(api._url("/services/{0}/update", service_id), data=spec, params=params)
             api._raise_for_status(response)
         except docker.errors.APIError as exc:
             text = str(exc.explanation or exc)
             if "out of sequence" in text:  # the manager's optimistic lock: the index moved
-                raise Conflict(conflict_message(self.settings.service, expected, self.version_index())) from None
-            raise RollbackFailed(f"the Docker Engine refused the update of {self.settings.service}: {text}") from None
-        except Exception as exc:  # requests' connection errors and the like
-            raise RollbackFailed(f"cannot reach the Docker Engine at {self.where()} to update: {exc}") from None
+                raise Conflict(conflict_message(name, expected, self.version_index())) from None
+            if exc.status_code == 504:  # a gateway gave up; the engine behind it may still be at work
+                raise self._unanswered(f"504 from a gateway in front of the engine: {text}") from None
+            raise RollbackFailed(f"the Docker Engine refused the update of {name}: {text}") from None
+        except requests.RequestException as exc:
+            if not_sent(exc):
+                raise RollbackFailed(
+                    f"the update of service {name} was not sent: cannot reach the Docker Engine at {self.where()} "
+                    f"({exc}); not applied"
+                ) from None
+            raise self._unanswered(f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # anything else may have come after the request went out: unknown
+            raise self._unanswered(f"{type(exc).__name__}: {exc}") from None
+
+    def _unanswered(self, error: str) -> Unanswered:
+        name = self.settings.service
+        return Unanswered(
+            f"the update of service {name} got no answer from the Docker Engine at {self.where()} ({error}); "
+            f"the outcome is UNKNOWN until the service is read again: run `docker service inspect {name}`",
+            error,
+        )
+
+    def reread_after_unanswered(
+        self, before: dict[str, Any], image: str, server_side: bool, lost: Unanswered, detail: dict[str, Any]
+    ) -> dict[str, Any]:
+        """An update whose answer was lost: read the service again until the outcome is known; never send it twice.
+
+        Applied: the version index moved past the one the update was sent at (``before``'s) and the
+        spec names ``image`` (a server-side rollback: the spec is what PreviousSpec was, or Swarm says a
+        rollback started). Not applied: the index moved without it (Swarm refuses an update sent at a
+        stale index), or it stayed put for ``api_timeout`` of reading again. Unknown: the service could
+        not be read again. Journals the outcome in ``detail``; returns the service as read.
+        """
+        name = self.settings.service
+        sent_at = int(before["Version"]["Index"])
+        what = (
+            f"Swarm's server-side rollback of service {name} to its PreviousSpec ({image})"
+            if server_side
+            else f"the update of service {name} to {image}"
+        )
+        what = f"{what}, sent at version index {sent_at},"
+        detail["answer"] = f"lost ({lost.error})"
+        timeout = self.settings.api_timeout
+        deadline = time.monotonic() + timeout
+        reads = 0
+        while True:
+            try:
+                now = self.service()
+            except RollbackFailed as exc:
+                left = deadline - time.monotonic()
+                if left > 0:
+                    time.sleep(min(REREAD_INTERVAL, left))
+                    continue
+                detail["write"] = "unknown (the answer was lost and the service could not be read again)"
+                raise RollbackFailed(
+                    f"{what} got no answer ({lost.error}); the outcome is UNKNOWN: reading the service again "
+                    f"failed too ({exc}); it was not sent again; run `docker service inspect {name}` to see "
+                    f"(a Version.Index above {sent_at} and the image {image} mean it was applied) before running again"
+                ) from None
+            reads += 1
+            index = int(now["Version"]["Index"])
+            specified = spec_image(now["Spec"])
+            if index > sent_at and _landed(before, now, image, server_side):
+                detail["write"] = "applied (the answer was lost; a re-read confirmed it)"
+                detail["reread"] = {
+                    "index": index,
+                    "image": specified,
+                    "update_state": (now.get("UpdateStatus") or {}).get("State"),
+                    "reads": reads,
+                }
+                return now
+            if index > sent_at:
+                detail["write"] = "not applied (the answer was lost; the service moved on without it)"
+                raise RollbackFailed(
+                    f"{what} got no answer ({lost.error}); re-read: not applied: the service moved on from version "
+                    f"index {sent_at} to {index} without it (it specifies {specified}), and Swarm refuses an "
+                    "update sent at an index that has moved; it was not sent again"
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                detail["write"] = "not applied (the answer was lost; re-read: the version index did not move)"
+                raise RollbackFailed(
+                    f"{what} got no answer ({lost.error}); re-read: not applied: the version index stayed at "
+                    f"{sent_at} for {format_duration(timeout)} of reading the service again (it still specifies "
+                    f"{specified}); it was not sent again"
+                )
+            time.sleep(min(REREAD_INTERVAL, left))
 
     def task_table(self, service_id: str) -> list[dict[str, Any]]:
         """Like ``docker service ps``: the newest task of each slot (or node), then older ones."""
@@ -150,3 +257,37 @@ class SwarmEngine:
         rows.sort(key=lambda r: (str(r["slot"]), str(r["since"])), reverse=True)
         rows.sort(key=lambda r: str(r["slot"]))
         return rows
+
+
+def not_sent(exc: BaseException) -> bool:
+    """Whether the request behind ``exc`` never went out: no connection was made (refused, no socket, a
+    connect timeout). Anything else (a read timeout, a connection closed after sending) may have been sent."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    seen: list[BaseException] = [exc]
+    for cause in seen:
+        if isinstance(cause, (ConnectTimeoutError, *_NOT_CONNECTED)):  # urllib3's NewConnectionError is one
+            return True
+        more = [*cause.args, getattr(cause, "reason", None), cause.__cause__]
+        seen.extend(e for e in more if isinstance(e, BaseException) and e not in seen and len(seen) < 20)
+    return False
+
+
+def _bare(image: str) -> str:
+    return image.split("@", 1)[0]
+
+
+def _landed(before: dict[str, Any], now: dict[str, Any], image: str, server_side: bool) -> bool:
+    """Whether ``now`` (read after the index moved) is the update's work, by its spec."""
+    if _bare(spec_image(now["Spec"])) == _bare(image):
+        return True
+    if not server_side:
+        return False
+    previous = before.get("PreviousSpec") or {}
+    if now["Spec"] == previous or _bare(spec_image(now["Spec"])) == _bare(spec_image(previous)):
+        return True
+    status, earlier = now.get("UpdateStatus") or {}, before.get("UpdateStatus") or {}
+    return status.get("State") in ROLLBACK_STATES and status.get("StartedAt") != earlier.get("StartedAt")
