@@ -5,6 +5,9 @@ that trickles), at most BODY_LIMIT bytes, and parsed with ``prometheus_client``'
 escaping, label quoting, HELP/TYPE lines and histogram suffixes are read the way Prometheus
 writes them. A selector (``http_requests_total{code=~"5.."}``) picks samples by name and label
 matchers; the value judged is the sum of the samples it picks.
+
+``prometheus_client`` is the optional extra ``metrics`` (in ``all``), imported only when a check
+runs: without it the check fails, before any request, naming what to install (``parser_missing``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from . import _deadline
 from .http import _REQUEST_ERRORS, ProbeSession, _chunks, describe_error, url_path
 
 BODY_LIMIT = 16 * 1024 * 1024
+REQUIREMENT = "'pytest-rollback-harness[metrics]'"
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,24 @@ def fetch(session: requests.Session, url: str, *, timeout: float) -> tuple[str |
     return kept.decode("utf-8", errors="replace"), None
 
 
+def parser_missing() -> str | None:
+    """None when ``prometheus_client``'s parser imports; else why not and what to install (as the drivers say it)."""
+    try:
+        # The package first: when it is not installed at all, this import's error names it.
+        import prometheus_client
+        import prometheus_client.parser  # noqa: F401
+    except ImportError as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "prometheus_client":
+            return (
+                "the metrics check needs the Python module 'prometheus_client', which is not installed; "
+                f"install it with: pip install {REQUIREMENT}"
+            )
+        # Installed but unusable (too old, broken): "cannot import name ... from ...".
+        why = f"the metrics check cannot import its parser ({exc})"
+        return f"{why}; install it with: pip install --upgrade {REQUIREMENT}"
+    return None
+
+
 def parse(text: str) -> list[tuple[str, dict[str, str], float]]:
     """Every sample as (name, labels, value); ValueError for text that is not the exposition format."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -111,8 +133,12 @@ def check_metrics(
     from ..rollback.config import parse_selector
 
     shown = url_path(url)
-    text, problem = fetch(session, url, timeout=timeout)
     measured: dict[str, Any] = {"url": url}
+    unavailable = parser_missing()
+    if unavailable is not None:
+        measured["error"] = unavailable
+        return CheckResult(name, "failed", f"{shown}: {unavailable}", measured)
+    text, problem = fetch(session, url, timeout=timeout)
     if text is None:
         measured["error"] = problem
         return CheckResult(name, "failed", f"{shown}: {problem}", measured)

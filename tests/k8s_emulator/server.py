@@ -287,9 +287,10 @@ class Emulator:
     version (pods.py), ``service()`` is a real proxy over them, and ``stop()`` terminates them all;
     ``pod_processes.releases`` maps a version to its release.json fields (delay, failing paths).
     Otherwise pods are records and the Service answers from them.
+    ``port``: the loopback port to listen on (0, the default: a free one; ``url`` names it).
     """
 
-    def __init__(self, tick: float = 0.05, real_pods: bool = False) -> None:
+    def __init__(self, tick: float = 0.05, real_pods: bool = False, port: int = 0) -> None:
         self.store = Store()
         self.controller = Controller(self.store)
         self.pod_processes: PodProcesses | None = None
@@ -298,6 +299,7 @@ class Emulator:
             self.pod_processes.crashing = self.controller.crashing  # one knob for both kinds of pod
             self.controller.pods = self.pod_processes
         self.tick = tick
+        self.port = port  # 0: a free port, chosen when it starts
         self.requests: list[tuple[str, str, str]] = []  # (method, path with query, content type)
         self.patches: list[tuple[str, str, Any]] = []  # (path with query, content type, decoded body)
         self._stop = threading.Event()
@@ -320,7 +322,7 @@ class Emulator:
             pass
 
         Handler.emulator = emulator
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._httpd.daemon_threads = True
         self._threads = [
             threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True),
