@@ -131,6 +131,12 @@ class EvidenceReporter:
         session.exitstatus = evidence.exit_code
         if evidence.exit_code == pytest.ExitCode.USAGE_ERROR and not self.run.journal.entries():
             return  # nothing ran: no evidence to keep
+        for member in self.run.members():  # what happened is known, but the journal on disk lacks some of it
+            if member.journal.unwritten:
+                self.write_failures.append(
+                    f"{member.journal.path.name} is incomplete: {len(member.journal.unwritten)} record(s) "
+                    f"could not be written ({member.journal.write_error}); this run's report holds them"
+                )
         # The webhooks' last word, bounded.
         features.session_end(self.run, self.config, evidence.headline(), evidence.exit_code)
         final = evidence.final = evidence.evidence()
@@ -147,6 +153,19 @@ class EvidenceReporter:
         if self.write_failures and self.evidence.exit_code == exit_codes.OK and self._session is not None:
             self.evidence.exit_code = exit_codes.EVIDENCE_NOT_WRITTEN
             self._session.exitstatus = self.evidence.exit_code
+            self._restate_exit()
+
+    def _restate_exit(self) -> None:
+        """evidence.json was written before a later file failed: it must give the exit code the run ends with."""
+        final, path = self.evidence.final, self.run.run_dir / EVIDENCE_NAME
+        if final is None or not path.is_file():
+            return
+        code = self.evidence.exit_code
+        if code is None:
+            return
+        final["exit"] = {"code": code, "meaning": exit_codes.MEANINGS.get(code, "see pytest's exit codes")}
+        final["not_written"] = list(self.write_failures)
+        self._write_guarded(EVIDENCE_NAME, lambda: write_json(path, final, self.redactor))
 
     def _write_guarded(self, name: str, write: Callable[[], object]) -> bool:
         """Run one evidence writer; a full disk, a read-only folder or Ctrl-C is recorded, not raised.

@@ -116,22 +116,23 @@ class RunEvidence:
             fast=run.fast,
             allow_data_loss=bool(run.options.get("allow_data_loss")),
         )
-        selection = " ".join(
-            f"{flag} {value!r}" for flag, value in (("-k", option.keyword), ("-m", option.markexpr)) if value
-        )
+        chosen = [f"{flag} {value!r}" for flag, value in (("-k", option.keyword), ("-m", option.markexpr)) if value]
+        chosen += [f"--deselect {value}" for value in getattr(option, "deselect", None) or []]
+        selection = " ".join(chosen) or "node ids on the command line"
         feature_relaxed = features.relaxed(run, self.config)
         return model.relaxed_safety(run.config.settings, guards, feature_relaxed, self._gates_not_run(), selection)
 
     def _gates_not_run(self) -> list[str]:
-        """The runbook's preflight and verify items that -k / -m left out."""
-        if not (self.config.option.keyword or self.config.option.markexpr):
+        """The runbook's preflight and verify items that -k, -m, --deselect or node ids left out."""
+        if not self.selected_names:  # collection never finished (interrupted, an error): nothing to say
             return []
-        expected = []
-        if "preflight" in self.run.phases:
-            expected += [f"preflight-{name}" for name in preflight_finding_names(self.run.config, self.run.target_spec)]
-        if "verify" in self.run.phases:
-            expected += [f"verify-{spec.key}" for spec in check_specs(self.run)]
-        return [name for name in expected if name not in self.selected_names]
+        expected: list[str] = []
+        for owner in self.run.fleet.values() if self.run.is_fleet else [self.run]:  # a fleet: its targets' items
+            if "preflight" in owner.phases:
+                expected += [f"preflight-{name}" for name in preflight_finding_names(owner.config, owner.target_spec)]
+            if "verify" in owner.phases:
+                expected += [f"verify-{spec.key}" for spec in check_specs(owner)]
+        return [name for name in dict.fromkeys(expected) if name not in self.selected_names]
 
     def artifact(self, path: str | None) -> str | None:
         """A file's name inside the run folder, or its full path when the user put it elsewhere."""

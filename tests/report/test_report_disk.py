@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deployments import Deployment
+from deployments import Deployment, read_evidence
 from mounts import fill, remount_read_only, small_tmpfs
 
 pytestmark = pytest.mark.integration
@@ -165,3 +165,24 @@ def test_a_report_disk_that_fills_during_the_restart_stops_the_rollback_truthful
     states = {(s["step"], s["status"]) for s in steps}
     assert ("switch-link", "done") in states and ("restart", "started") in states
     assert ("wait-ready", "started") not in states  # nothing started that the journal could not record
+
+
+def test_evidence_json_gives_the_exit_code_the_run_ends_with_when_a_later_file_fails(
+    pytester: pytest.Pytester, demo: Deployment
+) -> None:
+    """evidence.json is written first; JUnit XML then fails (a path no one can write): the run exits
+    22, and evidence.json says 22 and why, not the 0 it held a moment before."""
+    reports = pytester.path / "reports"
+    junit = "/proc/no-such-folder/junit.xml"  # /proc takes no new folders, even from root
+
+    result = pytester.runpytest(
+        *demo.harness_args(reports, "--rollback-to", "v1.2.9", "--rollback-yes", f"--junitxml={junit}")
+    )
+
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == 22, output
+    assert "Traceback" not in output and "INTERNALERROR" not in output
+    evidence = read_evidence(reports)
+    assert evidence["exit"]["code"] == 22, evidence["exit"]
+    assert any("junit.xml was not written" in line for line in evidence["not_written"]), evidence["not_written"]
+    assert evidence["headline"].startswith("demo: rolled back from v1.3.0 to v1.2.9; verified")

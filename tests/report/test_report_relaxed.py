@@ -52,3 +52,23 @@ def test_a_run_with_every_guard_up_records_none(pytester: pytest.Pytester, demo:
     assert result.ret == 13, result.stdout.str()  # v1.3.0 is live and bad
     assert read_evidence(pytester.path / "reports")["relaxed_safety"] == []
     assert "relaxed safety" not in result.stdout.str()
+
+
+def test_a_check_left_out_with_deselect_is_relaxed_safety_too(pytester: pytest.Pytester, demo: Deployment) -> None:
+    """-k is not the only way to leave a gate check out: --deselect (and node ids) are named as well."""
+    result = pytester.runpytest(
+        *demo.harness_args(
+            pytester.path / "reports",
+            "--rollback-to",
+            "v1.2.9",
+            "--rollback-yes",
+            f"--deselect={demo.config_path.name}::verify-latency[/]",
+        )
+    )
+
+    assert result.ret == 0, result.stdout.str()
+    relaxed = read_evidence(pytester.path / "reports")["relaxed_safety"]
+    assert relaxed[-1] == {
+        "setting": f"--deselect {demo.config_path.name}::verify-latency[/]",
+        "effect": "gate checks deselected, not run: verify-latency[/]",
+    }, relaxed
