@@ -25,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import exit_codes
+from .fixtures import config_service, recorded_outcome, runbook_for
 from .items import (
     PHASE_KEY,
     SPEC_KEY,
     RunbookItem,
     check_specs,
     make_item,
+    record_result,
 )
 from .phase import PhaseChecks
 from .state import MODE_GATE_VERIFY, MODE_ROLLBACK, RUN_KEY, HarnessRun
@@ -240,12 +242,6 @@ def _state(request: pytest.FixtureRequest) -> tuple[HarnessRun, GateRun]:
     return request.config.stash[RUN_KEY], request.config.stash[GATES_KEY]
 
 
-def _record(request: pytest.FixtureRequest, result: dict[str, Any]) -> None:
-    from .items import _record as record
-
-    record(request, result)
-
-
 def _run_last_verified(request: pytest.FixtureRequest) -> None:
     run, gates = _state(request)
     proof = gates.last_verified
@@ -258,7 +254,7 @@ def _run_last_verified(request: pytest.FixtureRequest) -> None:
         summary += f"; not trusted: {'; '.join(proof['untrusted'][:3])}"
     run.progress(summary)
     run.journal.record("last-verified", "resolved", **{k: v for k, v in proof.items() if k != "untrusted"})
-    _record(request, {"name": LAST_VERIFIED, "status": "passed", "summary": summary, "measured": proof})
+    record_result(request, {"name": LAST_VERIFIED, "status": "passed", "summary": summary, "measured": proof})
 
 
 def _run_rollback_on_failure(request: pytest.FixtureRequest) -> None:
@@ -272,7 +268,7 @@ def _run_rollback_on_failure(request: pytest.FixtureRequest) -> None:
             if run.verify_passed
             else "the deploy's verify gate did not run: nothing to judge, nothing rolled back"
         )
-        _record(request, {"name": ON_FAILURE, "status": "skipped", "summary": why, "measured": {}})
+        record_result(request, {"name": ON_FAILURE, "status": "skipped", "summary": why, "measured": {}})
         pytest.skip(why)
     run.progress(f"the deploy failed its verify gate: rolling back to {gates.on_failure} (--rollback-on-failure)")
     outcome = _auto_rollback(run, gates.on_failure)
@@ -280,7 +276,7 @@ def _run_rollback_on_failure(request: pytest.FixtureRequest) -> None:
     gates.auto_status = outcome.status
     ok = outcome.status in (STATUS_ROLLED_BACK, STATUS_ALREADY_AT_TARGET)
     run.progress(f"{ON_FAILURE}: {outcome.message}")
-    _record(
+    record_result(
         request,
         {"name": ON_FAILURE, "status": "passed" if ok else "failed", "summary": outcome.message, "measured": {}},
     )
@@ -292,7 +288,6 @@ def _auto_rollback(run: HarnessRun, requested: str) -> RollbackOutcome:
     """The runbook after a failed deploy gate: preflight, plan, the rollback. Raises nothing."""
     from ..rollback.runbook import STATUS_REFUSED, RollbackOutcome
     from ..rollback.versions import PREVIOUS, same_version
-    from .fixtures import config_service, runbook_for
 
     run.requested = requested
     runbook = runbook_for(run)
@@ -351,7 +346,7 @@ def _run_reverify(request: pytest.FixtureRequest) -> None:
     if key == "version":
         measured = {**result.measured, "expected_from": "the automatic rollback's target (--rollback-on-failure)"}
         result = CheckResult(result.name, result.status, result.summary, measured)
-    _record(request, result.to_dict())
+    record_result(request, result.to_dict())
     if not result.passed:
         gates.reverify_failed = True
         prefix = "inconclusive (not passed): " if result.status == "inconclusive" else ""
@@ -362,7 +357,6 @@ def _run_reverify(request: pytest.FixtureRequest) -> None:
 def _watch_blocked(run: HarnessRun, gates: GateRun) -> str | None:
     """Why there is nothing to watch (the rollback was not done and verified), or None."""
     from ..rollback.runbook import STATUS_ALREADY_AT_TARGET, STATUS_ROLLED_BACK
-    from .fixtures import recorded_outcome
 
     done = (STATUS_ROLLED_BACK, STATUS_ALREADY_AT_TARGET)
     if run.mode == MODE_GATE_VERIFY:
@@ -412,7 +406,9 @@ def _run_watch_round(request: pytest.FixtureRequest) -> None:
         "at": at,
         "checks": {key: {"status": r.status, "summary": r.summary} for key, r in results.items()},
     }
-    _record(request, {"name": name, "status": "failed" if bad else "passed", "summary": summary, "measured": measured})
+    record_result(
+        request, {"name": name, "status": "failed" if bad else "passed", "summary": summary, "measured": measured}
+    )
     run.journal.record(name, "not passed" if bad else "passed", summary=summary)
     run.progress(f"watch: {summary}")
     if bad:
@@ -513,8 +509,6 @@ def headline(
             done = ", ".join(f"{step} {state}" for step, state in steps.items())
             return f"{service}: INTERRUPTED: the automatic rollback did not finish: {done}"
     if auto and auto[0]["outcome"] != "skipped":
-        from .fixtures import recorded_outcome
-
         outcome = recorded_outcome(run)
         if auto[0]["outcome"] != "passed":
             return f"{deploy}; the automatic rollback did NOT happen or failed: {auto[0]['message']}"

@@ -23,6 +23,7 @@ from .fixtures import (  # noqa: F401  (fixtures are found in the plugin's names
     _rollback_gate,
     gate_marker,
     gate_phase,
+    recorded_outcome,
     rollback_base_url,
     rollback_db_engine,
     rollback_http,
@@ -558,7 +559,6 @@ def _finish_actions(run: HarnessRun, config: pytest.Config) -> None:
 def _cleanup_after_verified_rollback(run: HarnessRun) -> None:
     """The driver's cleanup (e.g. removing the replaced image), before the evidence is written."""
     from ..rollback.runbook import STATUS_ROLLED_BACK
-    from .fixtures import recorded_outcome
 
     outcome = recorded_outcome(run)
     if outcome is None or outcome.status != STATUS_ROLLED_BACK or run.verify_failed or not run.verify_passed:

@@ -140,7 +140,7 @@ def remember_selected(items: list[pytest.Item], run: HarnessRun) -> None:
             owner.selected_checks.setdefault(item.stash[PHASE_KEY], []).append(item.stash[SPEC_KEY])
 
 
-def _record(request: pytest.FixtureRequest, result: dict[str, Any]) -> None:
+def record_result(request: pytest.FixtureRequest, result: dict[str, Any]) -> None:
     # user_properties reach every report writer (JUnit XML among them): no secrets in them.
     # JSON text: JUnit XML writes a property's value with str(), which would be a Python repr.
     redacted = request.config.stash[RUN_KEY].redactor.data(result)
@@ -154,7 +154,7 @@ def _run_preflight(request: pytest.FixtureRequest) -> None:
         request.config.hook.pytest_rollback_member_phase(root=root, run=run, phase="preflight")
     finding = runbook_for(run).preflight()[request.node.stash[SPEC_KEY]]
     status = "passed" if finding.ok else ("failed" if finding.checked else "not-checked")
-    _record(request, {"name": finding.name, "status": status, "summary": finding.message, "measured": {}})
+    record_result(request, {"name": finding.name, "status": status, "summary": finding.message, "measured": {}})
     if not finding.checked:
         pytest.skip(finding.message)
     if not finding.ok:
@@ -171,7 +171,7 @@ def _run_baseline(request: pytest.FixtureRequest) -> None:
     if not lock.ok:  # another run is acting on the target: its restart is not our "before"
         pytest.skip(f"not measured: {lock.message}")
     result = _phase_result(request, "baseline")
-    _record(request, result.to_dict())
+    record_result(request, result.to_dict())
     _skip_if_not_counted(result)
     if not result.passed:
         pytest.xfail(f"baseline measured: {result.status}: {result.summary}")
@@ -186,7 +186,7 @@ def _run_verify(request: pytest.FixtureRequest, rollback_outcome: object) -> Non
     result = _phase_result(request, "verify")
     if request.node.stash[SPEC_KEY] in ("version", "replicas"):
         result = _with_expectation(run, result)
-    _record(request, result.to_dict())
+    record_result(request, result.to_dict())
     _skip_if_not_counted(result)
     if result.status == "inconclusive":
         pytest.fail(f"inconclusive (not passed): {result.summary}", pytrace=False)
