@@ -53,3 +53,10 @@ def test_every_feature_is_a_plugin_that_implements_only_known_hooks() -> None:
 def test_features_do_not_import_each_other() -> None:
     for name in FEATURES:
         assert plugin_imports(PLUGINS / f"{name}.py") & (FEATURES - {name}) == set(), name
+
+
+def test_docs_architecture_names_every_hook() -> None:
+    """docs/architecture.md's hook table is how a newcomer finds where a feature plugs in: keep it whole."""
+    table = (PLUGINS.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    declared = {name for name in dir(hookspecs) if name.startswith("pytest_rollback_")}
+    assert {name for name in declared if f"`{name}(" not in table} == set()
