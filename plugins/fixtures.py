@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +138,16 @@ def rollback_outcome(request: pytest.FixtureRequest) -> RollbackOutcome | None:
     Tests that depend on it are skipped when the rollback was refused, not confirmed or a dry
     run, and error when it failed: verify results then never describe an unchanged system.
     """
+    started = time.monotonic()
+    try:
+        return _roll_back_once(request)
+    finally:
+        if RUN_KEY in request.config.stash:
+            request.config.stash[RUN_KEY].rollback_wall_s += time.monotonic() - started
+
+
+def _roll_back_once(request: pytest.FixtureRequest) -> RollbackOutcome | None:
+    """The rollback, and what its outcome means for the items that depend on it."""
     from ..rollback.runbook import (
         STATUS_CONFLICT,
         STATUS_DRY_RUN,

@@ -32,6 +32,7 @@ from .fixtures import (  # noqa: F401  (fixtures are found in the plugin's names
 from .ini import INI_CONFIG, INI_REPORT_DIR, INI_TARGET, ini_path, target_option
 from .items import (
     GATE_PROPERTY,
+    OWN_SECONDS_KEY,
     PHASE_KEY,
     SPEC_KEY,
     RunbookFile,
@@ -536,12 +537,25 @@ def pytest_runtest_makereport(
     """Tally the verify gates this process ran (the one that holds the runbook runs them all)."""
     report = yield
     run = run_for(item.config, item) if RUN_KEY in item.config.stash else None
+    if run is not None:
+        _own_duration(item, report)
     if run is not None and dict(report.user_properties).get(GATE_PROPERTY) == "verify":
         if report.failed:
             run.verify_failed = True
         elif report.when == "call" and report.passed:
             run.verify_passed += 1
     return report
+
+
+def _own_duration(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Each runbook item reports its own time (junit.xml, the HTML, evidence.json): a check's call, the
+    check itself (not its wait for the phase's others); the setup that ran the rollback, without it."""
+    root = item.config.stash[RUN_KEY]
+    if report.when == "setup" and root.rollback_wall_s:
+        report.duration = max(0.0, report.duration - root.rollback_wall_s)
+        root.rollback_wall_s = 0.0
+    if report.when == "call" and OWN_SECONDS_KEY in item.stash:
+        report.duration = item.stash[OWN_SECONDS_KEY]
 
 
 def _finish_actions(run: HarnessRun, config: pytest.Config) -> None:

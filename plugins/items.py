@@ -66,6 +66,8 @@ class RunbookItem(pytest.Function):
 
 
 SPEC_KEY = pytest.StashKey[str]()
+# How long the item's check itself ran: its call reports that (plugins/harness.py), not its wait.
+OWN_SECONDS_KEY = pytest.StashKey[float]()
 PHASE_KEY = pytest.StashKey[str]()
 
 
@@ -128,7 +130,11 @@ def _phase_result(request: pytest.FixtureRequest, phase: str) -> CheckResult:
         selected = run.selected_checks.get(phase, [])
         specs = [spec for spec in check_specs(run) if spec.key in selected]
         run.phase_checks[phase] = PhaseChecks(run, phase, specs)
-    result: CheckResult = run.phase_checks[phase].result(request.node.stash[SPEC_KEY])
+    checks = run.phase_checks[phase]
+    key = request.node.stash[SPEC_KEY]
+    result: CheckResult = checks.result(key)
+    if key in checks.own_seconds:
+        request.node.stash[OWN_SECONDS_KEY] = checks.own_seconds[key]
     return result
 
 

@@ -100,6 +100,7 @@ class PhaseChecks:
         self._futures: dict[str, Future[CheckResult]] = {}
         self._settled: list[str] = []
         self._started = threading.Lock()
+        self.own_seconds: dict[str, float] = {}
 
     def start(self) -> None:
         """Start every check now, before any item asks (a fleet starts each target's phase at once)."""
@@ -163,10 +164,15 @@ class PhaseChecks:
         with slots:
             self._fill(future, spec.key, partial(spec.run, self.run, self.phase))
 
-    @staticmethod
-    def _fill(future: Future[CheckResult], name: str, check: Callable[[], CheckResult]) -> None:
+    def _fill(self, future: Future[CheckResult], name: str, check: Callable[[], CheckResult]) -> None:
         if future.set_running_or_notify_cancel():
-            future.set_result(run_safely(name, check))
+            started = time.monotonic()
+            result = run_safely(name, check)
+            # How long the check itself took (a settled check: both rounds): what its item reports,
+            # not the time it waited for the phase's other checks.
+            with self._started:
+                self.own_seconds[name] = self.own_seconds.get(name, 0.0) + time.monotonic() - started
+            future.set_result(result)
 
     def _run_in_turn(
         self,

@@ -88,6 +88,9 @@ class HarnessRun:
     fleet_parallel: int = 1
     # Phases plugins/gates.py adds to this run (rollback-on-failure, reverify, watch).
     extra_phases: tuple[str, ...] = ()
+    # The rollback's own time in this process, taken out of the setup it ran in (the first verify
+    # item's): its steps are their own rows in the timeline, not that item's duration.
+    rollback_wall_s: float = 0.0
     # pytest's hook caller (config.hook): how the core asks the features for their part (plugins/hookspecs.py).
     hook: Any = None
 
