@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -63,20 +65,54 @@ def recorded_outcome(run: HarnessRun) -> RollbackOutcome | None:
     return None
 
 
-def perform_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
+class RunLockUnavailable(Exception):
+    """The run's own lock file cannot be made (a full or read-only report disk): nothing may start."""
+
+
+@contextmanager
+def held_run_lock(run: HarnessRun) -> Iterator[None]:
+    """The lock and the journal make the rollback happen once per run, even if several processes of
+    the same run ask for it; a lock that cannot be taken is RunLockUnavailable, not a traceback."""
     from filelock import FileLock
 
-    # The lock and the journal make the rollback happen once per run, even if several
-    # processes of the same run ask for it.
-    with FileLock(str(run.run_dir / RUN_LOCK_NAME)):
-        done = recorded_outcome(run)
-        if done is not None:
-            return done
-        outcome = _decide_and_act(run, config)
-        run.journal.record_after(
-            "outcome", outcome.status, **{k: v for k, v in outcome.to_dict().items() if k != "status"}
-        )
-        return outcome
+    lock = FileLock(str(run.run_dir / RUN_LOCK_NAME))
+    try:
+        lock.acquire()
+    except OSError as exc:
+        code = errno.errorcode.get(exc.errno or 0)
+        reason = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
+        raise RunLockUnavailable(f"cannot take the run's lock {lock.lock_file}: {reason}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def not_attempted(run: HarnessRun, why: str, live: str | None, target: str | None) -> RollbackOutcome:
+    """The rollback did not start: said as it is, and kept for this run's report."""
+    from ..rollback.runbook import STATUS_FAILED, RollbackOutcome
+
+    outcome = RollbackOutcome(STATUS_FAILED, f"rollback not attempted: {why}; nothing was changed", live, target)
+    run.journal.record_after("outcome", outcome.status, **{k: v for k, v in outcome.to_dict().items() if k != "status"})
+    return outcome
+
+
+def perform_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
+    try:
+        with held_run_lock(run):
+            return _once(run, config)
+    except RunLockUnavailable as exc:
+        runbook = runbook_for(run)
+        return not_attempted(run, str(exc), runbook.from_version, runbook.to_version)
+
+
+def _once(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
+    done = recorded_outcome(run)
+    if done is not None:
+        return done
+    outcome = _decide_and_act(run, config)
+    run.journal.record_after("outcome", outcome.status, **{k: v for k, v in outcome.to_dict().items() if k != "status"})
+    return outcome
 
 
 def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:

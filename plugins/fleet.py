@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..rollback import run_files
-from .fixtures import RUN_LOCK_NAME, recorded_outcome, runbook_for, session_of
+from .fixtures import RunLockUnavailable, held_run_lock, not_attempted, recorded_outcome, runbook_for, session_of
 from .ini import target_option
 from .items import check_specs, runbook_items
 from .phase import PhaseChecks
@@ -308,17 +308,18 @@ def require_rolled_back(child: HarnessRun) -> None:
 
 def perform_fleet_rollback(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:
     """Once per run: every target's preflight passed, one plan, one confirmation, then the fleet."""
-    from filelock import FileLock
-
     from ..rollback.fleet import outcome_record
 
-    with FileLock(str(run.run_dir / RUN_LOCK_NAME)):
-        done = recorded_outcome(run)
-        if done is not None:
-            return done
-        outcome = _decide_and_act(run, config)
-        run.journal.record_after("outcome", outcome.status, **outcome_record(outcome))
-        return outcome
+    try:
+        with held_run_lock(run):
+            done = recorded_outcome(run)
+            if done is not None:
+                return done
+            outcome = _decide_and_act(run, config)
+            run.journal.record_after("outcome", outcome.status, **outcome_record(outcome))
+            return outcome
+    except RunLockUnavailable as exc:
+        return not_attempted(run, str(exc), None, None)
 
 
 def _decide_and_act(run: HarnessRun, config: pytest.Config) -> RollbackOutcome:

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .fleet import fleet_outcome, outcome_record, run_fleet
-from .journal import Journal
-from .runbook import STATUS_DRY_RUN, STATUS_NOT_CONFIRMED, STATUS_REFUSED, RollbackOutcome, Runbook
+from .journal import Journal, JournalNotWritten
+from .runbook import STATUS_DRY_RUN, STATUS_FAILED, STATUS_NOT_CONFIRMED, STATUS_REFUSED, RollbackOutcome, Runbook
 
 # Asked a yes/no question: whether to proceed, and how that was decided (recorded as said).
 Confirm = Callable[[str], tuple[bool, str]]
@@ -31,6 +31,18 @@ class Session:
 
 def roll_back(session: Session, runbook: Runbook, refusals: list[str]) -> RollbackOutcome:
     """One target: refused by preflight, else planned, confirmed and executed by its runbook."""
+    try:
+        return _roll_back(session, runbook, refusals)
+    except JournalNotWritten as exc:  # before the first change: a plan or consent that cannot be recorded
+        return RollbackOutcome(
+            STATUS_FAILED,
+            f"rollback not attempted: {exc}; nothing was changed",
+            runbook.from_version,
+            runbook.to_version,
+        )
+
+
+def _roll_back(session: Session, runbook: Runbook, refusals: list[str]) -> RollbackOutcome:
     live, target = runbook.from_version, runbook.to_version
     if refusals:
         return RollbackOutcome(STATUS_REFUSED, "preflight refused: " + "; ".join(refusals), live, target)
@@ -72,6 +84,13 @@ class Fleet:
 def roll_back_fleet(session: Session, fleet: Fleet, user_refusals: list[str]) -> RollbackOutcome:
     """Every target's preflight passed (or the fleet is refused), one plan, one confirmation, then
     ``rollback/fleet.py`` runs the runbooks ``parallel`` at a time; each target's outcome is journaled."""
+    try:
+        return _roll_back_fleet(session, fleet, user_refusals)
+    except JournalNotWritten as exc:  # before the first change: the plans or consent cannot be recorded
+        return _each(fleet, STATUS_FAILED, f"rollback not attempted: {exc}; nothing was changed")
+
+
+def _roll_back_fleet(session: Session, fleet: Fleet, user_refusals: list[str]) -> RollbackOutcome:
     refusals = {
         name: found
         for name, runbook in fleet.runbooks.items()

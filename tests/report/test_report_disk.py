@@ -186,3 +186,40 @@ def test_evidence_json_gives_the_exit_code_the_run_ends_with_when_a_later_file_f
     assert evidence["exit"]["code"] == 22, evidence["exit"]
     assert any("junit.xml was not written" in line for line in evidence["not_written"]), evidence["not_written"]
     assert evidence["headline"].startswith("demo: rolled back from v1.3.0 to v1.2.9; verified")
+
+
+# A preflight gate that passes after turning the report disk read-only: the plan is the next thing
+# written. (A full disk cannot stand in here: the journal's last block keeps room for a few lines.)
+LOSE_THE_DISK_AT_PREFLIGHT = """
+import os, subprocess
+
+import pytest
+
+
+@pytest.mark.rollback_gate("preflight")
+def test_the_report_disk_turns_read_only():
+    subprocess.run(["mount", "-o", "remount,ro", os.environ["REPORT_MOUNT"]], check=True, timeout=30)
+"""
+
+
+def test_a_report_disk_lost_before_the_plan_is_written_changes_nothing(
+    pytester: pytest.Pytester, demo: Deployment, report_mount: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing can be recorded any more (the run's lock, the plan, the consent): nothing is started, and
+    the run says so (exit 12) instead of a traceback per verify item."""
+    monkeypatch.setenv("REPORT_MOUNT", str(report_mount))
+    pytester.makepyfile(test_disk=LOSE_THE_DISK_AT_PREFLIGHT)
+
+    result = pytester.runpytest(*demo.harness_args(report_mount, "--rollback-to", "v1.2.9", "--rollback-yes"))
+
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == 12, output
+    assert "Traceback" not in output and "INTERNALERROR" not in output
+    assert demo.linked_version() == "v1.3.0" and demo.restarts() == 0  # nothing was changed
+    result.stdout.fnmatch_lines(
+        [
+            # The run's own lock is the first thing written after preflight; the plan comes next.
+            "demo: rollback not attempted: cannot take the run's lock */run.lock: Read-only file system "
+            "(EROFS); nothing was changed*"
+        ]
+    )
