@@ -20,7 +20,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +33,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import SKIP_HEADER
 
+from .http_errors import causes, is_wrapper
 from .journal import utc_now
 
 EVENTS = ("start", "gate", "rollback", "end")
@@ -114,7 +115,7 @@ def post(
             answer.raw.read(_ANSWER_LIMIT, decode_content=False)
             status = answer.status_code
     except _FAILURES as exc:
-        if watch.expired or any(isinstance(cause, TimeoutError) for cause in _causes(exc)):
+        if watch.expired or any(isinstance(cause, TimeoutError) for cause in causes(exc)):
             raise NotifyError(f"no answer within {timeout:g} s") from None
         raise NotifyError(f"could not deliver: {_reason(exc)}") from None
     finally:
@@ -139,29 +140,12 @@ def environment_proxies(url: str) -> dict[str, str]:
 _FAILURES = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError, ValueError)
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and what it wraps (causes, contexts, urllib3 reasons, exception arguments), outer first."""
-    pending = [exc]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop(0)
-        if id(current) not in seen:
-            seen.add(id(current))
-            yield current
-            nested = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
-            pending.extend(item for item in nested if isinstance(item, BaseException))
-
-
 def _reason(exc: BaseException) -> str:
     """The words http.client's own error gave (``Connection refused``), under requests' wrappers."""
-    for cause in _causes(exc):
-        if isinstance(cause, (OSError, http.client.HTTPException)) and not _wrapper(cause):
+    for cause in causes(exc):
+        if isinstance(cause, (OSError, http.client.HTTPException)) and not is_wrapper(cause):
             return getattr(cause, "strerror", None) or type(cause).__name__
     return type(exc).__name__
-
-
-def _wrapper(exc: BaseException) -> bool:
-    return type(exc).__module__.split(".")[0] in ("requests", "urllib3")
 
 
 def _session() -> requests.Session:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import string
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urljoin, urlparse, urlunparse
@@ -18,6 +17,8 @@ from urllib.parse import quote, urljoin, urlparse, urlunparse
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
+
+from ..http_errors import causes, is_wrapper
 
 MAX_BODY = 64 * 1024
 # What urllib's opener sent with every request.
@@ -123,28 +124,11 @@ def _in_urllib_words(exc: BaseException, url: str) -> str:
         return f"URLError: unknown url type: {exc}"
     if isinstance(exc, requests.exceptions.InvalidURL) and not urlparse(url).hostname:
         return "URLError: no host given"
-    causes = list(_causes(exc))
-    plain = next((cause for cause in causes if not _wrapper(cause)), exc)
+    chain = list(causes(exc))
+    plain = next((cause for cause in chain if not is_wrapper(cause)), exc)
     connecting = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
-    if any(isinstance(cause, connecting) for cause in causes):
+    if any(isinstance(cause, connecting) for cause in chain):
         return f"URLError: {plain}"
-    if any(isinstance(cause, urllib3.exceptions.ReadTimeoutError) for cause in causes):
+    if any(isinstance(cause, urllib3.exceptions.ReadTimeoutError) for cause in chain):
         return "TimeoutError: timed out"
     return f"{type(plain).__name__}: {plain}"
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and what it wraps (causes, contexts, urllib3 reasons, exception arguments), outer first."""
-    pending = [exc]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop(0)
-        if id(current) not in seen:
-            seen.add(id(current))
-            yield current
-            nested = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
-            pending.extend(item for item in nested if isinstance(item, BaseException))
-
-
-def _wrapper(exc: BaseException) -> bool:
-    return type(exc).__module__.split(".")[0] in ("requests", "urllib3")
