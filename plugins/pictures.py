@@ -23,6 +23,8 @@ COLOURS = {
     "error": "#cf222e",
     "interrupted": "#cf222e",
     "started, never finished": "#bc4c00",
+    "measured": "#0969da",  # a baseline that measured failures: evidence, not a failed step
+    "rolled-back": "#1a7f37",
 }
 GREY = "#8c959f"
 SAMPLE_ROWS = (("before", "before (baseline)", "#9a6700"), ("after", "after (verify)", "#0969da"))
@@ -65,7 +67,7 @@ def _ticks(span: float, count: int = 5) -> list[float]:
 
 
 def timeline_svg(events: Sequence[dict[str, Any]], clean: Clean = str) -> str:
-    """One bar per timed event, from its start for its duration, on one time axis; "" when none."""
+    """One bar per timed step or phase, from its start for its duration, on one time axis; "" when none."""
     timed = [(start, event) for event in events if (start := _parse(event.get("at"))) is not None][:MAX_ROWS]
     if not timed:
         return ""
@@ -78,7 +80,7 @@ def timeline_svg(events: Sequence[dict[str, Any]], clean: Clean = str) -> str:
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" id="rollback-timeline-picture" width="{WIDTH}" '
         f'height="{height}" viewBox="0 0 {WIDTH} {height}" role="img" font-family="sans-serif" font-size="11">',
-        f"<title>Timeline: {len(spans)} steps and tests over {_seconds(total)}</title>",
+        f"<title>Timeline: {len(spans)} steps and phases over {_seconds(total)}</title>",
     ]
     for row, (offset, length, event) in enumerate(spans):
         y = row * ROW

@@ -7,15 +7,18 @@ second conftest.py without a package would replace it in ``sys.modules``.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -45,8 +48,48 @@ class Chromium:
             return cls(Path(found))
         pytest.fail(f"Chromium is needed to render the HTML report and was not found: {INSTALL_HINT}", pytrace=False)
 
-    def dump_dom(self, page: Path, *, timeout: float = RENDER_TIMEOUT_S) -> str:
-        """The serialised DOM of ``page`` once its scripts ran (``--dump-dom``)."""
+    def dump_dom(self, page: Path, *, timeout: float = RENDER_TIMEOUT_S, window: tuple[int, int] | None = None) -> str:
+        """The serialised DOM of ``page`` once its scripts ran (``--dump-dom``), laid out in
+        ``window`` (width, height) when given."""
+        size = [f"--window-size={window[0]},{window[1]}"] if window else []
+        out = self._run(page, [*size, "--dump-dom"], timeout)
+        if "<html" not in out:
+            pytest.fail(f"chromium gave no DOM for {page}", pytrace=False)
+        return out
+
+    def screenshot(
+        self, page: Path, png: Path, *, window: tuple[int, int] = (1280, 800), timeout: float = RENDER_TIMEOUT_S
+    ) -> Path:
+        """A PNG of the first ``window`` of ``page`` as the browser painted it (``--screenshot``)."""
+        self._run(page, [f"--window-size={window[0]},{window[1]}", f"--screenshot={png}"], timeout)
+        if not png.is_file():
+            pytest.fail(f"chromium wrote no screenshot of {page} to {png}", pytrace=False)
+        return png
+
+    def layout(self, page: Path, selectors: list[str], *, window: tuple[int, int] = (1280, 800)) -> dict[str, Any]:
+        """Where the first element of each selector was laid out, and every visible heading.
+
+        A copy of ``page`` gets a script that, once the page (and pytest-html's own script) has
+        loaded, writes the boxes (getBoundingClientRect) and computed font sizes into the DOM;
+        ``--dump-dom`` brings them back. Boxes are null for selectors that matched nothing.
+        """
+        probe = page.with_name(f"{page.stem}-layout-probe.html")
+        script = LAYOUT_PROBE % json.dumps(selectors)
+        html = page.read_text(encoding="utf-8")
+        assert "</body>" in html, f"{page} has no </body> to put the layout probe before"
+        probe.write_text(html.replace("</body>", script + "</body>", 1), encoding="utf-8")
+        try:
+            dom = parse_html(self.dump_dom(probe, window=window))
+        finally:
+            probe.unlink()
+        found = dom.find_all("pre", id="layout-probe")
+        assert len(found) == 1, "the layout probe did not run: no measurements in the rendered page"
+        measured: dict[str, Any] = json.loads(found[0].text)
+        return measured
+
+    def _run(self, page: Path, args: list[str], timeout: float) -> str:
+        """Runs headless Chromium on ``page`` with ``args``; its stdout. Fails the test on a
+        timeout or a non-zero exit."""
         with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
             argv = [
                 str(self.binary),
@@ -59,9 +102,10 @@ class Chromium:
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",
+                "--hide-scrollbars",
                 f"--user-data-dir={profile}",
                 "--virtual-time-budget=5000",
-                "--dump-dom",
+                *args,
                 page.resolve().as_uri(),
             ]
             # Its own process group: on a timeout the renderer and GPU children go too.
@@ -74,10 +118,43 @@ class Chromium:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.communicate()
                 pytest.fail(f"chromium did not render {page} within {timeout:g}s", pytrace=False)
-        if proc.returncode != 0 or "<html" not in out:
+        if proc.returncode != 0:
             tail = "\n".join(err.splitlines()[-15:])
             pytest.fail(f"chromium exited {proc.returncode} rendering {page}:\n{tail}", pytrace=False)
         return out
+
+
+# Runs after the page's own scripts ("load"); writes its measurements as JSON into <pre id=layout-probe>.
+LAYOUT_PROBE = """<script>
+window.addEventListener('load', function () {
+  function box(element) {
+    var r = element.getBoundingClientRect();
+    return {top: r.top, bottom: r.bottom, left: r.left, right: r.right, height: r.height,
+            fontSize: parseFloat(getComputedStyle(element).fontSize), text: element.textContent.trim().slice(0, 80)};
+  }
+  var boxes = {};
+  %s.forEach(function (selector) {
+    var element = document.querySelector(selector);
+    boxes[selector] = element ? box(element) : null;
+  });
+  var headings = Array.prototype.filter.call(document.querySelectorAll('h1, h2, h3, h4'), function (h) {
+    return h.getClientRects().length > 0;
+  }).map(box);
+  var out = document.createElement('pre');
+  out.id = 'layout-probe';
+  out.textContent = JSON.stringify({viewport: [window.innerWidth, window.innerHeight], boxes: boxes,
+                                    headings: headings});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def png_size(png: Path) -> tuple[int, int]:
+    """Width and height from a PNG's header (its IHDR chunk), checking that it is a PNG."""
+    head = png.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", f"{png} is not a PNG"
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
 
 
 # -- a small DOM -------------------------------------------------------------------------------
