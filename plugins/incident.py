@@ -28,8 +28,9 @@ from .state import RUN_KEY, HarnessRun
 
 if TYPE_CHECKING:
     from ..checks.logs import LogMark
-    from ..rollback.config import LogsConfig, MetricsConfig
+    from ..rollback.config import HarnessConfig, LogsConfig, MetricsConfig
     from ..rollback.decision import Decision
+    from ..rollback.incident import IncidentTemplates
     from ..rollback.results import CheckResult
 
 # Safe in a folder name on every OS and in a URL: letters, digits, '.', '_', '-'; starts with
@@ -41,6 +42,8 @@ DATA_IMPACTS = ("none", "minor", "major")
 REASON_LIMIT = 500
 INCIDENT_MD = run_files.INCIDENT
 STATUS_MD = run_files.STATUS
+# [incident] templates, read and parsed when the config is loaded (absent: the built-in ones).
+TEMPLATES_KEY = pytest.StashKey["IncidentTemplates"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -167,6 +170,22 @@ def pytest_rollback_check_options(config: pytest.Config, mode: str | None) -> No
             raise pytest.UsageError(
                 "--force overrides the decision: say why with --reason TEXT (it is recorded for the post-mortem)"
             )
+
+
+def pytest_rollback_config_loaded(config: pytest.Config, harness_config: HarnessConfig) -> None:
+    """``[incident] templates``: the folder exists and its templates parse, before anything changes."""
+    folder = harness_config.settings.incident.templates
+    if folder is None:
+        return
+    from ..rollback.errors import ConfigError
+    from ..rollback.incident import IncidentTemplates
+
+    prefix = "tool.rollback." if harness_config.path.name == "pyproject.toml" else ""
+    key = f"{harness_config.path}: {prefix}incident.templates = {folder!r}"
+    try:
+        config.stash[TEMPLATES_KEY] = IncidentTemplates.load(harness_config.base_dir / Path(folder).expanduser(), key)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_rollback_run_id(config: pytest.Config, default: str) -> str | None:
@@ -530,21 +549,48 @@ def decision_html(evidence: dict[str, Any], h: Callable[[object], str]) -> str:
     )
 
 
+class TemplateFailed(OSError):
+    """A team's template failed while rendering: the built-in write-up was written instead.
+
+    An OSError so that the run's file writer records it like a file it could not write: the
+    terminal and evidence.json's ``not_written`` say which template and why, and a run that
+    would have exited 0 exits 22 (evidence not written as asked).
+    """
+
+
 def write_markdown(
     run: HarnessRun,
     config: pytest.Config,
     evidence: dict[str, Any],
     write_guarded: Callable[[str, Callable[[], object]], bool],
 ) -> None:
-    """incident.md and status.md beside the evidence, atomically, redacted."""
+    """incident.md and status.md beside the evidence, atomically, redacted; from the team's
+    templates when ``[incident] templates`` names them, else (or when one fails) the built-in ones."""
     if not writes_markdown(run, config):
         return
-    from ..rollback.evidence import write_text
-    from ..rollback.incident import incident_markdown, status_markdown
+    from ..rollback.incident import INCIDENT_TEMPLATE, STATUS_TEMPLATE, IncidentTemplates
 
-    redact = run.redactor.text
-    write_guarded(INCIDENT_MD, lambda: write_text(run.run_dir / INCIDENT_MD, redact(incident_markdown(evidence))))
-    write_guarded(STATUS_MD, lambda: write_text(run.run_dir / STATUS_MD, redact(status_markdown(evidence))))
+    templates = config.stash.get(TEMPLATES_KEY, IncidentTemplates())
+    for file_name, template in ((INCIDENT_MD, INCIDENT_TEMPLATE), (STATUS_MD, STATUS_TEMPLATE)):
+        if template in templates.overrides:
+            what = f"{file_name} from the team's template {template}"
+        else:
+            what = file_name
+        write_guarded(what, _markdown_writer(run, templates, template, file_name, evidence))
+
+
+def _markdown_writer(
+    run: HarnessRun, templates: IncidentTemplates, template: str, file_name: str, evidence: dict[str, Any]
+) -> Callable[[], None]:
+    def write() -> None:
+        from ..rollback.evidence import write_text
+
+        rendered = templates.render(template, evidence)
+        write_text(run.run_dir / file_name, run.redactor.text(rendered.text))
+        if rendered.failure is not None:
+            raise TemplateFailed(f"{rendered.failure}; {file_name} holds the built-in template's text instead")
+
+    return write
 
 
 # -- the harness's hooks for the report (plugins/hookspecs.py) -------------------------------------
@@ -569,7 +615,14 @@ def pytest_rollback_write_files(
 
 
 def pytest_rollback_html_head(evidence: dict[str, Any], h: Callable[[object], str]) -> list[str]:
-    return [decision_html(evidence, h)]
+    # The decision only when one was asked for; otherwise the incident's id and reason, if given.
+    decision, incident = evidence["decision"], evidence["incident"]
+    if decision["verdict"] != "not-assessed" or decision["force_given"]:
+        return [decision_html(evidence, h)]
+    given = [
+        f"{label}: {h(incident[key])}" for label, key in (("Incident", "id"), ("Reason", "reason")) if incident[key]
+    ]
+    return [f'<p id="rollback-incident">{"; ".join(given)}</p>'] if given else []
 
 
 def pytest_rollback_terminal_head(evidence: dict[str, Any]) -> list[str]:

@@ -71,10 +71,10 @@ def test_demo_run_with_an_incident_id_writes_the_incident_and_status(
     assert verify_manifest(folder) == []
 
     html = (folder / "report.html").read_text()
-    # The report opens with the decision: before the headline and every other section.
+    # The report opens with the outcome; the decision asked for follows it, before every other section.
     decision_at = html.index('id="rollback-decision"')
-    assert decision_at < html.index("demo: rolled back from v1.3.0 to v1.2.9")
-    assert decision_at < html.index('id="rollback-timeline"')
+    assert html.index('id="rollback-headline"') < decision_at
+    assert decision_at < html.index('id="rollback-comparison"') < html.index('id="rollback-timeline"')
 
 
 def test_forward_fix_refuses_before_any_change(pytester: pytest.Pytester, demo: Deployment) -> None:
