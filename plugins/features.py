@@ -13,4 +13,5 @@ pytest_plugins = (
     "rollback_harness.plugins.fleet",
     "rollback_harness.plugins.gates",
     "rollback_harness.plugins.notifications",
+    "rollback_harness.plugins.signing",
 )

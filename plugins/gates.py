@@ -171,7 +171,8 @@ def pytest_rollback_config_loaded(
     configured = harness_config.settings.history.reports_dir
     folder = (harness_config.base_dir / Path(configured).expanduser()).resolve() if configured else report_base
     service = harness_config.settings.service.name
-    search = find_last_verified(folder, service, target_spec.name)
+    key = _signing_key(harness_config)  # [reports.signing]: only runs signed with it are trusted
+    search = find_last_verified(folder, service, target_spec.name, trusted=None if key is None else key.public)
     if search.proof is None:
         raise pytest.UsageError(search.refusal(service, target_spec.name).replace("--rollback-to", flag, 1))
     proof = search.proof.to_dict()
@@ -184,6 +185,19 @@ def pytest_rollback_config_loaded(
 
 
 _PROOF_KEY = pytest.StashKey[dict[str, Any]]()
+
+
+def _signing_key(harness_config: Any) -> Any:
+    """The configured signing key (its public half vouches for earlier runs); a bad one is a usage error."""
+    import os
+
+    from ..rollback.errors import ConfigError
+    from ..rollback.signing import configured_key
+
+    try:
+        return configured_key(harness_config, os.environ)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.hookimpl(trylast=True)
@@ -248,7 +262,8 @@ def _run_last_verified(request: pytest.FixtureRequest) -> None:
     assert proof is not None
     summary = (
         f"{proof['asked']}: {proof['version']}, verified by run {proof['run_id']} at {proof['verified_at']} "
-        f"({proof['how']}; evidence matches its manifest)"
+        f"({proof['how']}; evidence matches its manifest"
+        + (f", signed by the configured key {proof['signed_by']})" if proof.get("signed_by") else ")")
     )
     if proof["untrusted"]:
         summary += f"; not trusted: {'; '.join(proof['untrusted'][:3])}"

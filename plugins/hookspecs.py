@@ -183,6 +183,14 @@ def pytest_rollback_write_files(
     """Write a feature's own files from the final evidence through ``write`` (bounded, redacted)."""
 
 
+def pytest_rollback_manifest_written(
+    run: HarnessRun, config: pytest.Config, manifest: Path, write: Callable[..., Any]
+) -> None:
+    """The manifest of the run folder is written, last of all: a feature's files about it (its
+    signature) through ``write`` (as in ``pytest_rollback_write_files``); a failure there ends the
+    run with exit code 22 when it would have been 0. Such a file is not listed in the manifest."""
+
+
 def pytest_rollback_html_head(evidence: dict[str, Any], h: Callable[[object], str]) -> list[str]:
     """The HTML summary's opening sections, before the verdict (the decision); escaped with ``h``."""
     return []

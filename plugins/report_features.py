@@ -10,6 +10,7 @@ the report never imports a feature. The pictures are the report's own (plugins/p
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,6 +100,11 @@ def evidence_tail(run: HarnessRun, tests: dict[str, dict[str, Any]]) -> dict[str
 def write_files(run: HarnessRun, config: pytest.Config, evidence: dict[str, Any], write_guarded: WriteGuarded) -> None:
     """The features' own files beside the evidence, built from it (incident.md, status.md)."""
     run.hook.pytest_rollback_write_files(run=run, config=config, evidence=evidence, write=write_guarded)
+
+
+def manifest_written(run: HarnessRun, config: pytest.Config, manifest: Path, write_guarded: WriteGuarded) -> None:
+    """The features' files about the manifest just written (its signature), each through ``write_guarded``."""
+    run.hook.pytest_rollback_manifest_written(run=run, config=config, manifest=manifest, write=write_guarded)
 
 
 def remove_empty_folders(run: HarnessRun) -> None:

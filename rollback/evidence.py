@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from . import run_files
+
 REDACTED = "***"
-MANIFEST_NAME = "manifest.sha256"
+MANIFEST_NAME = run_files.MANIFEST
 SCHEMA_NAME = "evidence.schema.json"
 # Each pattern runs in time linear in the text it reads (a 1 MB report line in well under a second):
 # a match can start only at a fixed word ("://", "authorization"), every repeat stops at a character
@@ -36,7 +38,12 @@ class Redactor:
     """Removes secret values, in plain and encoded forms, from anything written out."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        forms: set[str] = set()
+        self._forms: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """More secrets, known after the config was read (a signing key): removed from then on."""
+        forms: set[str] = set(self._forms)
         for secret in secrets:
             if len(secret) < 4:
                 # Too short to replace without mangling ordinary text.
@@ -104,11 +111,11 @@ def write_manifest(run_dir: Path) -> Path | None:
     """``sha256sum``-compatible manifest of every file in ``run_dir`` (``sha256sum -c`` checks it).
 
     Written atomically, so a full disk or Ctrl-C never leaves a cut or empty manifest; a folder
-    holding no file gets none (None is returned).
+    holding no file gets none (None is returned). The signature written after it is not listed.
     """
     lines = []
-    temporary = _temporary(run_dir / MANIFEST_NAME)
-    for path in sorted(p for p in run_dir.rglob("*") if p.is_file() and p not in (run_dir / MANIFEST_NAME, temporary)):
+    unlisted = (run_dir / MANIFEST_NAME, _temporary(run_dir / MANIFEST_NAME), run_dir / run_files.SIGNATURE)
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file() and p not in unlisted):
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         lines.append(f"{digest}  {path.relative_to(run_dir).as_posix()}")
     if not lines:
@@ -150,7 +157,7 @@ def verify_manifest(run_dir: Path) -> list[str]:
         expected[name] = digest
     problems = []
     present = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()}
-    present.discard(MANIFEST_NAME)
+    present.difference_update({MANIFEST_NAME, run_files.SIGNATURE})  # the signature is written after the manifest
     for name, digest in sorted(expected.items()):
         path = run_dir / name
         if not path.is_file():

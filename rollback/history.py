@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import run_files
 from .evidence import verify_manifest
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 LAST_VERIFIED = "last-verified"
 # Exit codes of runs whose last verify round passed (plugins/exit_codes.py: OK, DEPLOY_ROLLED_BACK).
@@ -31,6 +34,8 @@ class Proof:
     verified_at: str
     run_dir: str
     how: str
+    # With [reports.signing]: the fingerprint of the key whose signature of the run's manifest held.
+    signed_by: str | None = None
 
     def describe(self) -> str:
         return f"{self.version}, verified by run {self.run_id} at {self.verified_at} ({self.how}; {self.run_dir})"
@@ -83,8 +88,14 @@ def proven_version(evidence: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def find_last_verified(folder: Path, service: str, target: str, *, skip: Path | None = None) -> Search:
-    """The newest run under ``folder`` for ``service`` and ``target`` whose verify gate passed."""
+def find_last_verified(
+    folder: Path, service: str, target: str, *, skip: Path | None = None, trusted: Ed25519PublicKey | None = None
+) -> Search:
+    """The newest run under ``folder`` for ``service`` and ``target`` whose verify gate passed.
+
+    With ``trusted`` (a signing key is configured) a run counts only when its manifest's signature
+    holds for that key: an unsigned run, or one signed by another key, is listed as untrusted.
+    """
     search = Search(folder)
     if not folder.is_dir():
         return search
@@ -107,9 +118,28 @@ def find_last_verified(folder: Path, service: str, target: str, *, skip: Path | 
         if problems:
             search.untrusted.append(f"{run_dir.name}: its evidence does not match its manifest ({problems[0]})")
             continue
+        signed_by = _signed_by(run_dir, trusted, search) if trusted is not None else None
+        if trusted is not None and signed_by is None:
+            continue
         version, how = proven
         at = str(evidence.get("finished") or evidence.get("started") or "")
-        candidates.append(Proof(version, str(evidence.get("run_id") or run_dir.name), at, str(run_dir), how))
+        run_id = str(evidence.get("run_id") or run_dir.name)
+        candidates.append(Proof(version, run_id, at, str(run_dir), how, signed_by))
     if candidates:
         search.proof = max(candidates, key=lambda proof: (proof.verified_at, proof.run_id))
     return search
+
+
+def _signed_by(run_dir: Path, trusted: Ed25519PublicKey, search: Search) -> str | None:
+    """The signer's fingerprint when the run's signature holds for ``trusted``; else None, said in ``search``."""
+    from .signing import check_signature
+
+    try:
+        check = check_signature(run_dir, trusted)
+    except OSError as exc:
+        search.untrusted.append(f"{run_dir.name}: its signature could not be read ({exc.strerror or exc})")
+        return None
+    if not check.ok:
+        search.untrusted.append(f"{run_dir.name}: {check.message}")
+        return None
+    return check.fingerprint

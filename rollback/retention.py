@@ -70,7 +70,7 @@ def read_run_folder(path: Path) -> RunFolder | None:
     if not isinstance(evidence, dict) or evidence.get("schema") != SCHEMA:
         return None
     present = {p.relative_to(path).as_posix() for p in path.rglob("*") if not p.is_dir()}
-    if present - listed - {run_files.MANIFEST}:
+    if present - listed - {run_files.MANIFEST, run_files.SIGNATURE}:
         return None  # files the harness did not write: someone keeps something here
     service = evidence.get("service") or {}
     target = evidence.get("target") or {}

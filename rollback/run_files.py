@@ -11,6 +11,8 @@ JOURNAL = "journal.jsonl"  # the step journal: one JSON line per event, flushed 
 JUNIT = "junit.xml"  # pytest's JUnit XML, unless --junitxml put it elsewhere
 REPORT = "report.html"  # the pytest-html report, unless --html put it elsewhere
 MANIFEST = "manifest.sha256"  # SHA-256 of every other file, checked with ``sha256sum -c``
+# The manifest's Ed25519 signature ([reports.signing]), written after it: the one file it does not list.
+SIGNATURE = "manifest.sha256.sig"
 RUN_LOCK = "run.lock"  # held while the rollback happens once per run; removed at the end, not evidence
 INCIDENT = "incident.md"  # the incident report, its root cause and lessons left for people to write
 STATUS = "status.md"  # a short status update for users

@@ -176,6 +176,58 @@ def test_installed_plainly_not_editable(installed: Installed) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr  # every requirement is met
 
 
+def test_the_verify_console_script_is_installed(installed: Installed) -> None:
+    """`rollback-harness verify` (docs/evidence.md) comes with a plain install, and `python -m` runs it too."""
+    script = Path(installed.python).parent / "rollback-harness"
+    for argv in ([str(script)], [installed.python, "-m", "rollback_harness"]):
+        shown = _run([*argv, "verify", "--help"], cwd=Path(installed.wheel).parent)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert "usage: rollback-harness verify" in shown.stdout and "exit codes:" in shown.stdout
+
+
+def test_the_built_in_write_up_templates_render_in_the_installed_package(installed: Installed) -> None:
+    # The templates are package data: a plain install that left them out writes no incident.md.
+    evidence = {
+        "incident": {"id": "INC-1", "reason": None},
+        "decision": {
+            "verdict": "not-assessed",
+            "rule": "no decision asked for",
+            "inputs": {"severity": None, "data_impact": None, "time_to_fix": None, "migrations_present": None},
+            "enforced": False,
+            "forced": False,
+        },
+        "run_id": "INC-1-run",
+        "mode": "rollback",
+        "headline": "shop: rolled back",
+        "service": {"name": "shop"},
+        "target": {"name": "app", "kind": "swarm"},
+        "requested": "v1.2.9",
+        "expect_version": None,
+        "from_version": "v1.3.0",
+        "to_version": "v1.2.9",
+        "outcome": {"status": "rolled-back", "message": ""},
+        "exit": {"code": 0, "meaning": "success"},
+        "started": "2026-12-03T02:00:00+00:00",
+        "finished": "2026-12-03T02:01:00+00:00",
+        "duration_s": 60.0,
+        "comparisons": [],
+        "timeline": [],
+        "tests": [],
+    }
+    code = (
+        "import json, sys; from rollback_harness.rollback import incident as i; e = json.loads(sys.argv[1]); "
+        "print(json.dumps({'folder': str(i.BUILT_IN_TEMPLATES), 'incident': i.incident_markdown(e), "
+        "'status': i.status_markdown(e)}))"
+    )
+    shown = _run([installed.python, "-c", code, json.dumps(evidence)], cwd=Path(installed.wheel).parent)
+    assert shown.returncode == 0, shown.stderr
+    facts = json.loads(shown.stdout)
+    assert Path(facts["folder"]).is_relative_to(Path(installed.python).parent.parent), facts["folder"]
+    assert facts["incident"].startswith("# Incident INC-1: shop, v1.3.0 -> v1.2.9\n")
+    assert "## Root cause" in facts["incident"]
+    assert facts["status"].startswith("# shop: Mitigated, monitoring\n")
+
+
 # -- four projects with names like ours --------------------------------------------------------
 
 
