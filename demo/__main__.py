@@ -36,6 +36,7 @@ from rollback_harness.plugins.exit_codes import MEANINGS as EXIT_MEANINGS
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 8080
 TARGET = "v1.2.9"
+SIGNING_FOLDER = "signing"  # in the demo folder: the key that signs the demo's evidence (docs/evidence.md)
 
 
 def demo_dir() -> Path:
@@ -75,6 +76,39 @@ def clear_folder(root: Path) -> None:
     shutil.rmtree(root)
 
 
+def saved_signing_key(root: Path) -> dict[str, bytes]:
+    """The demo's signing key pair from an earlier run: kept, so the runs it signed still verify with it."""
+    folder = root / SIGNING_FOLDER
+    if not (root / LAYOUT_FILE).is_file() or not folder.is_dir():
+        return {}
+    return {path.name: path.read_bytes() for path in folder.glob("*.pem")}
+
+
+def configure_signing(layout: DemoLayout, saved: dict[str, bytes]) -> Path:
+    """[reports.signing] with the demo's own Ed25519 key, made on the first run; the public key's path."""
+    from rollback_harness.rollback.signing import generate_key_files
+
+    folder = layout.root / SIGNING_FOLDER
+    if {"signing-key.pem", "signing-key.pub.pem"} <= set(saved):
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in saved.items():
+            (folder / name).touch(mode=0o600)
+            (folder / name).write_bytes(data)
+        public = folder / "signing-key.pub.pem"
+    else:
+        public = generate_key_files(folder)[1]
+    with layout.config_path.open("a", encoding="utf-8") as config:
+        config.write("\n[reports.signing]\n# The demo's own key: it signs each run's manifest.\n")
+        config.write(f'key_file = "{SIGNING_FOLDER}/signing-key.pem"\n')
+    return public
+
+
+def verify_command() -> str:
+    """``rollback-harness``, by its path when it is in the demo's venv (often not on PATH)."""
+    script = Path(sys.executable).parent / "rollback-harness"
+    return str(script) if script.is_file() and shutil.which("rollback-harness") != str(script) else "rollback-harness"
+
+
 def newest_report(report_dir: Path) -> Path | None:
     reports = [p for p in report_dir.glob("*/report.html") if p.is_file()]
     reports += [p for p in report_dir.glob("report.html") if p.is_file()]
@@ -102,9 +136,11 @@ def run_demo(pytest_args: list[str] | None = None) -> int:
     root = demo_dir()
     if stop_existing(root):
         print(f"stopped the previous demo in {root}")
+    saved_key = saved_signing_key(root)
     clear_folder(root)
     port = demo_port()
     layout = lay_out(root, port=port, migrations=True)
+    public_key = configure_signing(layout, saved_key)
     # Its own pytest.ini makes the demo folder pytest's rootdir, whatever surrounds it.
     (root / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\n")
     (root / "test_demo_gates.py").write_text(EXAMPLE_GATES + EXAMPLE_DATABASE_GATE)
@@ -149,6 +185,7 @@ def run_demo(pytest_args: list[str] | None = None) -> int:
     report = newest_report_since(reports, started - 1.0)
     if report is not None:
         print(f"report: {report}")
+        print(f"check the signed evidence: {verify_command()} verify {report.parent} --key {public_key}")
     else:
         print(f"no new report.html under {reports} (see the pytest output above)")
     print("stop the demo with: make demo-stop")
@@ -160,11 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop", action="store_true", help="stop the running demo")
     parser.add_argument(
         "--platform",
-        choices=("symlink", "swarm", "kubernetes", "bluegreen-nginx", "bluegreen-haproxy"),
+        choices=("symlink", "swarm", "kubernetes", "bluegreen-nginx", "bluegreen-haproxy", "aws"),
         default="symlink",
         help="symlink: releases under supervisord (default); swarm: a 3-replica Docker Swarm service; "
         "kubernetes: a deployment on the API emulator; bluegreen-nginx / bluegreen-haproxy: two colours "
-        "behind a real nginx (maintenance window) or HAProxy (gradual drain)",
+        "behind a real nginx (maintenance window) or HAProxy (gradual drain); aws: the symlink demo behind an "
+        "AWS target group and CloudFront, on moto's emulator",
     )
     args, pytest_args = parser.parse_known_args(argv)
     if pytest_args and (args.platform != "symlink" or args.stop):
@@ -173,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         from demo import swarm
 
         if args.stop:
-            swarm.stop()
-            print(f"swarm service {swarm.SERVICE} and its images removed")
+            service = swarm.stop(demo_dir().with_name(".demo-swarm"))
+            print(f"swarm service {service} and its images removed")
             return 0
         return swarm.run(demo_dir().with_name(".demo-swarm"), demo_port(), report_dir())
     if args.platform.startswith("bluegreen-"):
@@ -184,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
 
         proxy = args.platform.removeprefix("bluegreen-")
         return bluegreen.run(proxy, demo_dir().with_name(f".demo-{args.platform}"), report_dir())
+    if args.platform == "aws":
+        if args.stop:
+            parser.error("--stop applies to the symlink and swarm demos: the aws demo stops what it started")
+        from demo import aws
+
+        return aws.run(demo_dir().with_name(".demo-aws"), demo_port(), report_dir())
     if args.platform == "kubernetes":
         if args.stop:
             parser.error("--stop applies to the symlink and swarm demos: the kubernetes demo stops what it started")

@@ -23,6 +23,9 @@ PARTIAL = 21
 # What was asked was done and verified, but its evidence (evidence.json, the HTML report, JUnit XML,
 # the manifest...) could not all be written: a run with missing evidence is never a plain success.
 EVIDENCE_NOT_WRITTEN = 22
+# Rolled back and verified, but an action around it could not finish after verify (traffic not
+# restored, a flag not reset, the CDN not invalidated): the service is right, its surroundings not yet.
+ACTIONS_NOT_FINISHED = 23
 
 MEANINGS = {
     OK: "success",
@@ -44,4 +47,6 @@ MEANINGS = {
     "see each target's state",
     EVIDENCE_NOT_WRITTEN: "done and verified, but evidence could not be written (a full or read-only disk): "
     "the files not written are listed above",
+    ACTIONS_NOT_FINISHED: "rolled back and verified, but an action could not finish after verify (traffic not "
+    "restored, a flag not reset, the CDN not invalidated): the lines above say which and how to finish it",
 }

@@ -567,6 +567,7 @@ def _finish_actions(run: HarnessRun, config: pytest.Config) -> None:
     if run.mode == MODE_GATE_VERIFY:  # the runbook of --rollback-on-failure: verified after it
         verified = bool(config.hook.pytest_rollback_actions_verified(run=run, config=config))
     for problem in run.runbook.finish(verified=verified):
+        run.finish_problems.append(problem)
         run.progress(problem)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from ..rollback import evidence_model as model
+from ..rollback import run_files
 from ..rollback.evidence import MANIFEST_NAME, write_json, write_manifest
 from ..rollback.evidence_model import EVIDENCE_NAME
 from ..rollback.fleet import STATUS_PARTIAL
@@ -261,10 +262,37 @@ class EvidenceReporter:
                 meaning = exit_codes.MEANINGS[exit_codes.EVIDENCE_NOT_WRITTEN]
                 self._late_line(f"exit code {self.evidence.exit_code}: {meaning}")
             return
+        if (run_dir / MANIFEST_NAME).is_file() and not self._manifest_written(run_dir / MANIFEST_NAME):
+            return
         keep = self.run.config.settings.reports.keep
         if keep is not None:
             for line in prune_runs(run_dir, keep).lines():
                 self._late_line(line)
+
+    def _manifest_written(self, manifest: Path) -> bool:
+        """The features' files about the manifest (its signature); False when one was not written.
+
+        A success then ends with exit code 22: evidence.json says so, and the manifest, written
+        again, lists it as it now is (an unsigned bundle that says it is unsigned).
+        """
+        before = len(self.write_failures)
+        features.manifest_written(self.run, self.config, manifest, self._write_guarded)
+        signed = (manifest.parent / run_files.SIGNATURE).is_file()
+        if self.run.config.settings.reports.signing is not None and not signed and len(self.write_failures) == before:
+            # A key is configured and no plugin signed (one left out with -p no:...): never a plain success.
+            self.write_failures.append(
+                f"{run_files.SIGNATURE} was not written: [reports.signing] is set, no plugin signed"
+            )
+        failures = self.write_failures[before:]
+        for line in failures:
+            self._late_line(line)
+        if failures and self.evidence.exit_code == exit_codes.OK:
+            self._evidence_missing()
+            if not self._write_guarded(MANIFEST_NAME, lambda: write_manifest(self.run.run_dir)):
+                self._late_line(self.write_failures[-1])
+            meaning = exit_codes.MEANINGS[exit_codes.EVIDENCE_NOT_WRITTEN]
+            self._late_line(f"exit code {self.evidence.exit_code}: {meaning}")
+        return not failures
 
     def _late_line(self, message: str) -> None:
         """A line after the terminal summary (the manifest is written after it)."""
@@ -304,6 +332,8 @@ def policy_exit_code(run: HarnessRun, ledger: model.TestLedger, exitstatus: int)
     if (acted or run.mode == MODE_GATE_VERIFY) and not ledger.passed("verify"):
         # Rolled back (or gated) with nothing verified: never a success either.
         return exit_codes.VERIFY_FAILED
+    if any(member.finish_problems for member in run.members()):
+        return exit_codes.ACTIONS_NOT_FINISHED
     return exitstatus
 
 

@@ -79,6 +79,9 @@ class HarnessRun:
     # Verify gates seen by this process: the driver's cleanup runs only after a verified rollback.
     verify_passed: int = 0
     verify_failed: bool = False
+    # What the actions could not finish after verify (traffic not restored, the CDN not invalidated):
+    # never a plain success (exit 23).
+    finish_problems: list[str] = field(default_factory=list)
     # "SIGTERM" when a signal other than Ctrl-C interrupted the run (plugins/harness.py).
     terminated_by: str | None = None
     # A fleet run (--rollback-target all, or a list): one run per target, each with its own folder,

@@ -30,6 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from .durations import parse_duration, parse_pause, parse_timeout
 from .errors import ConfigError
@@ -275,9 +276,25 @@ class DatabaseConfig(Section):
     migrations: MigrationsConfig | None = None
 
 
+class SigningConfig(Section):
+    # The Ed25519 private key that signs each run's manifest (rollback/signing.py reads and checks it).
+    key_file: Annotated[str, Field(min_length=1)] | None = None  # relative to the config file's folder
+    key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # a variable's name
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SigningConfig:
+        if (self.key_file is None) == (self.key_env is None):
+            raise ValueError(
+                'give exactly one of key_file = "PATH" (a key file) or key_env = "NAME" (an environment variable)'
+            )
+        return self
+
+
 class ReportsConfig(Section):
     # Newest run folders kept per service and target (rollback/retention.py); None keeps all.
     keep: int | None = Field(default=None, ge=1)
+    # [reports.signing]: sign each run's manifest (manifest.sha256.sig); None: not signed.
+    signing: SigningConfig | None = None
 
 
 def _repo_path(value: str) -> str:
@@ -562,6 +579,148 @@ class HistoryConfig(Section):
     reports_dir: str | None = None
 
 
+class IncidentConfig(Section):
+    """``[incident]``: the team's own templates of incident.md and status.md (docs/incident.md)."""
+
+    # A folder, relative to the config file, holding incident.md.j2 and/or status.md.j2.
+    templates: Annotated[str, Field(min_length=1)] | None = None
+
+
+# Keys that would put AWS credentials into the config file: refused (docs/aws.md).
+AWS_CREDENTIAL_KEYS = frozenset(
+    f"{prefix}{key}"
+    for prefix in ("", "aws_")
+    for key in ("access_key", "access_key_id", "secret_key", "secret_access_key", "session_token", "credentials")
+)
+_AWS_TARGET = re.compile(r"^[A-Za-z0-9_.-]+(:[0-9]{1,5})?$")  # i-0abc, i-0abc:8080, 10.0.0.5:8080
+
+
+def _matching(pattern: str, accepted: str) -> Any:
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"expected {accepted}")
+        return value
+
+    return AfterValidator(check)
+
+
+AwsRegion = Annotated[str, _matching(r"[a-z]{2}(-[a-z]+)+-[0-9]+", "an AWS region such as eu-west-1")]
+
+
+def _aws_targets(value: Any) -> Any:
+    """[[load_balancer]] targets: a list, or a table of lists, of ``ID`` or ``ID:PORT``."""
+    if value is None:
+        return value  # mode = "weights" (LoadBalancerConfig._per_mode)
+    accepted = 'targets such as ["i-0abc", "10.0.0.5:8080"], or a table "v1.2.9" = ["i-0abc"]'
+    lists = list(value.values()) if isinstance(value, dict) else [value]
+    if not value or not all(isinstance(listed, list) and listed for listed in lists):
+        raise ValueError(f"expected {accepted}")
+    bad = [t for listed in lists for t in listed if not isinstance(t, str) or not _AWS_TARGET.match(t)]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a target: expected an instance id or IP address, with :PORT or not")
+    return value
+
+
+class AwsSection(Section):
+    """What every AWS section shares: where the API is, and how long anything may take."""
+
+    kind: str
+    region: AwsRegion
+    # Only for an emulator (moto, LocalStack): the API's URL; AWS itself needs none.
+    endpoint_url: Annotated[str, AfterValidator(_http_url)] | None = None
+    name: ShownName | None = None
+    timeout: Timeout = 600.0  # each bounded wait (draining, healthy, invalidation completed)
+    poll_interval: Pause = 5.0
+    max_attempts: int = Field(default=5, ge=1, le=20)  # per call, throttling and 5xx retried (botocore standard)
+    for_target: str | None = None  # only around this [targets.NAME]; None: around every target
+    credentials_in_file: list[str] = Field(default=[], exclude=True)  # set by _no_credentials only
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: Any) -> Any:
+        # The values are never shown: only the names of the keys go on into the error.
+        if isinstance(data, dict) and AWS_CREDENTIAL_KEYS & set(data):
+            found = sorted(AWS_CREDENTIAL_KEYS & set(data))
+            return {k: v for k, v in data.items() if k not in AWS_CREDENTIAL_KEYS} | {"credentials_in_file": found}
+        return data
+
+    @field_validator("credentials_in_file")
+    @classmethod
+    def _refuse(cls, value: list[str]) -> list[str]:
+        if value:
+            raise ValueError(
+                f"AWS credentials ({', '.join(value)}) are never read from the config file: remove them and use "
+                "the usual AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance or task role)"
+            )
+        return value
+
+
+TargetGroupArn = Annotated[
+    str,
+    _matching(
+        r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]+:targetgroup/[A-Za-z0-9-]+/[0-9a-f]+",
+        "a target group ARN: arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID",
+    ),
+]
+_LB_MODES = {"targets": ("target_group_arn", "targets"), "weights": ("listener_rule_arn", "target_groups")}
+
+
+class LoadBalancerConfig(AwsSection):
+    """[[load_balancer]]: an ALB/NLB target group; the bad release's targets deregistered and drained
+    before the platform step, the target release's registered and healthy after it; or (mode =
+    "weights") a listener rule's forward weights moved to the target release's group (docs/aws.md)."""
+
+    kind: Literal["aws-target-group"]
+    mode: Literal["targets", "weights"] = "targets"
+    target_group_arn: TargetGroupArn | None = Field(default=None, validate_default=True)
+    # A list: the targets the platform step changes in place (deregistered, then registered again).
+    # A table version -> list: the targets that serve each release.
+    targets: Annotated[list[str] | dict[str, list[str]] | None, BeforeValidator(_aws_targets)] = Field(
+        default=None, validate_default=True
+    )
+    listener_rule_arn: (
+        Annotated[
+            str,
+            _matching(
+                r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]+:listener-rule/(app|net)/[^/]+/[^/]+/[^/]+/[^/]+",
+                "a listener rule ARN: arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener-rule/app/LB/ID/ID/ID",
+            ),
+        ]
+        | None
+    ) = Field(default=None, validate_default=True)
+    # Version -> the target group that serves it, for mode = "weights".
+    target_groups: dict[str, TargetGroupArn] | None = Field(default=None, validate_default=True)
+
+    @field_validator("target_group_arn", "targets", "listener_rule_arn", "target_groups")
+    @classmethod
+    def _per_mode(cls, value: Any, info: ValidationInfo) -> Any:
+        mode = info.data.get("mode")
+        if mode not in _LB_MODES:
+            return value  # the mode itself is wrong: that is the error to show
+        needed = _LB_MODES[mode]
+        if value is None and info.field_name in needed:
+            raise PydanticCustomError("missing", "required with mode = {mode}", {"mode": mode})
+        if value is not None and info.field_name not in needed:
+            other = next(m for m, keys in _LB_MODES.items() if info.field_name in keys)
+            raise ValueError(f"only with mode = {other!r}; mode = {mode!r} takes {', '.join(needed)}")
+        if info.field_name == "target_groups" and value == {}:
+            raise ValueError('expected a table "VERSION" = "TARGET GROUP ARN", e.g. "v1.2.9" = "arn:aws:..."')
+        return value
+
+
+class CdnConfig(AwsSection):
+    """[[cdn]]: a CloudFront distribution whose cache is invalidated once verify passed (docs/aws.md)."""
+
+    kind: Literal["cloudfront"]
+    region: AwsRegion = "us-east-1"  # CloudFront's API lives there
+    distribution_id: Annotated[str, _matching(r"[A-Z0-9]{1,32}", "a distribution id such as E2QWRUHAPOMQZL")]
+    paths: list[Annotated[str, _matching(r"/\S*", "a path starting with '/', e.g. '/*' or '/index.html'")]] = Field(
+        default=["/*"], min_length=1, max_length=3000
+    )
+    timeout: Timeout = 900.0
+    poll_interval: Pause = 10.0
+
+
 class HarnessSettings(Section):
     service: ServiceConfig
     health: HealthConfig | None = None
@@ -576,9 +735,12 @@ class HarnessSettings(Section):
     metrics: list[MetricsConfig] = []
     traffic: TrafficConfig | None = None
     flags: list[FlagConfig] = []
+    load_balancer: list[LoadBalancerConfig] = []
+    cdn: list[CdnConfig] = []
     notify: list[NotifyConfig] = []
     watch: WatchConfig = WatchConfig()
     history: HistoryConfig = HistoryConfig()
+    incident: IncidentConfig = IncidentConfig()
     targets: dict[str, dict[str, Any]] = Field(min_length=1)
 
     @field_validator("endpoints", "latency")
@@ -703,6 +865,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Harness
         raise ConfigError(_describe(exc, path, prefix, HarnessSettings, data, substituted)) from None
     if settings.database is not None:
         _check_database_url(settings.database.url, path, f"{prefix}database.url", substituted)
+    _check_aws_client(settings, path, prefix)
 
     if settings.database is not None and settings.database.password:
         secrets.add(settings.database.password)  # a password written in the file is one too
@@ -740,6 +903,18 @@ def _target_lock(settings: HarnessSettings, raw: Any, path: Path, key: str, subs
         return LockConfig.model_validate({**settings.lock.model_dump(exclude_unset=True), **raw})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, f"{key}.", LockConfig, raw, substituted)) from None
+
+
+def _check_aws_client(settings: HarnessSettings, path: Path, prefix: str) -> None:
+    """[[load_balancer]] and [[cdn]] need boto3, the optional extra [aws]."""
+    from importlib.util import find_spec
+
+    from .targets import missing_client_message
+
+    for key, sections in (("load_balancer", settings.load_balancer), ("cdn", settings.cdn)):
+        if sections and find_spec("boto3") is None:
+            missing = ModuleNotFoundError("No module named 'boto3'", name="boto3")
+            raise ConfigError(missing_client_message(sections[0].kind, missing, f"{path}: {prefix}{key}[0].kind"))
 
 
 def check_lock(lock: LockConfig, kind: str, settings: HarnessSettings, path: Path, key: str) -> None:
@@ -1145,7 +1320,8 @@ def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> Any:
 
 def _accepted_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     fields = getattr(_model_at(model, loc), "model_fields", None)
-    return ", ".join(sorted(fields)) if fields else "see docs/configuration.md"
+    shown = [name for name, info in (fields or {}).items() if not info.exclude]  # excluded: internal
+    return ", ".join(sorted(shown)) if shown else "see docs/configuration.md"
 
 
 def _inner_model(annotation: Any) -> Any:

@@ -119,7 +119,7 @@ class RollbackSteps(RunbookState):
                 action.finish(self.journal, verified)
             except Exception as exc:
                 self.journal.record(f"{action.name}:finish", "failed", error=str(exc))
-                problems.append(f"{action.name}: finishing after verify failed: {exc}")
+                problems.append(f"{action.name}: could not finish after verify: {exc}")
         return problems
 
     def cleanup(self) -> str | None:

@@ -29,6 +29,8 @@ ACTIONS: dict[str, str] = {
     "database": "rollback_harness.rollback.actions.database:DatabaseAction",
     "traffic": "rollback_harness.rollback.actions.traffic:TrafficAction",
     "flags": "rollback_harness.rollback.actions.flags:FlagsAction",
+    "load_balancer": "rollback_harness.rollback.actions.load_balancer:LoadBalancerAction",
+    "cdn": "rollback_harness.rollback.actions.cdn:CdnAction",
 }
 
 

@@ -25,7 +25,8 @@ class Action(ABC):
 
     name: ClassVar[str]
     # before() runs in ascending order, after() and finish() in descending order.
-    # Traffic 10, feature flags 20, config 30, database 40 (closest to the platform step).
+    # CDN 1, load balancer 5, traffic 10, feature flags 20, config 30, database 40 (closest to the
+    # platform step).
     order: ClassVar[int] = 50
 
     def __init__(self, config: HarnessConfig, spec: TargetSpec, context: TargetContext) -> None:

@@ -33,6 +33,8 @@ EXTRAS: dict[str, str] = {
     "kubernetes": "kubernetes",
     "swarm": "swarm",
     "ssh": "ssh",  # a symlink target with hosts = [...]
+    "aws-target-group": "aws",  # [[load_balancer]] and [[cdn]] (boto3)
+    "cloudfront": "aws",
 }
 
 
