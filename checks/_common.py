@@ -19,3 +19,8 @@ def format_ms(seconds: float) -> str:
 def format_statuses(statuses: Sequence[int]) -> str:
     """Accepted statuses for a summary line: "200" or "200 or 204"."""
     return " or ".join(str(status) for status in statuses)
+
+
+def on_all(total: int) -> str:
+    """ "on all 59 answers", or "on its only answer" where one was all that was asked for."""
+    return "on its only answer" if total == 1 else f"on all {total} answers"

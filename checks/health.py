@@ -17,7 +17,7 @@ import requests
 
 from ..rollback.results import CheckResult
 from ..rollback.sampling import judge_answers
-from ._common import format_statuses, to_ms
+from ._common import format_statuses, on_all, to_ms
 from .answers import Gathered, flaps, gather
 from .http import Probe, url_path
 from .version import DEFAULT_SAMPLING, Sampling
@@ -89,7 +89,7 @@ def _summary(
     total = sum(counts.values())
     healthy = counts[HEALTHY]
     if decision == "passed":
-        return f"{where} healthy on all {total} answers (rules out {sampling.describe('unhealthy')})"
+        return f"{where} healthy {on_all(total)} ({sampling.claim('unhealthy')})"
     if decision == "inconclusive":
         return (
             f"{where} healthy on all {total} answers, but {sampling.answers} are needed to rule out "

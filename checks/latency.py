@@ -8,12 +8,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import requests
 
 from ..rollback.results import CheckResult
-from ..rollback.sampling import Verdict, judge_bound, mann_whitney_worse, samples_to_pass
+from ..rollback.sampling import Verdict, binomial_at_least, judge_bound, mann_whitney_worse, samples_to_pass
 from ._common import format_ms, to_ms
 from .http import Probe, ProxyEnvironment, make_session, probe, url_path
 
@@ -67,6 +68,7 @@ def check_latency(
     baseline_tolerance: float = 0.1,
     samples_out: list[float] | None = None,
     name: str | None = None,
+    stop_at_failure: bool = False,
 ) -> CheckResult:
     """Send ``samples`` requests, ``concurrency`` at a time, and judge latency and errors.
 
@@ -81,6 +83,10 @@ def check_latency(
     also be no slower than the baseline x (1 + ``baseline_tolerance``): a one-sided Mann-Whitney
     test at ``confidence``, as Kayenta judges a canary. ``samples_out`` receives the successful
     latencies, to serve as a later run's baseline.
+
+    ``stop_at_failure``: stop taking the first round's samples once those taken fail the check
+    beyond doubt (see ``EARLY_LOOK_SHARE``): a slow or failing service is measured in a few
+    samples instead of all of them. The result is judged on the samples taken, as usual.
     """
     _validate(samples, concurrency, min_samples)
     budget = max_samples if max_samples is not None else default_budget(samples, thresholds, confidence)
@@ -89,11 +95,17 @@ def check_latency(
     check_name = name if name is not None else f"latency[{url_path(url)}]"
     environment = ProxyEnvironment.read()
     probes: list[Probe] = []
+    enough = partial(_failure_decided, expect_status, thresholds, samples, confidence) if stop_at_failure else None
     with _thread_sessions(verify_tls, environment) as session_for_thread:
         round_size = samples
         while True:
-            probes += _sample(session_for_thread, url, method, round_size, concurrency, timeout)
-            result = _judge(check_name, url, probes, expect_status, min_samples, thresholds, confidence)
+            probes += _sample(session_for_thread, url, method, round_size, concurrency, timeout, enough)
+            early = enough is not None and len(probes) < samples
+            enough = None  # only the first round stops early: its looks are the ones counted below
+            result = _judge(check_name, url, probes, expect_status, min_samples, thresholds, confidence, early)
+            if early:
+                note = f" (stopped after {len(probes)} of {samples} samples: the failure was beyond doubt)"
+                result = CheckResult(result.name, result.status, result.summary + note, result.measured)
             if result.status != "inconclusive" or result.measured["undecided"] == [] or len(probes) >= budget:
                 good = _good(probes, expect_status)
                 if samples_out is not None:
@@ -102,6 +114,28 @@ def check_latency(
                     return _compared(result, list(baseline), good, baseline_tolerance, confidence)
                 return result
             round_size = min(budget - len(probes), max(samples, _to_decide(result, thresholds, confidence)))
+
+
+# A failure decided early, before every planned sample, must be this much surer than the final
+# decision: with up to ``samples`` looks at 1/(10 x samples) of the error rate each, stopping early
+# adds at most a tenth of 1 - confidence to the chance of a wrong "failed" (Bonferroni).
+EARLY_LOOK_SHARE = 10
+
+
+def _failure_decided(
+    expect_status: Sequence[int], thresholds: LatencyThresholds, planned: int, confidence: float, done: list[Probe]
+) -> bool:
+    """True when the samples so far already fail the check, whatever the rest would show."""
+    good = _good(done, expect_status)
+    if len(done) - len(good) > thresholds.max_error_rate * planned:
+        return True  # the error rate over the planned samples is over its limit already
+    alpha = (1 - confidence) / (EARLY_LOOK_SHARE * planned)
+    for label, limit in _bounds(thresholds):
+        over = sum(1 for elapsed in good if elapsed > limit)
+        q = float(label.removeprefix("p"))
+        if over and binomial_at_least(over, len(good), 1 - q / 100) <= alpha:
+            return True
+    return False
 
 
 def default_budget(samples: int, thresholds: LatencyThresholds, confidence: float) -> int:
@@ -132,22 +166,34 @@ def _sample(
     count: int,
     concurrency: int,
     timeout: float,
+    enough: Callable[[list[Probe]], bool] | None = None,
 ) -> list[Probe]:
-    """``count`` probes on daemon threads: an interrupted run never waits for them to end."""
+    """``count`` probes on daemon threads: an interrupted run never waits for them to end.
+
+    ``enough``: asked after each probe with those done so far; True stops issuing new ones.
+    """
     results: list[Probe | None] = [None] * count
     indexes = iter(range(count))
     lock = threading.Lock()
+    done: list[Probe] = []
+    stopped = False
 
     def work() -> None:
+        nonlocal stopped
         while True:
             with lock:
-                index = next(indexes, None)
+                index = None if stopped else next(indexes, None)
             if index is None:
                 return
             try:
-                results[index] = probe(session_for_thread(), url, method=method, timeout=timeout)
+                seen = probe(session_for_thread(), url, method=method, timeout=timeout)
             except Exception as exc:  # a bug, not the network: counted as an error sample
-                results[index] = Probe(url, method, None, 0.0, "", f"unexpected {type(exc).__name__}")
+                seen = Probe(url, method, None, 0.0, "", f"unexpected {type(exc).__name__}")
+            results[index] = seen
+            if enough is not None:
+                with lock:
+                    done.append(seen)
+                    stopped = stopped or enough(done)
 
     threads = [
         threading.Thread(target=work, daemon=True, name="latency-sample") for _ in range(min(concurrency, count))
@@ -191,12 +237,15 @@ def _judge(
     min_samples: int,
     thresholds: LatencyThresholds,
     confidence: float,
+    early: bool = False,
 ) -> CheckResult:
+    """``early``: the samples were cut short because they fail the check (``_failure_decided``):
+    judged on what was taken, without the minimum a pass would need."""
     good = [p.elapsed for p in probes if p.ok_transport and p.status in expect_status]
     errors = Counter(_error_key(p) for p in probes if not (p.ok_transport and p.status in expect_status))
     verdicts = _verdicts(good, thresholds, confidence)
     measured = _measured(url, probes, good, errors, thresholds, verdicts, confidence)
-    if len(good) < min_samples or not good:
+    if not early and (len(good) < min_samples or not good):
         summary = (
             f"only {len(good)} of {len(probes)} samples succeeded, "
             f"need {max(min_samples, 1)} to judge latency{_top_error(errors)}"

@@ -18,7 +18,7 @@ import requests
 from ..rollback.results import CheckResult
 from ..rollback.sampling import answers_needed, judge_answers
 from ..rollback.versions import same_version
-from ._common import to_ms
+from ._common import on_all, to_ms
 from .answers import Gathered, flaps, gather
 from .http import Probe
 
@@ -72,10 +72,20 @@ class Sampling:
     pause: float = 0.005
     # At least this many answers whatever the share asks ([service.version] consecutive of old configs).
     at_least: int = 1
+    # Exactly this many answers, judging nothing about the other replicas (--rollback-fast's
+    # baseline: a record of what was live before, not a verdict); ``why`` says so in the summary.
+    fixed: int | None = None
+    why: str = ""
 
     @property
     def answers(self) -> int:
+        if self.fixed is not None:
+            return self.fixed
         return max(self.at_least, answers_needed(self.detect_share, self.confidence))
+
+    def claim(self, what: str = "wrong") -> str:
+        """What the answers rule out, for a summary's parenthesis."""
+        return self.why if self.fixed is not None else f"rules out {self.describe(what)}"
 
     def default_budget(self, timeout: float) -> float:
         """Seconds for the whole check: time for every answer even if each takes almost the timeout.
@@ -91,7 +101,9 @@ class Sampling:
         return f"1 {what} answer in {1 / self.detect_share:.3g} at {self.confidence * 100:.4g}% confidence"
 
     def to_dict(self) -> dict[str, Any]:
+        fixed = {"fixed": self.why} if self.fixed is not None else {}
         return {
+            **fixed,
             "needed": self.answers,
             "detect_share": self.detect_share,
             "confidence": self.confidence,
@@ -193,7 +205,7 @@ def _summary(
     suffix = " as expected" if expected is not None else ""
     version = counts.most_common(1)[0][0] if counts else None
     if decision == "passed":
-        return f"live version {version}{suffix} on all {total} answers (rules out {sampling.describe()})"
+        return f"live version {version}{suffix} {on_all(total)} ({sampling.claim()})"
     if decision == "inconclusive" and version is None:
         return f"no answer within {budget:g}s: {sampling.answers} are needed to rule out {sampling.describe()}"
     if decision == "inconclusive":

@@ -104,8 +104,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--rollback-fast",
         dest="rollback_fast",
         action="store_true",
-        help="Emergency mode: the driver trades its rollout safety for speed (swarm: every task at once, "
-        "a 1 s failure watch); the report says what was traded",
+        help="Emergency mode: the baseline takes one probe per check, and a driver with an emergency mode "
+        "trades its rollout safety for speed (swarm: every task at once, a 1 s failure watch); preflight and "
+        "verify run in full; the report says what was traded",
     )
     # The short spellings came first; they stay as aliases.
     group.addoption(

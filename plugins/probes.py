@@ -87,7 +87,16 @@ def last_answer(run: HarnessRun) -> str | None:
     return _last_answers.get(run.run_id)
 
 
-def sampling(run: HarnessRun, at_least: int, pause: float) -> Sampling:
+# --rollback-fast: the baseline is a record of what was live, one probe per check, so that the
+# restore starts sooner; preflight and verify are measured in full (issue 19).
+FAST_BASELINE = "--rollback-fast: one answer before the rollback, a record of what was live, not a verdict"
+
+
+def fast_baseline(run: HarnessRun, phase: str) -> bool:
+    return run.fast and phase == "baseline"
+
+
+def sampling(run: HarnessRun, phase: str, at_least: int, pause: float) -> Sampling:
     """How many answers a version or health check gathers: [verify] decides, at least ``at_least``."""
     verify = run.config.settings.verify
     return Sampling(
@@ -96,6 +105,8 @@ def sampling(run: HarnessRun, at_least: int, pause: float) -> Sampling:
         concurrency=verify.concurrency,
         pause=pause,
         at_least=at_least,
+        fixed=1 if fast_baseline(run, phase) else None,
+        why=FAST_BASELINE,
     )
 
 
@@ -115,7 +126,7 @@ def version(run: HarnessRun, phase: str) -> CheckResult:
         json_field=service.version.json_field,
         expected=expected_version(run, phase),
         old=old_version(run, phase),
-        sampling=sampling(run, service.version.consecutive, service.version.interval),
+        sampling=sampling(run, phase, service.version.consecutive, service.version.interval),
     )
 
 
@@ -127,7 +138,7 @@ def health(run: HarnessRun, phase: str) -> CheckResult:
         url(run, settings.health.path),
         timeout=settings.service.timeout,
         expect_status=settings.health.expect_status,
-        sampling=sampling(run, settings.health.consecutive, settings.health.interval),
+        sampling=sampling(run, phase, settings.health.consecutive, settings.health.interval),
     )
 
 
@@ -157,12 +168,13 @@ def latency(config: LatencyConfig, name: str) -> Probe:
         kept: list[float] = []
         compare = config.compare_to_baseline and phase == "verify"
         baseline = run.latency_baselines.get(name) if compare else None
+        once = fast_baseline(run, phase)
         result = check_latency(
             url(run, config.path),
-            samples=config.samples,
-            concurrency=config.concurrency,
+            samples=1 if once else config.samples,
+            concurrency=1 if once else config.concurrency,
             timeout=service.timeout,
-            min_samples=config.required_samples,
+            min_samples=1 if once else config.required_samples,
             thresholds=LatencyThresholds(
                 p50=config.p50, p95=config.p95, p99=config.p99, max_error_rate=config.max_error_rate
             ),
@@ -170,20 +182,35 @@ def latency(config: LatencyConfig, name: str) -> Probe:
             verify_tls=service.verify_tls,
             expect_status=config.expect_status,
             confidence=config.confidence,
-            max_samples=config.sample_budget,
+            max_samples=1 if once else config.sample_budget,
             baseline=baseline,
             baseline_tolerance=config.baseline_tolerance,
             samples_out=kept,
             name=name,
+            # Before the rollback, a version that fails its latency is measured in a few samples, not
+            # all of them (the restore waits for it); not when verify compares with these samples.
+            stop_at_failure=phase == "baseline" and not config.compare_to_baseline,
         )
+        if once:  # one sample is a record, not a distribution to judge or to compare verify's with
+            return _one_sample(result)
         if phase == "baseline":
             run.latency_baselines[name] = kept
         if compare and not baseline:
-            note = "; not compared with a baseline: the baseline phase took no samples"
+            why = "--rollback-fast took one sample" if run.fast else "the baseline phase took no samples"
+            note = f"; not compared with a baseline: {why}"
             return CheckResult(result.name, result.status, result.summary + note, result.measured)
         return result
 
     return run_latency
+
+
+def _one_sample(result: CheckResult) -> CheckResult:
+    """--rollback-fast's baseline latency: what the one sample saw; a failed one still fails."""
+    measured = result.measured
+    if not measured.get("succeeded"):
+        return CheckResult(result.name, result.status, f"{result.summary} ({FAST_BASELINE})", measured)
+    summary = f"one sample: {measured.get('max_ms')} ms; no percentile judged ({FAST_BASELINE})"
+    return CheckResult(result.name, "inconclusive", summary, measured)
 
 
 def database(run: HarnessRun, phase: str) -> CheckResult:

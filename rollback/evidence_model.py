@@ -341,8 +341,10 @@ def relaxed_safety(
         relaxed.append(
             {
                 "setting": "--rollback-fast",
-                "effect": "emergency mode: the driver traded its rollout safety for speed "
-                "(swarm: every task replaced at once, a 1 s failure watch, stop-first); the plan says how",
+                "effect": "emergency mode: the baseline was one probe per check (a record of what was live, "
+                "not a verdict; no latency baseline for verify to compare with), and a driver with an "
+                "emergency mode traded its rollout safety for speed (swarm: every task replaced at once, "
+                "a 1 s failure watch, stop-first; the plan says how); preflight and verify ran in full",
             }
         )
     relaxed.extend(feature_relaxed)
