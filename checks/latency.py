@@ -95,16 +95,24 @@ def check_latency(
     check_name = name if name is not None else f"latency[{url_path(url)}]"
     environment = ProxyEnvironment.read()
     probes: list[Probe] = []
-    enough = partial(_failure_decided, expect_status, thresholds, samples, confidence) if stop_at_failure else None
+    enough = (
+        partial(_enough_to_stop, expect_status, thresholds, samples, concurrency, confidence)
+        if stop_at_failure
+        else None
+    )
     with _thread_sessions(verify_tls, environment) as session_for_thread:
         round_size = samples
         while True:
             probes += _sample(session_for_thread, url, method, round_size, concurrency, timeout, enough)
             early = enough is not None and len(probes) < samples
             enough = None  # only the first round stops early: its looks are the ones counted below
-            result = _judge(check_name, url, probes, expect_status, min_samples, thresholds, confidence, early)
+            # A bound failed beyond doubt is judged on the samples taken; a service that answered
+            # none is judged as usual (too few successes: inconclusive), only sooner.
+            failed_bound = early and bool(_good(probes, expect_status))
+            result = _judge(check_name, url, probes, expect_status, min_samples, thresholds, confidence, failed_bound)
             if early:
-                note = f" (stopped after {len(probes)} of {samples} samples: the failure was beyond doubt)"
+                why = "the failure was beyond doubt" if failed_bound else "none of them succeeded"
+                note = f" (stopped after {len(probes)} of {samples} samples: {why})"
                 result = CheckResult(result.name, result.status, result.summary + note, result.measured)
             if result.status != "inconclusive" or result.measured["undecided"] == [] or len(probes) >= budget:
                 good = _good(probes, expect_status)
@@ -122,13 +130,19 @@ def check_latency(
 EARLY_LOOK_SHARE = 10
 
 
-def _failure_decided(
-    expect_status: Sequence[int], thresholds: LatencyThresholds, planned: int, confidence: float, done: list[Probe]
+def _enough_to_stop(
+    expect_status: Sequence[int],
+    thresholds: LatencyThresholds,
+    planned: int,
+    concurrency: int,
+    confidence: float,
+    done: list[Probe],
 ) -> bool:
-    """True when the samples so far already fail the check, whatever the rest would show."""
+    """True when more samples cannot change the outcome: a bound already failed beyond doubt, or
+    the service answered none of the first ``concurrency`` samples (down, or not answering)."""
     good = _good(done, expect_status)
-    if len(done) - len(good) > thresholds.max_error_rate * planned:
-        return True  # the error rate over the planned samples is over its limit already
+    if not good:
+        return len(done) >= concurrency
     alpha = (1 - confidence) / (EARLY_LOOK_SHARE * planned)
     for label, limit in _bounds(thresholds):
         over = sum(1 for elapsed in good if elapsed > limit)
@@ -239,7 +253,7 @@ def _judge(
     confidence: float,
     early: bool = False,
 ) -> CheckResult:
-    """``early``: the samples were cut short because they fail the check (``_failure_decided``):
+    """``early``: the samples were cut short because a bound fails beyond doubt (``_enough_to_stop``):
     judged on what was taken, without the minimum a pass would need."""
     good = [p.elapsed for p in probes if p.ok_transport and p.status in expect_status]
     errors = Counter(_error_key(p) for p in probes if not (p.ok_transport and p.status in expect_status))

@@ -112,11 +112,12 @@ def check_specs(run: HarnessRun) -> list[CheckSpec]:
         specs.append(CheckSpec(key, _probe("endpoint", endpoint, key)))
     for latency in settings.latency:
         key = f"latency[{run.redactor.text(latency.path)}]"
-        specs.append(CheckSpec(key, _probe("latency", latency, key)))
+        specs.append(CheckSpec(key, _probe("latency", latency, key), connections=latency.concurrency))
     if settings.database is not None:
         specs.append(CheckSpec("database", _probe("database")))
-    for extra in run.hook.pytest_rollback_check_specs(run=run):
-        specs.extend(extra)
+    if run.hook is not None:  # None: a run made by hand (bench/), with no features
+        for extra in run.hook.pytest_rollback_check_specs(run=run):
+            specs.extend(extra)
     return specs
 
 

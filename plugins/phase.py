@@ -1,9 +1,11 @@
 """Runs a phase's checks once, concurrently, and hands each item its own result.
 
 The first item of a phase starts every selected check of that phase: the quick ones (version,
-health, endpoints, database) together, then the latency checks one at a time once the quick
-ones are done, so that no other probe's traffic skews a latency sample, then the checks that
-read what the others left behind (logs), so the lines the probes caused are there to count. Each item then waits
+health, endpoints, database) together, then, once the quick ones are done (their traffic would
+skew a latency sample), the latency checks: one at a time, or side by side within a connection
+budget ([verify] latency_connections) where the machine running them has the cores for it,
+then the checks that read what the others left behind (logs), so the lines the probes caused
+are there to count. Each item then waits
 only for its own result. A phase of many endpoints takes about as long as its slowest check
 instead of the sum of them all.
 
@@ -22,10 +24,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, TimeoutError, wait
+from contextlib import contextmanager
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..rollback.results import CheckResult
 
@@ -42,6 +45,30 @@ _ENV_VALUE_MIN = 6  # shorter values ("1", "true", "C") are everywhere; longer o
 
 def is_latency(spec: CheckSpec) -> bool:
     return spec.key.startswith("latency[")
+
+
+class ConnectionBudget:
+    """Latency samples in flight across a phase's latency checks: a check starts once its own
+    concurrency fits in what is left, so checks of different paths run side by side up to the
+    budget ([verify] latency_connections) and a service never sees more of them at once."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._used = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, connections: int) -> Iterator[None]:
+        wanted = max(1, min(connections, self.total))  # a check wider than the budget runs alone
+        with self._changed:
+            self._changed.wait_for(lambda: self._used + wanted <= self.total)
+            self._used += wanted
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._used -= wanted
+                self._changed.notify_all()
 
 
 def crashed(name: str, exc: BaseException) -> CheckResult:
@@ -158,7 +185,7 @@ class PhaseChecks:
             _spawn(partial(self._run_quick, spec, first[spec.key], slots), f"probe-{spec.key}")
         quick_first = [first[spec.key] for spec in quick]
         slow_first = [(spec, first[spec.key]) for spec in slow]
-        _spawn(lambda: self._run_in_turn(quick_first, slow_first, settled, first, settle), "latency")
+        _spawn(lambda: self._run_in_turn_safely(quick_first, slow_first, settled, first, settle), "latency")
 
     def _run_quick(self, spec: CheckSpec, future: Future[CheckResult], slots: threading.BoundedSemaphore) -> None:
         with slots:
@@ -174,6 +201,17 @@ class PhaseChecks:
                 self.own_seconds[name] = self.own_seconds.get(name, 0.0) + time.monotonic() - started
             future.set_result(result)
 
+    def _run_in_turn_safely(self, *args: Any) -> None:
+        """``_run_in_turn``; if it breaks, every check still waiting fails naming why, never hangs."""
+        try:
+            self._run_in_turn(*args)
+        except Exception as exc:  # a bug here would leave every waiting item waiting forever
+            for key, future in self._futures.items():
+                if future.running() or future.done():  # its own thread fills it
+                    continue
+                if future.set_running_or_notify_cancel():
+                    future.set_result(crashed(key, exc))
+
     def _run_in_turn(
         self,
         before: list[Future[CheckResult]],
@@ -184,8 +222,10 @@ class PhaseChecks:
     ) -> None:
         wait(before)
         first_done = time.monotonic()  # the settle pause counts from the first probes' end
+        self._run_latency([(spec, future) for spec, future in pending if is_latency(spec)])
         for spec, future in pending:
-            self._fill(future, spec.key, partial(spec.run, self.run, self.phase))
+            if not is_latency(spec):  # the observers, once every probe is done
+                self._fill(future, spec.key, partial(spec.run, self.run, self.phase))
         if not settled:
             return
         # The latency checks' time already counts towards it: never probe again sooner, never wait twice.
@@ -198,6 +238,19 @@ class PhaseChecks:
         time.sleep(left)
         for key in settled:
             self._fill(self._futures[key], key, partial(self._settled_result, key, first[key].result(), settle))
+
+    def _run_latency(self, checks: list[tuple[CheckSpec, Future[CheckResult]]]) -> None:
+        """The latency checks side by side within the connection budget; back when all are done."""
+        # Unset: a budget of 1, which every check fills alone: one latency check at a time.
+        budget = ConnectionBudget(self.run.config.settings.verify.latency_connections or 1)
+
+        def run_one(spec: CheckSpec, future: Future[CheckResult]) -> None:
+            with budget.hold(spec.connections):
+                self._fill(future, spec.key, partial(spec.run, self.run, self.phase))
+
+        for spec, future in checks:
+            _spawn(partial(run_one, spec, future), f"latency-{spec.key}")
+        wait([future for _, future in checks])
 
     def _settled_result(self, key: str, first: CheckResult, settle: float) -> CheckResult:
         from .probes import settle_probe

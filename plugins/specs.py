@@ -19,3 +19,5 @@ class CheckSpec:
     run: Callable[[HarnessRun, str], CheckResult]
     # Reads what the phase's other probes left behind (a log check): runs once they are done.
     after_others: bool = False
+    # A latency check's samples in flight at once (its ``concurrency``); 0 for every other check.
+    connections: int = 0

@@ -127,6 +127,10 @@ class VerifyConfig(Section):
     confidence: float = Field(default=0.95, ge=0.5, le=0.9999)
     # Requests in flight at once per check, each on a new connection.
     concurrency: int = Field(default=2, ge=1, le=64)
+    # Latency samples in flight at once across a phase's latency checks: checks of different paths
+    # run side by side while their ``concurrency`` fits. Unset: one latency check at a time, because
+    # side by side skewed each other's p95 on a 2-core machine (bench/bench_endpoints.py, bench/README.md).
+    latency_connections: int | None = Field(default=None, ge=1, le=1024)
 
     def answers(self, at_least: int = 1) -> int:
         return max(at_least, answers_needed(self.detect_share, self.confidence))

@@ -11,7 +11,7 @@ import pytest
 from fault_server import FaultServer
 
 from rollback_harness.checks.http import Probe
-from rollback_harness.checks.latency import LatencyThresholds, _failure_decided, check_latency
+from rollback_harness.checks.latency import LatencyThresholds, _enough_to_stop, check_latency
 from rollback_harness.rollback.sampling import judge_bound
 
 LIMIT = 0.1  # seconds: the p95 bound of the simulated checks
@@ -47,6 +47,21 @@ def test_a_slow_service_fails_in_a_few_samples_when_stopping_early(slow: FaultSe
     assert "stopped after" not in str(full["summary"])
 
 
+def test_a_service_that_answers_nothing_is_inconclusive_as_before_only_sooner() -> None:
+    with FaultServer() as server:
+        result = check_latency(
+            server.url("/reset"),
+            samples=20,
+            concurrency=4,
+            timeout=5.0,
+            min_samples=10,
+            thresholds=LatencyThresholds(p95=1.0),
+            stop_at_failure=True,
+        )
+    assert result.status == "inconclusive", result.summary
+    assert result.measured["samples"] < 20 and "none of them succeeded" in result.summary
+
+
 def test_a_fast_service_takes_every_sample_and_passes_as_before() -> None:
     with FaultServer(tail_every=1000, tail_delay=0.0) as server:
         result = check_latency(
@@ -72,7 +87,7 @@ def _fails(probes: list[Probe], samples: int) -> tuple[bool, int]:
     """The check's rule on one stream of samples: looks after each one, then the final judgement."""
     thresholds = LatencyThresholds(p95=LIMIT)
     for taken in range(1, samples + 1):
-        if _failure_decided((200,), thresholds, samples, 0.95, probes[:taken]):
+        if _enough_to_stop((200,), thresholds, samples, 4, 0.95, probes[:taken]):
             return True, taken
     over = sum(1 for p in probes if p.elapsed > LIMIT)
     return judge_bound(samples, over, 95, 0.95).decision == "failed", samples

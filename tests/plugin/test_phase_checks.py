@@ -24,11 +24,13 @@ from rollback_harness.rollback.config import load_config
 from rollback_harness.rollback.results import CheckResult
 
 
-def fake_run(progress: list[str] | None = None) -> Any:
+def fake_run(progress: list[str] | None = None, latency_connections: int | None = None) -> Any:
     """What PhaseChecks reads of a run: its progress line writer and the service's URL."""
     lines = progress if progress is not None else []
     service = SimpleNamespace(base_url="http://127.0.0.1:9", settle=0.0)
-    return SimpleNamespace(progress=lines.append, config=SimpleNamespace(settings=SimpleNamespace(service=service)))
+    verify = SimpleNamespace(latency_connections=latency_connections)
+    settings = SimpleNamespace(service=service, verify=verify)
+    return SimpleNamespace(progress=lines.append, config=SimpleNamespace(settings=settings))
 
 
 def test_quick_checks_overlap_and_latency_runs_alone_after_them() -> None:
@@ -56,6 +58,46 @@ def test_quick_checks_overlap_and_latency_runs_alone_after_them() -> None:
     assert phase.result("endpoint[/a]").summary == "a in verify"
     assert phase.result("health").passed
     assert sorted(calls) == ["a", "b", "latency[/]"]  # each check ran exactly once
+
+
+def _latency_pair(overlapped: list[bool]) -> list[CheckSpec]:
+    """Two latency checks of 4 connections each; ``overlapped`` says whether they ran at once."""
+    both_running = threading.Barrier(2, timeout=2)
+
+    def latency(name: str) -> Any:
+        def run(run: object, phase: str) -> CheckResult:
+            try:
+                both_running.wait()
+                overlapped.append(True)
+            except threading.BrokenBarrierError:
+                overlapped.append(False)
+            return CheckResult(name, "passed", name)
+
+        return run
+
+    return [CheckSpec(f"latency[/{n}]", latency(f"latency[/{n}]"), connections=4) for n in ("a", "b")]
+
+
+@pytest.mark.parametrize(("budget", "side_by_side"), [(None, False), (4, False), (7, False), (8, True)])
+def test_latency_checks_run_side_by_side_only_within_the_connection_budget(
+    budget: int | None, side_by_side: bool
+) -> None:
+    overlapped: list[bool] = []
+    phase = PhaseChecks(run=fake_run(latency_connections=budget), phase="baseline", specs=_latency_pair(overlapped))
+
+    assert phase.result("latency[/a]").passed and phase.result("latency[/b]").passed
+    assert overlapped == [side_by_side] * 2
+
+
+def test_a_broken_phase_runner_fails_its_checks_instead_of_hanging() -> None:
+    run = fake_run()
+    del run.config.settings.verify  # the latency runner raises reading its budget
+    specs = [CheckSpec("health", lambda run, phase: CheckResult("health", "passed", "ok")), *_latency_pair([])]
+    phase = PhaseChecks(run=run, phase="verify", specs=specs)
+
+    result = phase.result("latency[/a]")
+    assert result.status == "failed" and "AttributeError" in result.summary
+    assert phase.result("health").passed
 
 
 def test_a_check_that_raises_is_a_failed_result_of_one_short_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,7 +161,8 @@ def forever(run, phase):
     return CheckResult("health", "passed", "never")
 
 service = SimpleNamespace(base_url="http://127.0.0.1:9", settle=0.0)
-run = SimpleNamespace(progress=lambda line: None, config=SimpleNamespace(settings=SimpleNamespace(service=service)))
+settings = SimpleNamespace(service=service, verify=SimpleNamespace(latency_connections=None))
+run = SimpleNamespace(progress=lambda line: None, config=SimpleNamespace(settings=settings))
 specs = [CheckSpec("health", forever)]
 phase = PhaseChecks(run=run, phase="verify", specs=specs)
 try:
