@@ -45,8 +45,8 @@ MEANINGS = {
     AUTO_ROLLBACK_UNVERIFIED: "deploy failed its verify gate: rolled back automatically, but verify after it failed",
     PARTIAL: "fleet partially rolled back: some targets rolled back, others failed or were not started; "
     "see each target's state",
-    EVIDENCE_NOT_WRITTEN: "done and verified, but evidence could not be written (a full or read-only disk): "
-    "the files not written are listed above",
+    EVIDENCE_NOT_WRITTEN: "done and verified, but evidence could not be written (a full or read-only disk, "
+    "a team's incident template that failed): the files not written are listed above",
     ACTIONS_NOT_FINISHED: "rolled back and verified, but an action could not finish after verify (traffic not "
     "restored, a flag not reset, the CDN not invalidated): the lines above say which and how to finish it",
 }

@@ -150,11 +150,14 @@ class EvidenceReporter:
         self._evidence_missing()
 
     def _evidence_missing(self) -> None:
-        """A success whose evidence could not all be written ends with its own exit code, never 0."""
-        if self.write_failures and self.evidence.exit_code == exit_codes.OK and self._session is not None:
+        """A success whose evidence could not all be written ends with its own exit code, never 0;
+        any run's evidence.json lists what was not written (a failed run's too)."""
+        if not self.write_failures or self._session is None:
+            return
+        if self.evidence.exit_code == exit_codes.OK:
             self.evidence.exit_code = exit_codes.EVIDENCE_NOT_WRITTEN
             self._session.exitstatus = self.evidence.exit_code
-            self._restate_exit()
+        self._restate_exit()
 
     def _restate_exit(self) -> None:
         """evidence.json was written before a later file failed: it must give the exit code the run ends with."""
@@ -162,8 +165,9 @@ class EvidenceReporter:
         if final is None or not path.is_file():
             return
         code = self.evidence.exit_code
-        if code is None:
-            return
+        said = (final.get("exit") or {}).get("code")
+        if code is None or (final.get("not_written") == self.write_failures and said == code):
+            return  # already says so
         final["exit"] = {"code": code, "meaning": exit_codes.MEANINGS.get(code, "see pytest's exit codes")}
         final["not_written"] = list(self.write_failures)
         self._write_guarded(EVIDENCE_NAME, lambda: write_json(path, final, self.redactor))

@@ -247,6 +247,23 @@ def test_a_template_that_fails_while_rendering_is_reported_and_the_built_in_one_
 
 
 @pytest.mark.integration
+def test_a_failed_run_keeps_its_exit_code_and_its_evidence_lists_the_template_that_failed(
+    pytester: pytest.Pytester, demo: Deployment
+) -> None:
+    use_templates(demo, incident="# {{ run_id }}\n{{ no_such_variable }}\n")
+    args = demo.harness_args(
+        pytester.path / "reports", "--rollback-to=v9.9.9", "--rollback-yes", "--incident-id=INC-12"
+    )
+    result = pytester.runpytest(*args)
+
+    assert result.ret == 10, result.stdout.str()  # preflight refused: the run's own code stays
+    evidence = json.loads((run_dir(pytester.path / "reports") / "evidence.json").read_text())
+    assert evidence["exit"]["code"] == 10
+    (line,) = evidence["not_written"]
+    assert line.startswith("incident.md from the team's template incident.md.j2 was not written: ")
+
+
+@pytest.mark.integration
 def test_a_secret_never_reaches_a_team_template_s_output(
     pytester: pytest.Pytester, demo: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
