@@ -23,7 +23,6 @@ from ..errors import Conflict, RollbackFailed
 from ..journal import Journal
 from ..versions import sort_versions, version_problem
 from .base import Finding, Target, TargetContext
-from .remote import RemoteSymlinkTarget
 from .symlink_base import SymlinkBase
 from .symlink_settings import STEP_RESTART, STEP_SWITCH, STEP_WAIT, SymlinkSettings
 
@@ -38,6 +37,8 @@ class SymlinkTarget(SymlinkBase):
     def create(cls, settings: BaseModel, context: TargetContext) -> Target:
         """On this machine, or on ``hosts`` over SSH (the ``[ssh]`` extra)."""
         if isinstance(settings, SymlinkSettings) and settings.hosts:
+            from .remote import RemoteSymlinkTarget  # SSH and its HTTP reads only for a target with hosts
+
             return RemoteSymlinkTarget(settings, context)
         return cls(settings, context)
 
