@@ -196,6 +196,8 @@ def hosts_config(
     """One release-folder target on ``hosts`` (all in one batch); the service is the first host's app."""
     data = demo_config(layouts[0])
     target = data["targets"]["app"]
+    for local_only in ("pid_file", "pid_command"):  # the census of hosts reads each host's version_url
+        target.pop(local_only, None)
     target.update(
         {
             "releases_dir": "app/releases",  # on each host, from its home
