@@ -216,6 +216,9 @@ class PreflightFindings(RunbookState):
             except Exception as exc:  # a broken action refuses the run, with its reason
                 error = str(exc) if isinstance(exc, (HarnessError, OSError)) else f"{type(exc).__name__}: {exc}"
                 found = {name: Finding(name, False, f"{action.name}: {error}") for name in names}
+            read = action.preflight_detail()
+            if read:  # the evidence holds every call and answer, also of a run preflight refuses
+                self.journal.record(f"{action.name}:preflight", "read", **read)
             for name in names:
                 findings.append(found.get(name) or Finding(name, False, f"{action.name} did not judge {name}"))
         return findings

@@ -74,6 +74,11 @@ class Action(ABC):
         """After the verify gate: ``verified`` True when it passed (restore traffic, reset flags)."""
         return None
 
+    def preflight_detail(self) -> dict[str, Any]:
+        """What ``preflight`` asked outside systems and their answers (e.g. ``aws_calls``), for the
+        journal's ``NAME:preflight`` step, whether preflight passed or refused; {} when nothing."""
+        return {}
+
     def left_over(self) -> str | None:
         """What an earlier run left in place that after() and finish() put right (maintenance still
         on, servers still drained), as read in preflight; None when nothing. A run that finds the

@@ -105,6 +105,10 @@ class CdnAction(Action):
             return [Finding(FINDING, False, "; ".join(problems))]
         return [Finding(FINDING, True, "; ".join(facts))]
 
+    def preflight_detail(self) -> dict[str, Any]:
+        calls = [call for distribution in self.distributions for call in distribution.aws.drain()]
+        return {"aws_calls": calls} if calls else {}
+
     def plan(self, from_version: str | None, to_version: str) -> tuple[list[str], list[str]]:
         after = [
             f"after verify passes: invalidate {', '.join(d.settings.paths)} on CloudFront distribution {d.id}, "
@@ -120,7 +124,6 @@ class CdnAction(Action):
                     f"{self.name}:invalidate-{distribution.name}",
                     "skipped",
                     reason="verify did not pass: the cache is not refilled from an origin that failed it",
-                    aws_calls=distribution.aws.drain(),  # preflight's
                 )
             return
         problems = []

@@ -334,6 +334,11 @@ class LoadBalancerAction(Action):
     def left_over(self) -> str | None:
         return "; ".join(self.left) or None
 
+    def preflight_detail(self) -> dict[str, Any]:
+        sources = [group.aws for group in self.groups] + [rule.aws for rule in self.rules]
+        calls = [call for aws in sources for call in aws.drain()]
+        return {"aws_calls": calls} if calls else {}
+
     def plan(self, from_version: str | None, to_version: str) -> tuple[list[str], list[str]]:
         before, after = [], []
         for group in self.groups:

@@ -42,6 +42,13 @@ def step(pytester: pytest.Pytester, name: str) -> dict[str, Any]:
     return next(e for e in timeline(pytester) if e["what"] == name and e["status"] in ("done", "failed"))
 
 
+def preflight_calls(pytester: pytest.Pytester) -> list[dict[str, Any]]:
+    """What preflight asked AWS, journaled whether the run went on or was refused."""
+    (read,) = [e for e in timeline(pytester) if e["what"] == "load_balancer:preflight"]
+    calls: list[dict[str, Any]] = read["detail"]["aws_calls"]
+    return calls
+
+
 def registered(moto: MotoServer, world: AwsWorld) -> dict[str, str]:
     answer = clients(moto.url)["elbv2"].describe_target_health(TargetGroupArn=world.target_group_arn)
     return {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in answer["TargetHealthDescriptions"]}
@@ -103,7 +110,7 @@ def test_throttling_is_retried_and_recorded(
 
     assert result.ret == 0, result.stdout.str()
     assert proxy.throttled == 2
-    calls = step(pytester, "load_balancer:deregister-web")["detail"]["aws_calls"]
+    calls = preflight_calls(pytester)
     first = calls[0]
     assert first["call"] == "elbv2.describe_target_groups" and first["retries"] == 2
     assert [a.get("error", "").split(":")[0] for a in first["attempts"]] == ["ThrottlingException"] * 2 + [""]
@@ -221,6 +228,11 @@ def test_a_release_the_targets_table_does_not_name_refuses_the_run(
     result.stdout.fnmatch_lines(["*load_balancer[[]0[]] (web): targets names no 'v1.2.9' (it names v1.3.0, v1.2.8); "
                                  "add the targets that serve v1.2.9*"])  # fmt: skip
     assert set(registered(moto_server, world)) == {world.instances["v1.3.0"]}
+    # The refused run's evidence still holds what preflight asked AWS and what it answered.
+    assert [c["call"] for c in preflight_calls(pytester)] == [
+        "elbv2.describe_target_groups",
+        "elbv2.describe_target_health",
+    ]
 
 
 def test_targets_changed_in_place_leave_and_come_back(
