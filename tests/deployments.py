@@ -87,6 +87,12 @@ def make_deployment(
     data = result.config()
     target = data["targets"]["app"]
     target["restart"] = [sys.executable, str(COUNTER), str(result.restart_log), *target["restart"]]
+    # On a loaded 2-core test machine a few samples of a good release stall past the demo's 250 ms
+    # p95 (seen: 4 of 80 over, inconclusive at the default budget of 80). More samples let the
+    # bound be decided as it would be on a quiet machine; a release that fails it is still decided
+    # in its first round.
+    for latency in data.get("latency", []):
+        latency.setdefault("max_samples", 300)
     result.write_config(data)
     return result
 
