@@ -8,6 +8,7 @@ what it measured in ``user_properties`` (plain builtins, so xdist can carry them
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -127,16 +128,22 @@ def _phase_result(request: pytest.FixtureRequest, phase: str) -> CheckResult:
     root = request.config.stash[RUN_KEY]
     if run is not root:
         request.config.hook.pytest_rollback_member_phase(root=root, run=run, phase=phase)
-    if phase not in run.phase_checks:
-        selected = run.selected_checks.get(phase, [])
-        specs = [spec for spec in check_specs(run) if spec.key in selected]
-        run.phase_checks[phase] = PhaseChecks(run, phase, specs)
-    checks = run.phase_checks[phase]
+    checks = phase_checks_for(run, phase)
     key = request.node.stash[SPEC_KEY]
     result: CheckResult = checks.result(key)
     if key in checks.own_seconds:
         request.node.stash[OWN_SECONDS_KEY] = checks.own_seconds[key]
     return result
+
+
+def phase_checks_for(run: HarnessRun, phase: str) -> PhaseChecks:
+    """The phase's checks of ``run`` (the selected ones), made once."""
+    if phase not in run.phase_checks:
+        selected = run.selected_checks.get(phase, [])
+        specs = [spec for spec in check_specs(run) if spec.key in selected]
+        run.phase_checks[phase] = PhaseChecks(run, phase, specs)
+    checks: PhaseChecks = run.phase_checks[phase]
+    return checks
 
 
 def remember_selected(items: list[pytest.Item], run: HarnessRun) -> None:
@@ -159,13 +166,32 @@ def _run_preflight(request: pytest.FixtureRequest) -> None:
     root = request.config.stash[RUN_KEY]
     if run is not root:
         request.config.hook.pytest_rollback_member_phase(root=root, run=run, phase="preflight")
-    finding = runbook_for(run).preflight()[request.node.stash[SPEC_KEY]]
+    preflight_done = _baseline_beside_preflight(run) if run is root else None
+    try:
+        finding = runbook_for(run).preflight()[request.node.stash[SPEC_KEY]]
+    finally:
+        if preflight_done is not None:
+            preflight_done.set()
     status = "passed" if finding.ok else ("failed" if finding.checked else "not-checked")
     record_result(request, {"name": finding.name, "status": status, "summary": finding.message, "measured": {}})
     if not finding.checked:
         pytest.skip(finding.message)
     if not finding.ok:
         pytest.fail(f"refused: {finding.message}", pytrace=False)
+
+
+def _baseline_beside_preflight(run: HarnessRun) -> threading.Event | None:
+    """Start the baseline's answers now, while preflight judges (the first preflight item only).
+
+    Both only read, and the rollback waits for both: time to restore shrinks by what preflight
+    takes. The returned event, set once preflight is done, holds back the rest of the baseline
+    (plugins/phase.py). None when the baseline is not run or already started.
+    """
+    if "baseline" not in run.phases or "baseline" in run.phase_checks or not run.selected_checks.get("baseline"):
+        return None
+    preflight_done = threading.Event()
+    phase_checks_for(run, "baseline").start(after=preflight_done)
+    return preflight_done
 
 
 def _run_baseline(request: pytest.FixtureRequest) -> None:

@@ -9,6 +9,12 @@ are there to count. Each item then waits
 only for its own result. A phase of many endpoints takes about as long as its slowest check
 instead of the sum of them all.
 
+The baseline's checks that only read the service's answers (version, health, endpoints) start
+while preflight is still judging (plugins/items.py): both only read, and the rollback waits for
+both. The rest of the baseline (the census, which shares the driver preflight is using, the
+latency samples, which other traffic would skew, the database, a feature's checks) waits until
+preflight is done.
+
 In the verify phase, once every other check is done and at least ``service.settle`` after the
 first probes ended (the latency checks' time counts towards it), version, replicas and health are
 probed once more, in full: an app that dies right after answering the first probes fails verify
@@ -45,6 +51,11 @@ _ENV_VALUE_MIN = 6  # shorter values ("1", "true", "C") are everywhere; longer o
 
 def is_latency(spec: CheckSpec) -> bool:
     return spec.key.startswith("latency[")
+
+
+def reads_answers_only(spec: CheckSpec) -> bool:
+    """A check that only asks the service (no driver, no database): safe beside preflight."""
+    return spec.key in ("version", "health") or spec.key.startswith("endpoint[")
 
 
 class ConnectionBudget:
@@ -128,11 +139,18 @@ class PhaseChecks:
         self._settled: list[str] = []
         self._started = threading.Lock()
         self.own_seconds: dict[str, float] = {}
+        # Set when what must end first has ended (preflight, for an early baseline); None: nothing.
+        self._after: threading.Event | None = None
 
-    def start(self) -> None:
-        """Start every check now, before any item asks (a fleet starts each target's phase at once)."""
+    def start(self, after: threading.Event | None = None) -> None:
+        """Start every check now, before any item asks (a fleet starts each target's phase at once).
+
+        With ``after``, only the checks that read the service's answers start now; the others
+        (and every latency sample) wait until ``after`` is set, which the caller must do.
+        """
         with self._started:
             if not self._futures:
+                self._after = after
                 self._start()
 
     def result(self, key: str) -> CheckResult:
@@ -172,7 +190,8 @@ class PhaseChecks:
         if hook is not None:  # a feature's marks for the phase, before any probe runs
             hook.pytest_rollback_phase_starting(run=self.run, phase=self.phase)
         count = f"{len(self.specs)} check{'' if len(self.specs) == 1 else 's'}"
-        self.run.progress(f"{self.phase}: running {count} against {self.run.config.settings.service.base_url}")
+        beside = ", the service's answers beside preflight (they only read)" if self._after is not None else ""
+        self.run.progress(f"{self.phase}: running {count} against {self.run.config.settings.service.base_url}{beside}")
         settle = self._settle_seconds()
         settled = [spec.key for spec in quick if spec.key in SETTLED_CHECKS] if settle > 0 else []
         self._settled = settled
@@ -187,7 +206,13 @@ class PhaseChecks:
         slow_first = [(spec, first[spec.key]) for spec in slow]
         _spawn(lambda: self._run_in_turn_safely(quick_first, slow_first, settled, first, settle), "latency")
 
+    def _wait_after(self) -> None:
+        if self._after is not None:
+            self._after.wait()
+
     def _run_quick(self, spec: CheckSpec, future: Future[CheckResult], slots: threading.BoundedSemaphore) -> None:
+        if not reads_answers_only(spec):
+            self._wait_after()
         with slots:
             self._fill(future, spec.key, partial(spec.run, self.run, self.phase))
 
@@ -221,6 +246,7 @@ class PhaseChecks:
         settle: float,
     ) -> None:
         wait(before)
+        self._wait_after()  # a latency sample beside preflight's own reads would be skewed
         first_done = time.monotonic()  # the settle pause counts from the first probes' end
         self._run_latency([(spec, future) for spec, future in pending if is_latency(spec)])
         for spec, future in pending:
