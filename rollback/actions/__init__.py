@@ -9,8 +9,9 @@ every configured action in a fixed order around the driver's steps:
     on failure:  undo() of every action that started, newest first
     after verify: finish(verified) of every action that ran, newest first (restore traffic, reset flags)
 
-``ACTIONS`` maps a name to "module:Class"; modules are imported only when a config uses them (the
-class's ``applies`` decides), so ``pytest --help`` imports none of them.
+``ACTIONS`` maps a name to "module:Class" and the settings section it acts on: a module is imported
+only when its section is configured (the class's ``applies`` then decides), so ``pytest --help``
+imports none of them and a run imports only its own (the traffic action alone pulls in requests).
 """
 
 from __future__ import annotations
@@ -23,21 +24,23 @@ if TYPE_CHECKING:
     from ..targets.base import TargetContext
     from .base import Action
 
-# name -> "module:Class"; an action module adds its line here.
-ACTIONS: dict[str, str] = {
-    "config": "rollback_harness.rollback.actions.config:ConfigAction",
-    "database": "rollback_harness.rollback.actions.database:DatabaseAction",
-    "traffic": "rollback_harness.rollback.actions.traffic:TrafficAction",
-    "flags": "rollback_harness.rollback.actions.flags:FlagsAction",
-    "load_balancer": "rollback_harness.rollback.actions.load_balancer:LoadBalancerAction",
-    "cdn": "rollback_harness.rollback.actions.cdn:CdnAction",
+# name -> ("module:Class", the HarnessSettings field it acts on); an action module adds its line here.
+ACTIONS: dict[str, tuple[str, str]] = {
+    "config": ("rollback_harness.rollback.actions.config:ConfigAction", "config_rollback"),
+    "database": ("rollback_harness.rollback.actions.database:DatabaseAction", "database"),
+    "traffic": ("rollback_harness.rollback.actions.traffic:TrafficAction", "traffic"),
+    "flags": ("rollback_harness.rollback.actions.flags:FlagsAction", "flags"),
+    "load_balancer": ("rollback_harness.rollback.actions.load_balancer:LoadBalancerAction", "load_balancer"),
+    "cdn": ("rollback_harness.rollback.actions.cdn:CdnAction", "cdn"),
 }
 
 
 def action_classes(config: HarnessConfig, spec: TargetSpec) -> list[type[Action]]:
     """The action classes this config uses for ``spec``, in the order their before() runs."""
     classes = []
-    for path in ACTIONS.values():
+    for path, section in ACTIONS.values():
+        if not getattr(config.settings, section):  # not configured (None, []): nothing to import
+            continue
         module_name, _, class_name = path.partition(":")
         cls: type[Action] = getattr(import_module(module_name), class_name)
         if cls.applies(config, spec):

@@ -94,7 +94,7 @@ class StandInDatabase(Action):
 
 @pytest.fixture
 def stand_in(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    monkeypatch.setitem(ACTIONS, "database", f"{__name__}:StandInDatabase")
+    monkeypatch.setitem(ACTIONS, "database", (f"{__name__}:StandInDatabase", "database"))
     return monkeypatch
 
 

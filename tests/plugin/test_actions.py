@@ -73,7 +73,8 @@ class RecordingAction(Action):
 def calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     log = tmp_path / "actions.jsonl"
     monkeypatch.setenv(LOG_VARIABLE, str(log))
-    monkeypatch.setitem(ACTIONS, "recording", f"{__name__}:RecordingAction")
+    # "service" is always configured: the recording action applies to every run
+    monkeypatch.setitem(ACTIONS, "recording", (f"{__name__}:RecordingAction", "service"))
     return log
 
 
