@@ -16,9 +16,12 @@ latency samples, which other traffic would skew, the database, a feature's check
 preflight is done.
 
 In the verify phase, once every other check is done and at least ``service.settle`` after the
-first probes ended (the latency checks' time counts towards it), version, replicas and health are
-probed once more, in full: an app that dies right after answering the first probes fails verify
-instead of passing it.
+service came up on the target (this run's readiness wait; as Kubernetes' minReadySeconds counts
+from ready), version, replicas and health are probed once more, in full: an app that dies right
+after answering the first probes fails verify instead of passing it. With no readiness wait in
+this run (a verify gate, a target already reached), the settle time counts from the end of the
+first probes. Either way the time spent on the other checks (latency, a database downgrade)
+counts towards it: never probe again sooner, never wait twice.
 
 Checks run on daemon threads: after Ctrl-C nothing joins them, and the process exits promptly.
 A check that raises becomes a failed result naming the exception, never a traceback (whose
@@ -45,6 +48,9 @@ if TYPE_CHECKING:
 MAX_PARALLEL_PROBES = 16
 PROGRESS_EVERY = 5.0  # seconds between "still running" lines while an item waits
 SETTLED_CHECKS = ("version", "replicas", "health")
+# What verify's settle time counts from (plugins/phase.py's docstring).
+SINCE_READY = "the service came up"
+SINCE_FIRST_PROBES = "the first probes"
 _MESSAGE_LIMIT = 160
 _ENV_VALUE_MIN = 6  # shorter values ("1", "true", "C") are everywhere; longer ones are telling
 
@@ -113,11 +119,24 @@ def run_safely(name: str, check: Callable[[], CheckResult]) -> CheckResult:
         return crashed(name, exc)
 
 
-def with_settle(first: CheckResult, settle: CheckResult, seconds: float) -> CheckResult:
-    """``first`` judged again by what the probe ``seconds`` after the other checks saw."""
+def with_settle(
+    first: CheckResult,
+    settle: CheckResult,
+    seconds: float,
+    *,
+    since_what: str = SINCE_FIRST_PROBES,
+    started_after: float | None = None,
+) -> CheckResult:
+    """``first`` judged again by the second look, taken at least ``seconds`` after ``since_what``
+    (``started_after``: how long after it the second look began)."""
     measured = dict(first.measured)
     measured["settle"] = {"after_s": seconds, "status": settle.status, "summary": settle.summary}
-    when = f"{seconds:g}s after the other verify checks"
+    if started_after is not None:
+        measured["settle"].update(counted_from=since_what, started_after_s=round(started_after, 3))
+    if since_what == SINCE_READY and started_after is not None:
+        when = f"{started_after:.1f}s after {SINCE_READY}"
+    else:
+        when = f"{seconds:g}s after the other verify checks"
     if not first.passed:
         return CheckResult(first.name, first.status, first.summary, measured)  # failed already
     if not settle.passed:
@@ -254,16 +273,24 @@ class PhaseChecks:
                 self._fill(future, spec.key, partial(spec.run, self.run, self.phase))
         if not settled:
             return
-        # The latency checks' time already counts towards it: never probe again sooner, never wait twice.
-        left = max(0.0, settle - (time.monotonic() - first_done))
+        since, since_what = self._settle_from(first_done)
+        left = max(0.0, since + settle - time.monotonic())
         again = f"probing {' and '.join(settled)} once more"
         if left > 0:
-            self.run.progress(f"{self.phase}: waiting {left:.1f}s, then {again}")
+            self.run.progress(f"{self.phase}: waiting {left:.1f}s, then {again} ({settle:g}s after {since_what})")
         else:
-            self.run.progress(f"{self.phase}: {again}, over {settle:g}s after the first probes")
+            self.run.progress(f"{self.phase}: {again}, over {settle:g}s after {since_what}")
         time.sleep(left)
         for key in settled:
-            self._fill(self._futures[key], key, partial(self._settled_result, key, first[key].result(), settle))
+            look = partial(self._settled_result, key, first[key].result(), settle, since, since_what)
+            self._fill(self._futures[key], key, look)
+
+    def _settle_from(self, first_done: float) -> tuple[float, str]:
+        """Where the settle time counts from: the service coming up in this run, else the first probes."""
+        ready_at = getattr(getattr(self.run, "runbook", None), "ready_at", None)
+        if isinstance(ready_at, float) and ready_at <= first_done:
+            return ready_at, SINCE_READY
+        return first_done, SINCE_FIRST_PROBES
 
     def _run_latency(self, checks: list[tuple[CheckSpec, Future[CheckResult]]]) -> None:
         """The latency checks side by side within the connection budget; back when all are done."""
@@ -278,8 +305,11 @@ class PhaseChecks:
             _spawn(partial(run_one, spec, future), f"latency-{spec.key}")
         wait([future for _, future in checks])
 
-    def _settled_result(self, key: str, first: CheckResult, settle: float) -> CheckResult:
+    def _settled_result(
+        self, key: str, first: CheckResult, settle: float, since: float, since_what: str
+    ) -> CheckResult:
         from .probes import settle_probe
 
+        started_after = time.monotonic() - since
         again = run_safely(key, partial(settle_probe(key), self.run, self.phase))
-        return with_settle(first, again, settle)
+        return with_settle(first, again, settle, since_what=since_what, started_after=started_after)

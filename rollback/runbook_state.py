@@ -71,6 +71,9 @@ class RunbookState:
         self.previous = PreviousRun()
         # The driver steps still to do; None until judged, [] when already at target.
         self.remaining: list[str] | None = None
+        # time.monotonic() when this run's readiness wait saw the service up on the target: verify's
+        # settle time counts from it (plugins/phase.py). None when this run waited for nothing.
+        self.ready_at: float | None = None
         self._findings: dict[str, Finding] | None = None
 
     @property

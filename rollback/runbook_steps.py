@@ -7,6 +7,7 @@ newest first; on a failure each started action undoes what it changed.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .journal import utc_now
@@ -64,6 +65,7 @@ class RollbackSteps(RunbookState):
                     self.target.rollback(self.to_version, self.journal, self.observed, driver_steps)
                 if wait_step in self.remaining:
                     self.target.wait_ready(self.to_version, self.journal)
+                    self.ready_at = time.monotonic()
                 for action in reversed(self.actions):
                     action.after(self.from_version, self.to_version, self.journal)
             except BaseException:

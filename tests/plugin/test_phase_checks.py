@@ -261,8 +261,50 @@ def test_a_service_that_stays_up_passes_the_settle_probe(tmp_path: Path) -> None
     assert version.status == "passed", version.summary
     looked = "live version v1.3.0 as expected on all 59 answers (rules out 1 wrong answer in 20 at 95% confidence)"
     assert version.summary == looked
-    assert version.measured["settle"] == {"after_s": 0.1, "status": "passed", "summary": looked}
+    second = version.measured["settle"]
+    assert {key: second[key] for key in ("after_s", "status", "summary")} == {
+        "after_s": 0.1,
+        "status": "passed",
+        "summary": looked,
+    }
+    # no rollback in this run: the settle time counts from the first probes, and was waited out
+    assert second["counted_from"] == "the first probes" and second["started_after_s"] >= 0.1
     assert version.measured["attempts"] == 59  # and 59 more in the second look
+
+
+def test_the_settle_time_counts_from_when_the_rollback_saw_the_service_come_up(tmp_path: Path) -> None:
+    # As Kubernetes' minReadySeconds counts from ready: a service up for 5 s has had its 3 s settle
+    # time; the second look runs as soon as the other checks are done, never sooner than 3 s.
+    lines: list[str] = []
+    with FaultServer() as server:
+        run = verify_run(tmp_path, server, settle="3s")
+        run.progress = lines.append
+        run.runbook = SimpleNamespace(ready_at=time.monotonic() - 5.0, from_version="v1.2.9")  # type: ignore[assignment]
+        phase = PhaseChecks(run=run, phase="verify", specs=[CheckSpec("version", probes.version)])
+        version = phase.result("version")
+    assert version.status == "passed", version.summary
+    second = version.measured["settle"]
+    assert second["counted_from"] == "the service came up" and second["started_after_s"] >= 3.0
+    assert second["status"] == "passed"
+    assert "verify: probing version once more, over 3s after the service came up" in lines
+    assert not [line for line in lines if "waiting" in line]
+
+
+def test_a_crash_after_the_service_came_up_fails_the_second_look(tmp_path: Path) -> None:
+    server = FaultServer().start()
+
+    def app_exits(run: object, phase: str) -> CheckResult:
+        server.stop()  # the app goes away after the first look, within its settle time
+        return CheckResult("latency[/]", "passed", "fast")
+
+    run = verify_run(tmp_path, server, settle="200ms")
+    run.runbook = SimpleNamespace(ready_at=time.monotonic(), from_version="v1.2.9")  # type: ignore[assignment]
+    specs = [CheckSpec("version", probes.version), CheckSpec("latency[/]", app_exits)]
+    version = PhaseChecks(run=run, phase="verify", specs=specs).result("version")
+    assert version.status == "failed", version.summary
+    assert "s after the service came up: GET " in version.summary
+    assert version.summary.endswith("connection refused")
+    assert version.measured["settle"]["started_after_s"] >= 0.2
 
 
 def test_service_version_is_capped_by_the_time_a_readiness_wait_has_left(tmp_path: Path) -> None:
