@@ -26,7 +26,6 @@ from bench_common import goal_line, machine  # noqa: E402
 
 from demo import deployment  # noqa: E402
 
-
 GOAL = 1.3
 
 

@@ -89,6 +89,44 @@ def test_latency_checks_run_side_by_side_only_within_the_connection_budget(
     assert overlapped == [side_by_side] * 2
 
 
+def test_a_latency_check_never_overlaps_another_runs_probes() -> None:
+    # A fleet's targets run their phases side by side in one process: target B's latency samples
+    # wait for target A's probes in flight, and a probe that comes later waits for B's samples.
+    a_running, a_release = threading.Event(), threading.Event()
+    seen: dict[str, Any] = {}
+
+    def a_health(run: object, phase: str) -> CheckResult:
+        a_running.set()
+        seen["a_released"] = a_release.wait(10)
+        seen["a_done"] = True
+        return CheckResult("health", "passed", "a")
+
+    def b_latency(run: object, phase: str) -> CheckResult:
+        seen["b_saw_a_done"] = seen.get("a_done", False)
+        seen["b_done"] = True
+        return CheckResult("latency[/]", "passed", "b")
+
+    def c_version(run: object, phase: str) -> CheckResult:
+        seen["c_saw_b_done"] = seen.get("b_done", False)
+        return CheckResult("version", "passed", "c")
+
+    a = PhaseChecks(run=fake_run(), phase="verify", specs=[CheckSpec("health", a_health)])
+    b = PhaseChecks(run=fake_run(), phase="verify", specs=[CheckSpec("latency[/]", b_latency)])
+    c = PhaseChecks(run=fake_run(), phase="verify", specs=[CheckSpec("version", c_version)])
+    a.start()
+    assert a_running.wait(10)
+    b.start()
+    deadline = time.monotonic() + 10
+    while phase_module.TRAFFIC._latency_waiting == 0:  # B's latency is held back by A's probe
+        assert time.monotonic() < deadline, "the latency check never asked to run"
+        time.sleep(0.01)
+    c.start()  # a probe asked for while B's samples wait: it comes after them
+    a_release.set()
+
+    assert a.result("health").passed and b.result("latency[/]").passed and c.result("version").passed
+    assert seen == {"a_released": True, "a_done": True, "b_saw_a_done": True, "b_done": True, "c_saw_b_done": True}
+
+
 def test_a_broken_phase_runner_fails_its_checks_instead_of_hanging() -> None:
     run = fake_run()
     del run.config.settings.verify  # the latency runner raises reading its budget
