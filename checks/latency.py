@@ -184,39 +184,48 @@ def _sample(
 ) -> list[Probe]:
     """``count`` probes on daemon threads: an interrupted run never waits for them to end.
 
-    ``enough``: asked after each probe with those done so far; True stops issuing new ones.
+    ``enough``: asked after each probe with those done so far; True stops issuing new ones and
+    returns the probes done at once: the samples still in flight cannot change the outcome, and
+    waiting for them (400 ms each from a slow release, a whole timeout from a hung one) would only
+    hold the restore back. They end on their own within ``timeout``; their answers are dropped.
     """
     results: list[Probe | None] = [None] * count
     indexes = iter(range(count))
     lock = threading.Lock()
+    changed = threading.Condition(lock)
     done: list[Probe] = []
     stopped = False
+    running = min(concurrency, count)
 
     def work() -> None:
-        nonlocal stopped
-        while True:
-            with lock:
-                index = None if stopped else next(indexes, None)
-            if index is None:
-                return
-            try:
-                seen = probe(session_for_thread(), url, method=method, timeout=timeout)
-            except Exception as exc:  # a bug, not the network: counted as an error sample
-                seen = Probe(url, method, None, 0.0, "", f"unexpected {type(exc).__name__}")
-            results[index] = seen
-            if enough is not None:
+        nonlocal stopped, running
+        try:
+            while True:
                 with lock:
-                    done.append(seen)
-                    stopped = stopped or enough(done)
+                    index = None if stopped else next(indexes, None)
+                if index is None:
+                    return
+                try:
+                    seen = probe(session_for_thread(), url, method=method, timeout=timeout)
+                except Exception as exc:  # a bug, not the network: counted as an error sample
+                    seen = Probe(url, method, None, 0.0, "", f"unexpected {type(exc).__name__}")
+                with lock:
+                    if stopped:  # decided without it
+                        return
+                    results[index] = seen
+                    if enough is not None:
+                        done.append(seen)
+                        stopped = enough(done)
+        finally:
+            with lock:
+                running -= 1
+                changed.notify_all()
 
-    threads = [
-        threading.Thread(target=work, daemon=True, name="latency-sample") for _ in range(min(concurrency, count))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return [seen for seen in results if seen is not None]
+    for _ in range(running):
+        threading.Thread(target=work, daemon=True, name="latency-sample").start()
+    with lock:
+        changed.wait_for(lambda: running == 0 or stopped)
+        return [seen for seen in results if seen is not None]
 
 
 @contextmanager

@@ -47,6 +47,72 @@ def test_a_slow_service_fails_in_a_few_samples_when_stopping_early(slow: FaultSe
     assert "stopped after" not in str(full["summary"])
 
 
+class _ThreeThenHang:
+    """A loopback server: its first three requests answer after 50 ms; later ones hang until released."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.release = threading.Event()
+        self.arrived = 0
+        self.answered_late = 0
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with owner._lock:
+                    owner.arrived += 1
+                    first = owner.arrived <= 3
+                if first:
+                    owner.release.wait(0.05)  # slow: over the 20 ms bound
+                else:
+                    owner.release.wait(10)
+                    with owner._lock:
+                        owner.answered_late += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_failure_beyond_doubt_does_not_wait_for_the_samples_in_flight() -> None:
+    # 4 at a time: the three first answers decide the failure while the fourth hangs (up to 10 s,
+    # within the 15 s timeout). The check returns with the three; the fourth is dropped, not awaited.
+    server = _ThreeThenHang()
+    try:
+        result = check_latency(
+            server.url,
+            samples=20,
+            concurrency=4,
+            timeout=15.0,
+            min_samples=10,
+            thresholds=LatencyThresholds(p95=0.02),
+            stop_at_failure=True,
+        )
+        still_hanging = server.answered_late == 0
+    finally:
+        server.close()
+    assert result.status == "failed", result.summary
+    assert result.measured["samples"] == 3, result.summary
+    assert "stopped after 3 of 20 samples: the failure was beyond doubt" in result.summary
+    assert still_hanging and server.arrived >= 4  # the check came back while a sample was in flight
+
+
 def test_a_service_that_answers_nothing_is_inconclusive_as_before_only_sooner() -> None:
     with FaultServer() as server:
         result = check_latency(
