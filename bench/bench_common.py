@@ -6,6 +6,10 @@ import os
 import platform
 import sys
 
+# pytest as a user's install runs it: the development venv also has hypothesis, whose pytest plugin
+# (a test-only dependency here) adds 0.1-0.2 s to every start-up and summary no user pays.
+PYTEST = [sys.executable, "-m", "pytest", "-p", "no:hypothesispytest"]
+
 
 def goal_line(name: str, value: float, op: str, goal: float, *, unit: str = "x", ratio: bool = True) -> str:
     """``name   0.42x   goal <= 0.50x   met`` (or ``MISSED``)."""

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "ssh"))
 
-from bench_common import goal_line, machine, skipped  # noqa: E402
+from bench_common import PYTEST, goal_line, machine, skipped  # noqa: E402
 from ssh_support import SshHost, have_sshd, keygen, start_sshd  # noqa: E402
 
 from demo import deployment  # noqa: E402
@@ -63,9 +63,7 @@ LIVE, TARGET = "v1.3.0", "v1.2.9"
 def run_harness(config: Path, workdir: Path, *extra: str) -> float:
     """Wall time of one whole run; exits the script when the run fails."""
     command = [
-        sys.executable,
-        "-m",
-        "pytest",
+        *PYTEST,
         "-q",
         "-p",
         "no:cacheprovider",

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_common import goal_line, machine  # noqa: E402
+from bench_common import PYTEST, goal_line, machine  # noqa: E402
 
 from demo import deployment  # noqa: E402
 from demo import migrations as demo_migrations  # noqa: E402
@@ -108,9 +108,7 @@ def timed(
 
 def harness_command(layout: deployment.DemoLayout, workdir: Path, *extra: str) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "pytest",
+        *PYTEST,
         "-p",
         "no:cacheprovider",
         "-q",

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_common import goal_line, machine  # noqa: E402
+from bench_common import PYTEST, goal_line, machine  # noqa: E402
 
 from demo import deployment  # noqa: E402
 
@@ -50,7 +50,7 @@ def main() -> None:
         run = workdir / "run"
         run.mkdir()
         (run / "test_trivial.py").write_text("def test_one():\n    pass\n")
-        plain = [sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider"]
+        plain = [*PYTEST, "--co", "-q", "-p", "no:cacheprovider"]
         active = [*plain, f"--rollback-config={layout.config_path}", "--rollback-to", "v1.2.9"]
         timed(plain, run)  # warm the file cache and the bytecode
         timed(active, run)
