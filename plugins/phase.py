@@ -152,20 +152,19 @@ def run_safely(name: str, check: Callable[[], CheckResult]) -> CheckResult:
 
 
 def with_settle(
-    first: CheckResult,
-    settle: CheckResult,
-    seconds: float,
-    *,
-    since_what: str = SINCE_FIRST_PROBES,
-    started_after: float | None = None,
+    first: CheckResult, settle: CheckResult, seconds: float, since_what: str, started_after: float
 ) -> CheckResult:
     """``first`` judged again by the second look, taken at least ``seconds`` after ``since_what``
     (``started_after``: how long after it the second look began)."""
     measured = dict(first.measured)
-    measured["settle"] = {"after_s": seconds, "status": settle.status, "summary": settle.summary}
-    if started_after is not None:
-        measured["settle"].update(counted_from=since_what, started_after_s=round(started_after, 3))
-    if since_what == SINCE_READY and started_after is not None:
+    measured["settle"] = {
+        "after_s": seconds,
+        "status": settle.status,
+        "summary": settle.summary,
+        "counted_from": since_what,
+        "started_after_s": round(started_after, 3),
+    }
+    if since_what == SINCE_READY:
         when = f"{started_after:.1f}s after {SINCE_READY}"
     else:
         when = f"{seconds:g}s after the other verify checks"
@@ -298,7 +297,7 @@ class PhaseChecks:
     ) -> None:
         wait(before)
         self._wait_after()  # a latency sample beside preflight's own reads would be skewed
-        first_done = time.monotonic()  # the settle pause counts from the first probes' end
+        first_done = time.monotonic()  # the settle pause counts from here when nothing came up in this run
         self._run_latency([(spec, future) for spec, future in pending if is_latency(spec)])
         for spec, future in pending:
             if not is_latency(spec):  # the observers, once every probe is done
@@ -345,4 +344,4 @@ class PhaseChecks:
         with TRAFFIC.probes():
             started_after = time.monotonic() - since
             again = run_safely(key, partial(settle_probe(key), self.run, self.phase))
-        return with_settle(first, again, settle, since_what=since_what, started_after=started_after)
+        return with_settle(first, again, settle, since_what, started_after)

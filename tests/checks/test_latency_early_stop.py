@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fault_server import FaultServer
 
 from rollback_harness.checks.http import Probe
 from rollback_harness.checks.latency import LatencyThresholds, _enough_to_stop, check_latency
+from rollback_harness.rollback.results import CheckResult
 from rollback_harness.rollback.sampling import judge_bound
 
 LIMIT = 0.1  # seconds: the p95 bound of the simulated checks
@@ -23,16 +25,21 @@ def slow() -> Iterator[FaultServer]:
         yield server
 
 
+def _latency(url: str, p95: float, **overrides: Any) -> CheckResult:
+    """The check as these tests run it: 20 samples, 4 at a time, stopping early unless told not to."""
+    options: dict[str, Any] = {
+        "samples": 20,
+        "concurrency": 4,
+        "timeout": 5.0,
+        "min_samples": 10,
+        "stop_at_failure": True,
+    }
+    options.update(overrides)
+    return check_latency(url, thresholds=LatencyThresholds(p95=p95), **options)
+
+
 def _check(server: FaultServer, *, stop_at_failure: bool) -> dict[str, object]:
-    result = check_latency(
-        server.url("/slow-tail"),
-        samples=20,
-        concurrency=2,
-        timeout=5.0,
-        min_samples=10,
-        thresholds=LatencyThresholds(p95=0.02),
-        stop_at_failure=stop_at_failure,
-    )
+    result = _latency(server.url("/slow-tail"), 0.02, concurrency=2, stop_at_failure=stop_at_failure)
     return {"status": result.status, "samples": result.measured["samples"], "summary": result.summary}
 
 
@@ -95,15 +102,7 @@ def test_a_failure_beyond_doubt_does_not_wait_for_the_samples_in_flight() -> Non
     # within the 15 s timeout). The check returns with the three; the fourth is dropped, not awaited.
     server = _ThreeThenHang()
     try:
-        result = check_latency(
-            server.url,
-            samples=20,
-            concurrency=4,
-            timeout=15.0,
-            min_samples=10,
-            thresholds=LatencyThresholds(p95=0.02),
-            stop_at_failure=True,
-        )
+        result = _latency(server.url, 0.02, timeout=15.0)
         still_hanging = server.answered_late == 0
     finally:
         server.close()
@@ -115,30 +114,14 @@ def test_a_failure_beyond_doubt_does_not_wait_for_the_samples_in_flight() -> Non
 
 def test_a_service_that_answers_nothing_is_inconclusive_as_before_only_sooner() -> None:
     with FaultServer() as server:
-        result = check_latency(
-            server.url("/reset"),
-            samples=20,
-            concurrency=4,
-            timeout=5.0,
-            min_samples=10,
-            thresholds=LatencyThresholds(p95=1.0),
-            stop_at_failure=True,
-        )
+        result = _latency(server.url("/reset"), 1.0)
     assert result.status == "inconclusive", result.summary
     assert result.measured["samples"] < 20 and "none of them succeeded" in result.summary
 
 
 def test_a_fast_service_takes_every_sample_and_passes_as_before() -> None:
     with FaultServer(tail_every=1000, tail_delay=0.0) as server:
-        result = check_latency(
-            server.url("/slow-tail"),
-            samples=20,
-            concurrency=4,
-            timeout=5.0,
-            min_samples=10,
-            thresholds=LatencyThresholds(p95=5.0),
-            stop_at_failure=True,
-        )
+        result = _latency(server.url("/slow-tail"), 5.0)
     assert result.status == "passed" and result.measured["samples"] == 59, result.summary
 
 
