@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import requests
 import urllib3.exceptions
 
-from . import _deadline
-from ._deadline import WatchedAdapter
+from ..rollback import request_deadline
+from ..rollback.request_deadline import WatchedAdapter
 
 USER_AGENT = "rollback-harness/0.1"
 BODY_LIMIT = 64 * 1024
@@ -182,7 +182,7 @@ def probe(
     budget = timeout if deadline is None else min(timeout, deadline - start)
     if budget <= 0:
         return Probe(url, method, None, 0.0, "", "not sent: the overall deadline had already passed")
-    watch = _deadline.start(start + budget)
+    watch = request_deadline.start(start + budget)
     headers_arrived = False
     try:
         with session.request(
@@ -205,7 +205,7 @@ def probe(
         elapsed = time.monotonic() - start
         return Probe(url, method, None, elapsed, "", _failure(exc, watch, budget, headers_arrived))
     finally:
-        _deadline.stop(watch)
+        request_deadline.stop(watch)
     elapsed = time.monotonic() - start
     if elapsed > budget:
         # Only where the watchdog cannot cut (a slow connect to several addresses, SOCKS).
@@ -213,7 +213,7 @@ def probe(
     return Probe(url, method, status, elapsed, body, None)
 
 
-def _failure(exc: BaseException, watch: _deadline.Watch, budget: float, headers_arrived: bool) -> str:
+def _failure(exc: BaseException, watch: request_deadline.Watch, budget: float, headers_arrived: bool) -> str:
     described = describe_error(exc, budget)
     if described.startswith("connect timed out"):
         return described

@@ -1,6 +1,6 @@
 """The metrics check: thresholds on series of a Prometheus text-format endpoint.
 
-The body is fetched under one total deadline (the watchdog of checks/_deadline.py cuts a server
+The body is fetched under one total deadline (the watchdog of rollback/request_deadline.py cuts a server
 that trickles), at most BODY_LIMIT bytes, and parsed with ``prometheus_client``'s own parser, so
 escaping, label quoting, HELP/TYPE lines and histogram suffixes are read the way Prometheus
 writes them. A selector (``http_requests_total{code=~"5.."}``) picks samples by name and label
@@ -20,8 +20,8 @@ from typing import Any
 
 import requests
 
+from ..rollback import request_deadline
 from ..rollback.results import CheckResult
-from . import _deadline
 from .http import _REQUEST_ERRORS, ProbeSession, _chunks, describe_error, url_path
 
 BODY_LIMIT = 16 * 1024 * 1024
@@ -56,7 +56,7 @@ def matches(labels: Mapping[str, str], matchers: Sequence[Matcher]) -> bool:
 def fetch(session: requests.Session, url: str, *, timeout: float) -> tuple[str | None, str | None]:
     """(body, None) or (None, why not): the whole request within ``timeout``, body at most BODY_LIMIT."""
     start = time.monotonic()
-    watch = _deadline.start(start + timeout)
+    watch = request_deadline.start(start + timeout)
     try:
         with session.request(
             "GET",
@@ -84,7 +84,7 @@ def fetch(session: requests.Session, url: str, *, timeout: float) -> tuple[str |
             return None, f"timed out after {timeout:g}s"
         return None, describe_error(exc, timeout)
     finally:
-        _deadline.stop(watch)
+        request_deadline.stop(watch)
     if status != 200:
         return None, f"HTTP {status}"
     return kept.decode("utf-8", errors="replace"), None

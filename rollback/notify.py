@@ -17,7 +17,6 @@ from __future__ import annotations
 import http.client
 import json
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,13 +27,12 @@ from urllib.parse import urlsplit
 import requests
 import requests.utils
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import SKIP_HEADER
 
+from . import request_deadline
 from .http_errors import causes, is_wrapper
 from .journal import utc_now
+from .request_deadline import WatchedAdapter
 
 EVENTS = ("start", "gate", "rollback", "end")
 FORMATS = ("slack", "json")
@@ -94,11 +92,7 @@ def post(
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise NotifyError("not an http(s) URL")
-    watch = _Watch()
-    watchdog = threading.Timer(timeout, watch.expire)
-    watchdog.daemon = True
-    watchdog.start()
-    _current.watch = watch
+    watch = request_deadline.start(time.monotonic() + timeout)
     try:
         with (
             _session() as session,
@@ -119,8 +113,7 @@ def post(
             raise NotifyError(f"no answer within {timeout:g} s") from None
         raise NotifyError(f"could not deliver: {_reason(exc)}") from None
     finally:
-        watchdog.cancel()
-        _current.watch = None
+        request_deadline.stop(watch)
     if not 200 <= status < 300:
         raise NotifyError(f"answered HTTP {status}")
     return status
@@ -162,86 +155,8 @@ def _session() -> requests.Session:
     return session
 
 
-class _Watch:
-    """The deadline of one POST: when it passes, the connection in use is cut (see ``post``)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._connection: HTTPConnection | None = None
-        self.expired = False
-
-    def attach(self, connection: HTTPConnection) -> None:
-        """``connection`` now serves the POST; cut it at once if the deadline already passed."""
-        with self._lock:
-            self._connection = connection
-            expired = self.expired
-        if expired:
-            _cut(connection)
-
-    def expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            connection = self._connection
-        if connection is not None:
-            _cut(connection)
-
-
-def _cut(connection: HTTPConnection) -> None:
-    """Shut the socket down under a blocked reader (a TLS socket at the TCP level)."""
-    if connection.sock is not None:
-        try:
-            socket.socket.shutdown(connection.sock, socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
-# The watch of the POST this thread is sending: urllib3 connects on the thread that called post().
-_current = threading.local()
-
-
-def _attach(connection: HTTPConnection) -> None:
-    watch: _Watch | None = getattr(_current, "watch", None)
-    if watch is not None:
-        watch.attach(connection)
-
-
-class _WatchedHTTPConnection(HTTPConnection):
-    def connect(self) -> None:
-        _attach(self)
-        super().connect()
-        _attach(self)  # the socket exists now: cut it if the deadline passed while connecting
-
-
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        _attach(self)
-        super().connect()
-        _attach(self)
-
-
-class _WatchedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-_WATCHED_POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-
-
-class _WatchedAdapter(HTTPAdapter):
-    """requests' adapter with connections the POST's watch can cut, trusting what http.client did."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if not proxy.lower().startswith("socks"):  # SOCKS pools have connection classes of their own
-            manager.pool_classes_by_scheme = _WATCHED_POOLS
-        return manager
+class _WatchedAdapter(WatchedAdapter):
+    """The probes' adapter (connections the POST's watch can cut), trusting what http.client did."""
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         super().cert_verify(conn, url, verify, cert)

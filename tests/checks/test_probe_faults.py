@@ -142,7 +142,7 @@ def test_a_tls_handshake_that_never_completes_times_out(faults: FaultServer) -> 
 
 
 def test_many_probes_with_long_timeouts_do_not_pile_up_in_the_watchdog(faults: FaultServer) -> None:
-    from rollback_harness.checks import _deadline
+    from rollback_harness.rollback import request_deadline as _deadline
 
     with make_session() as session:
         for _ in range(5000):

@@ -2,10 +2,11 @@
 
 requests' timeouts bound each socket operation, not the request: a server that trickles its
 status line one byte at a time resets the read timeout with every byte and never times out.
-Here one watchdog thread keeps the deadline of every probe in flight; when a deadline passes it
-shuts down the socket of that probe's connection, so the blocked read returns at once and the
-probe reports a timeout. Connections find the probe they serve through a thread-local: urllib3
-connects and sends on the thread that called ``probe``.
+Here one watchdog thread keeps the deadline of every request in flight (the checks' probes, the
+metrics check's fetch, the notifications' POSTs); when a deadline passes it shuts down the socket
+of that request's connection, so the blocked read returns at once and the request reports a
+timeout. Connections find the request they serve through a thread-local: urllib3 connects and
+sends on the thread that called ``start``.
 """
 
 from __future__ import annotations
