@@ -243,6 +243,8 @@ def preflight_all(run: HarnessRun) -> None:
     """Every target's preflight, concurrently, the first time any target's preflight item runs.
 
     A preflight that raises here is left to its own items, which ask again and report it.
+    Unlike a single run, a fleet does not start its baselines' answers beside preflight: measured
+    slower on 2 cores (bench/README.md, "Fleet of 20").
     """
 
     with _preflight_lock:
