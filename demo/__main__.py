@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from demo import signing
 from demo.deployment import (
     EXAMPLE_DATABASE_GATE,
     EXAMPLE_GATES,
@@ -78,35 +79,22 @@ def clear_folder(root: Path) -> None:
 
 def saved_signing_key(root: Path) -> dict[str, bytes]:
     """The demo's signing key pair from an earlier run: kept, so the runs it signed still verify with it."""
-    folder = root / SIGNING_FOLDER
-    if not (root / LAYOUT_FILE).is_file() or not folder.is_dir():
+    if not (root / LAYOUT_FILE).is_file():
         return {}
-    return {path.name: path.read_bytes() for path in folder.glob("*.pem")}
+    return signing.saved_key(root / SIGNING_FOLDER)
 
 
 def configure_signing(layout: DemoLayout, saved: dict[str, bytes]) -> Path:
     """[reports.signing] with the demo's own Ed25519 key, made on the first run; the public key's path."""
-    from rollback_harness.rollback.signing import generate_key_files
-
-    folder = layout.root / SIGNING_FOLDER
-    if {"signing-key.pem", "signing-key.pub.pem"} <= set(saved):
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, data in saved.items():
-            (folder / name).touch(mode=0o600)
-            (folder / name).write_bytes(data)
-        public = folder / "signing-key.pub.pem"
-    else:
-        public = generate_key_files(folder)[1]
+    public = signing.install_key(layout.root / SIGNING_FOLDER, saved)
     with layout.config_path.open("a", encoding="utf-8") as config:
-        config.write("\n[reports.signing]\n# The demo's own key: it signs each run's manifest.\n")
-        config.write(f'key_file = "{SIGNING_FOLDER}/signing-key.pem"\n')
+        config.write(signing.signing_toml(f"{SIGNING_FOLDER}/{signing.KEY}"))
     return public
 
 
-def verify_command() -> str:
-    """``rollback-harness``, by its path when it is in the demo's venv (often not on PATH)."""
-    script = Path(sys.executable).parent / "rollback-harness"
-    return str(script) if script.is_file() and shutil.which("rollback-harness") != str(script) else "rollback-harness"
+def platform_key_folder() -> Path:
+    """Where the other platforms' demos keep their signing key: beside the demo folders, never cleared."""
+    return demo_dir().with_name(".demo-signing")
 
 
 def newest_report(report_dir: Path) -> Path | None:
@@ -185,7 +173,7 @@ def run_demo(pytest_args: list[str] | None = None) -> int:
     report = newest_report_since(reports, started - 1.0)
     if report is not None:
         print(f"report: {report}")
-        print(f"check the signed evidence: {verify_command()} verify {report.parent} --key {public_key}")
+        print(signing.verify_line(report, public_key))
     else:
         print(f"no new report.html under {reports} (see the pytest output above)")
     print("stop the demo with: make demo-stop")
@@ -214,26 +202,26 @@ def main(argv: list[str] | None = None) -> int:
             service = swarm.stop(demo_dir().with_name(".demo-swarm"))
             print(f"swarm service {service} and its images removed")
             return 0
-        return swarm.run(demo_dir().with_name(".demo-swarm"), demo_port(), report_dir())
+        return swarm.run(demo_dir().with_name(".demo-swarm"), demo_port(), report_dir(), platform_key_folder())
     if args.platform.startswith("bluegreen-"):
         if args.stop:
             parser.error("--stop applies to the symlink and swarm demos: the bluegreen demos stop what they started")
         from demo import bluegreen
 
         proxy = args.platform.removeprefix("bluegreen-")
-        return bluegreen.run(proxy, demo_dir().with_name(f".demo-{args.platform}"), report_dir())
+        return bluegreen.run(proxy, demo_dir().with_name(f".demo-{args.platform}"), report_dir(), platform_key_folder())
     if args.platform == "aws":
         if args.stop:
             parser.error("--stop applies to the symlink and swarm demos: the aws demo stops what it started")
         from demo import aws
 
-        return aws.run(demo_dir().with_name(".demo-aws"), demo_port(), report_dir())
+        return aws.run(demo_dir().with_name(".demo-aws"), demo_port(), report_dir(), platform_key_folder())
     if args.platform == "kubernetes":
         if args.stop:
             parser.error("--stop applies to the symlink and swarm demos: the kubernetes demo stops what it started")
         from demo.kubernetes import run_kubernetes_demo
 
-        return run_kubernetes_demo(report_dir())
+        return run_kubernetes_demo(report_dir(), platform_key_folder())
     if args.stop:
         root = demo_dir()
         print(f"demo in {root} stopped" if stop_existing(root) else f"no demo running in {root}")

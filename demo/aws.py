@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from demo import signing
 from demo.deployment import free_port, lay_out, live_version, start, stop
 from rollback_harness.plugins.exit_codes import MEANINGS as EXIT_MEANINGS
 
@@ -207,7 +208,7 @@ def aws_toml(world: AwsWorld) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(root: Path, port: int, report_dir: Path) -> int:
+def run(root: Path, port: int, report_dir: Path, key_folder: Path) -> int:
     from importlib.util import find_spec
 
     for module, install in (("boto3", "'pytest-rollback-harness[aws]'"), ("moto", "'moto[server]>=5'")):
@@ -222,18 +223,20 @@ def run(root: Path, port: int, report_dir: Path) -> int:
         os.environ.update(DUMMY_CREDENTIALS)
         world = build_world(moto.url)
         layout = lay_out(root / "deployment", port=port)
+        public_key = signing.kept_key(key_folder)
         with layout.config_path.open("a", encoding="utf-8") as config:
             config.write(aws_toml(world))
+            config.write(signing.signing_toml(str(key_folder / signing.KEY)))
         (layout.root / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\n")
         try:
             start(layout)
-            return _roll_back(layout, world, moto, report_dir)
+            return _roll_back(layout, world, moto, report_dir, public_key)
         finally:
             stop(layout)
             print("stopped the demo deployment and moto's server")
 
 
-def _roll_back(layout: Any, world: AwsWorld, moto: MotoServer, report_dir: Path) -> int:
+def _roll_back(layout: Any, world: AwsWorld, moto: MotoServer, report_dir: Path, public_key: Path) -> int:
     print(f"moto's AWS API emulator at {moto.url} (region {REGION})")
     print(f"demo is serving {live_version(layout)} at {layout.base_url}")
     print(f"  target group web: {registered(world)}")
@@ -250,7 +253,5 @@ def _roll_back(layout: Any, world: AwsWorld, moto: MotoServer, report_dir: Path)
     print(f"pytest exited {code}: {EXIT_MEANINGS.get(code, 'see the report')}")
     print(f"live now: {live_version(layout)} at {layout.base_url}")
     print(f"target group web now: {registered(world)}")
-    reports = [p for p in report_dir.glob("*/report.html") if p.stat().st_mtime >= started - 1.0]
-    report = max(reports, key=lambda p: p.stat().st_mtime, default=None)
-    print(f"report: {report}" if report is not None else f"no new report.html under {report_dir}")
+    print("\n".join(signing.report_lines(report_dir, started, public_key)))
     return code

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from demo import signing
 from demo.deployment import (
     APP_SOURCE,
     EXAMPLE_GATES,
@@ -350,7 +351,7 @@ def served_by(layout: BlueGreenLayout) -> str | None:
     return _answer(layout.public_url + "/version")
 
 
-def run(proxy: str, root: Path, reports: Path) -> int:
+def run(proxy: str, root: Path, reports: Path, key_folder: Path) -> int:
     """The demo story end to end; stops everything it started."""
     program = NGINX if proxy == "nginx" else HAPROXY
     if not Path(program).is_file():
@@ -360,6 +361,9 @@ def run(proxy: str, root: Path, reports: Path) -> int:
         shutil.rmtree(root)
     layout = lay_out(root, proxy)
     (root / "test_demo_gates.py").write_text(EXAMPLE_GATES)
+    public_key = signing.kept_key(key_folder)
+    with layout.config_path.open("a", encoding="utf-8") as config:
+        config.write(signing.signing_toml(str(key_folder / signing.KEY)))
     try:
         start(layout)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
@@ -380,9 +384,7 @@ def run(proxy: str, root: Path, reports: Path) -> int:
         code = subprocess.run(command, cwd=root, check=False).returncode
         print(f"\npytest exited {code}")
         print(f"live now: {served_by(layout)} at {layout.public_url}")
-        found = [p for p in reports.glob("*/report.html") if p.stat().st_mtime >= started - 1]
-        if found:
-            print(f"report: {max(found, key=lambda p: p.stat().st_mtime)}")
+        print("\n".join(signing.report_lines(reports, started, public_key)))
         return code
     finally:
         stop(layout)

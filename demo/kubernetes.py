@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from demo import signing
 from demo.deployment import DEFAULT_RELEASES, EXAMPLE_GATES, service_checks_toml
 from rollback_harness.plugins.exit_codes import MEANINGS as EXIT_MEANINGS
 
@@ -131,7 +132,7 @@ def describe(emulator: Any) -> list[str]:
     return lines
 
 
-def run_kubernetes_demo(report_dir: Path) -> int:
+def run_kubernetes_demo(report_dir: Path, key_folder: Path) -> int:
     sys.path.insert(0, str(PROJECT_ROOT / "tests"))  # the emulator lives with the tests
     from k8s_emulator import Emulator
 
@@ -151,7 +152,8 @@ def run_kubernetes_demo(report_dir: Path) -> int:
         kubeconfig = root / "kubeconfig"
         kubeconfig.write_text(kubeconfig_text(emulator.url))
         config = root / "rollback.toml"
-        config.write_text(rollback_toml(service_url, kubeconfig))
+        public_key = signing.kept_key(key_folder)  # kept beyond this temporary folder
+        config.write_text(rollback_toml(service_url, kubeconfig) + signing.signing_toml(str(key_folder / signing.KEY)))
         (root / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\n")
         (root / "test_demo_gates.py").write_text(EXAMPLE_GATES)
 
@@ -182,8 +184,6 @@ def run_kubernetes_demo(report_dir: Path) -> int:
         print("after:")
         print("\n".join(describe(emulator)))
         print(f"pytest exited {code}: {EXIT_MEANINGS.get(code, 'see the report')}")
-        reports = [p for p in report_dir.glob("*/report.html") if p.stat().st_mtime >= started - 1.0]
-        report = max(reports, key=lambda p: p.stat().st_mtime, default=None)
-        print(f"report: {report}" if report is not None else f"no new report.html under {report_dir}")
+        print("\n".join(signing.report_lines(report_dir, started, public_key)))
     print("stopped the emulator and its pods")
     return code

@@ -23,6 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from demo import signing
 from demo.deployment import service_checks_toml
 
 # The prefix of every demo service's name; each folder's own is SERVICE-<hash> (names()).
@@ -210,7 +211,7 @@ ready_timeout = "60s"
     return config
 
 
-def run(root: Path, port: int, reports: Path) -> int:
+def run(root: Path, port: int, reports: Path, key_folder: Path) -> int:
     problem = engine_problem()
     if problem is not None:
         print(f"the swarm demo needs a Docker Engine in swarm mode: {problem}", file=sys.stderr)
@@ -225,6 +226,9 @@ def run(root: Path, port: int, reports: Path) -> int:
         print(f"the swarm demo did not start: {exc}", file=sys.stderr)
         return 1
     config = _write_config(root, port)
+    public_key = signing.kept_key(key_folder)
+    with config.open("a", encoding="utf-8") as file:
+        file.write(signing.signing_toml(str(key_folder / signing.KEY)))
     print(f"swarm service {names(root)[0]} (3 replicas) serves {BAD} at http://127.0.0.1:{port}")
     print(f"  {BAD} is bad: every page takes ~400 ms and /api/orders answers 500; Swarm's PreviousSpec runs v1.2.9")
     print("rolling back with: pytest --rollback-to previous --rollback-yes", flush=True)
@@ -232,6 +236,8 @@ def run(root: Path, port: int, reports: Path) -> int:
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rollback-config={config}",
         "--rollback-to", "previous", "--rollback-yes", f"--report-dir={reports}", "--rootdir", str(root), str(root),
     ]  # fmt: skip
+    started = time.time()
     code = subprocess.run(command, cwd=root, check=False, env={**os.environ}).returncode
     print(f"\npytest exited {code}; the service is left running: python -m demo --platform swarm --stop removes it")
+    print("\n".join(signing.report_lines(reports, started, public_key)))
     return code

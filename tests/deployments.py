@@ -6,6 +6,9 @@ would share one module name."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -108,3 +111,23 @@ def run_dir(report_dir: Path) -> Path:
     runs = [p for p in report_dir.iterdir() if p.is_dir()]
     assert len(runs) == 1, runs
     return runs[0]
+
+
+SIGNED_EVIDENCE_LINE = re.compile(r"^check the signed evidence: (.+) verify (\S+) --key (\S+)$", re.M)
+
+
+def assert_the_demo_signed(out: str) -> None:
+    """A demo's output ends with the command that checks its run's signed evidence, and it passes."""
+    found = SIGNED_EVIDENCE_LINE.search(out)
+    assert found is not None, out
+    report = re.search(r"^report: (\S+)/report\.html$", out, re.M)
+    assert report is not None and found.group(2) == report.group(1), out  # the run just reported
+    checked = subprocess.run(
+        [*shlex.split(found.group(1)), "verify", found.group(2), "--key", found.group(3)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "the key you gave" in checked.stdout

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from deployments import assert_the_demo_signed
 
 pytestmark = pytest.mark.integration
 
@@ -45,3 +46,4 @@ def test_aws_demo_rolls_back_behind_the_load_balancer_and_invalidates_the_cdn(tm
     assert "load_balancer:register-web" in html and "cdn:invalidate-shop-cdn" in html
     assert "stopped the demo deployment and moto's server" in out
     assert "demo-secret-key" not in out + result.stderr
+    assert_the_demo_signed(out)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from deployments import assert_the_demo_signed
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +56,7 @@ def test_bluegreen_demo_rolls_back_with_its_traffic_window(platform: str, window
     switch = next(e for e in evidence["timeline"] if e["what"] == "switch-proxy")
     assert (switch["detail"]["from_colour"], switch["detail"]["to_colour"]) == ("green", "blue")
     assert window[0] in Path(report.group(1)).read_text()  # and in the HTML report
+    assert_the_demo_signed(out)
     pids = [int(pid) for pid in re.findall(r"\(pid (\d+)\)", out)]
     assert len(pids) == 2 and not [pid for pid in pids if alive(pid)]
     assert "stopped " in out

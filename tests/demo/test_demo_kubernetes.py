@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from deployments import assert_the_demo_signed
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -20,7 +22,7 @@ def alive(pid: int) -> bool:
 
 
 def test_kubernetes_demo_rolls_back_and_stops_what_it_started(tmp_path: Path) -> None:
-    env = {**os.environ, "DEMO_REPORT_DIR": str(tmp_path / "reports")}
+    env = {**os.environ, "DEMO_DIR": str(tmp_path / "demo"), "DEMO_REPORT_DIR": str(tmp_path / "reports")}
     result = subprocess.run(
         [sys.executable, "-m", "demo", "--platform", "kubernetes"],
         cwd=PROJECT_ROOT,
@@ -43,6 +45,7 @@ def test_kubernetes_demo_rolls_back_and_stops_what_it_started(tmp_path: Path) ->
     report = re.search(r"^report: (\S+report\.html)$", out, re.M)
     assert report is not None and Path(report.group(1)).is_file()
     assert "web-" in Path(report.group(1)).read_text()  # the pods are in the report
+    assert_the_demo_signed(out)
     pids = [int(pid) for pid in re.findall(r"\(pid (\d+), port \d+\)", out)]
     assert len(pids) == 6
     assert not [pid for pid in pids if alive(pid)]  # the demo process has exited: its pods went with it

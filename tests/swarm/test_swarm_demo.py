@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from deployments import assert_the_demo_signed
 from swarm_helpers import docker, free_port
 
 from demo import swarm
@@ -45,6 +46,7 @@ def test_demo_rolls_a_swarm_service_back(engine: None, tmp_path: Path) -> None:
         assert "shop: rolled back from v1.3.0 to v1.2.9; verified" in result.stdout
         (evidence_path,) = (tmp_path / "reports").glob("*/evidence.json")
         assert (evidence_path.parent / "report.html").is_file()
+        assert_the_demo_signed(result.stdout)
     finally:
         stopped = run_demo(tmp_path, "--stop")
     assert stopped.returncode == 0, stopped.stderr
