@@ -36,8 +36,19 @@ def install_key(folder: Path, saved: dict[str, bytes]) -> Path:
 
 
 def kept_key(folder: Path) -> Path:
-    """The key pair in ``folder`` (a folder no demo clears), made there on the first run; its public key."""
-    return install_key(folder, saved_key(folder))
+    """The key pair in ``folder`` (a folder no demo clears), made there on the first run; its public key.
+
+    Demos of several platforms may start at once: one makes the pair, the others use it.
+    """
+    from filelock import FileLock
+
+    from rollback_harness.rollback.signing import generate_key_files
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / ".lock"), timeout=30):
+        if (folder / KEY).is_file() and (folder / PUBLIC).is_file():
+            return folder / PUBLIC
+        return generate_key_files(folder)[1]
 
 
 def signing_toml(key_file: str) -> str:
