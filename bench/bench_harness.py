@@ -10,8 +10,8 @@
    `ln -sfn` + `supervisorctl restart` + poll loop, on a real demo deployment.
 4. verify phase, 60 endpoints on an app answering in ~20 ms: the plugin's phase runner
    (plugins.phase.PhaseChecks over the configured checks) against a bare loop of GETs.
-5. demo verify: the demo's verify phase as configured (every answer judged: 59 per version and
-   health check, the replica census, the settle wait and the second look) against the same phase
+5. demo verify: the demo's verify phase as configured (every answer judged: 59 per version,
+   health and critical endpoint check, the replica census, the settle wait and the second look) against the same phase
    taking one answer per check (what verify cost before it judged every answer).
 Medians of N rounds; the ratio is harness / bare (1.00 = no overhead).
 """
@@ -180,7 +180,7 @@ def bench_phase(rounds: int, workdir: Path) -> None:
 
 
 def bench_demo_verify(rounds: int, workdir: Path) -> None:
-    """The demo's verify phase as configured (59 answers per version and health check, the census,
+    """The demo's verify phase as configured (59 answers per version, health and endpoint check, the census,
     the settle wait and the second look) against the same phase taking one answer per check: what
     judging every answer costs."""
     import tomli_w

@@ -37,7 +37,7 @@ class Gathered:
     wanted: int
     # True when the deadline ended gathering before ``wanted`` answers arrived.
     out_of_time: bool
-    # True when an answer that did not come back at all ended it.
+    # True when an answer that did not come back at all (or a decisive one) ended it.
     stopped_early: bool
     elapsed: float
 
@@ -53,11 +53,13 @@ def gather(
     pause: float = 0.005,
     method: str = "GET",
     rng: random.Random | None = None,
+    decisive: Callable[[Probe], bool] | None = None,
 ) -> Gathered:
     """Ask ``url`` ``count`` times with ``concurrency`` workers, each request on a new connection.
 
     ``deadline`` is a ``time.monotonic()`` instant no request outlives. Each worker waits a
-    random time between 0 and ``pause`` before each request.
+    random time between 0 and ``pause`` before each request. Gathering stops at an answer that
+    did not come back, and at one ``decisive`` says already decides the verdict.
     """
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
@@ -94,7 +96,7 @@ def gather(
                 return  # cut by the check's own deadline, not the service's fault: not an answer
             with lock:
                 probes.append(seen)
-                if not seen.ok_transport:
+                if not seen.ok_transport or (decisive is not None and decisive(seen)):
                     stopped = True
 
     workers = max(1, min(concurrency, count))

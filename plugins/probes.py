@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 
@@ -12,7 +13,7 @@ from ..checks.endpoints import check_endpoint
 from ..checks.health import check_health
 from ..checks.http import join_url, make_session, probe
 from ..checks.latency import LatencyThresholds, check_latency
-from ..checks.version import Sampling, check_version, read_version
+from ..checks.version import DEFAULT_SAMPLING, Sampling, check_version, read_version
 from ..rollback.census import CHECK_NAME as CENSUS_CHECK
 from ..rollback.census import judge_census
 from ..rollback.config import EndpointConfig, LatencyConfig
@@ -148,8 +149,16 @@ def settle_probe(key: str) -> Probe:
     return checks[key]
 
 
+# The baseline asks a critical endpoint once: what it answered before is a record, not a verdict,
+# and a slow bad release would make many answers cost the restore seconds (issue 19).
+ONE_BASELINE_ANSWER = "one answer before the rollback: a record of what it answered, not a verdict"
+
+
 def endpoint(config: EndpointConfig, name: str) -> Probe:
     def run_endpoint(run: HarnessRun, phase: str) -> CheckResult:
+        asked = sampling(run, phase, 1, DEFAULT_SAMPLING.pause)
+        if phase == "baseline" and asked.fixed is None:
+            asked = dataclasses.replace(asked, fixed=1, why=ONE_BASELINE_ANSWER)
         return check_endpoint(
             http_session(run),
             url(run, config.path),
@@ -157,6 +166,7 @@ def endpoint(config: EndpointConfig, name: str) -> Probe:
             expect_status=config.expect_status,
             timeout=run.config.settings.service.timeout,
             name=name,
+            sampling=asked,
         )
 
     return run_endpoint

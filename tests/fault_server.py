@@ -17,8 +17,9 @@ A fault is chosen for every path by ``FaultServer(mode=...)``, else by the first
     /slow-tail              200 "ok", every ``tail_every``-th request after ``tail_delay`` seconds
     /deep-json              a JSON body nested 100,000 levels deep
 
-With ``pool`` (a ``Pool``) the server stands for a balancer over several backends: /version and
-/health are each answered by one backend chosen per request, at random by weight (a seeded
+With ``pool`` (a ``Pool``) the server stands for a balancer over several backends: /version,
+/health and /api/... (a critical endpoint, answered with the backend's health status) are each
+answered by one backend chosen per request, at random by weight (a seeded
 generator per path, so a test's answers are the same every run) or round robin over one counter
 shared by every path, as a balancer alternates whatever the path.
 
@@ -120,7 +121,7 @@ class FaultServer:
         self.hits: Counter[str] = Counter()
         # Which backend answered, per path ("version", "health") and backend index.
         self.answered: Counter[tuple[str, int]] = Counter()
-        self._pickers = {path: random.Random(f"{seed}-{path}") for path in ("version", "health")}
+        self._pickers = {path: random.Random(f"{seed}-{path}") for path in ("version", "health", "api")}
         self._turn = itertools.count()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -208,7 +209,7 @@ class FaultServer:
                 self.pool = self.pools[name] if name in self.pools else self.pool
             _reply(client, 200 if name in self.pools else 404, name.encode())
             return
-        if self.pool is not None and first in ("version", "health"):
+        if self.pool is not None and first in ("version", "health", "api"):
             self._from_pool(client, first)
             return
         mode = self.mode or (first if first in MODES else "ok")
@@ -232,6 +233,8 @@ class FaultServer:
         backend = backends[index]
         if path == "version":
             _reply(client, 200, backend.version.encode() + b"\n")
+        elif path == "api":  # a critical endpoint: a backend that fails its health fails it too
+            _reply(client, backend.health, b'{"orders": []}' if backend.health == 200 else b'{"error": "internal"}')
         else:
             _reply(client, backend.health, b"ok" if backend.health == 200 else b"unavailable")
 

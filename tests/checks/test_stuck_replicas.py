@@ -18,6 +18,7 @@ import pytest
 import requests
 from fault_server import Backend, FaultServer, Pool
 
+from rollback_harness.checks.endpoints import check_endpoint
 from rollback_harness.checks.health import check_health
 from rollback_harness.checks.version import Sampling, check_version
 
@@ -59,12 +60,46 @@ def test_the_health_check_catches_a_replica_that_fails_now_and_then(share: float
     assert all(" flapping: " in result.summary and "answered 503" in result.summary for result in failed)
 
 
+@pytest.mark.parametrize("share", [0.10, 0.05])
+def test_the_endpoint_check_catches_a_replica_that_fails_it_now_and_then(
+    share: float, session: requests.Session
+) -> None:
+    # One request would pass 90 % (95 %) of the time; the sampled check at most the allowed rate.
+    runs = 60
+    with FaultServer(pool=Pool.unhealthy(share, status=500, seed=16)) as server:
+        url = server.url("/api/orders")
+        results = [check_endpoint(session, url, timeout=2.0, sampling=DEFAULTS) for _ in range(runs)]
+        asked = server.hits["api"]
+    passes = [result for result in results if result.passed]
+    assert len(passes) <= allowed_passes(runs, share, DEFAULTS.answers), [r.summary for r in passes]
+    for result in results:
+        if result.passed:
+            assert result.measured["attempts"] == 59 and result.summary.startswith(
+                "GET /api/orders answered 200 on all 59"
+            )
+        else:
+            assert result.summary.startswith("GET /api/orders answered 500, expected 200"), result.summary
+            assert result.measured["status"] == 500 and result.measured["failures"] >= 1
+    # Each check stops at its first wrong answer (with the other worker's request still in flight).
+    assert asked == sum(result.measured["attempts"] for result in results)
+    assert asked < runs * 59
+
+
+def test_an_endpoint_that_is_not_safe_to_repeat_is_sent_once(session: requests.Session) -> None:
+    with FaultServer(pool=Pool.unhealthy(0.0)) as server:
+        result = check_endpoint(session, server.url("/api/orders"), method="POST", timeout=2.0, sampling=DEFAULTS)
+        assert server.hits["api"] == 1
+    assert result.passed and result.summary.endswith(" (sent once: repeating a POST could change data)")
+
+
 def test_a_good_pool_passes_every_time(session: requests.Session) -> None:
     with FaultServer(pool=Pool((Backend("v1.2.9"), Backend("v1.2.9")))) as server:
         for _ in range(RUNS):
             version = check_version(session, server.url("/version"), timeout=2.0, expected="v1.2.9")
             health = check_health(session, server.url("/health"), timeout=2.0)
-            assert (version.status, health.status) == ("passed", "passed"), (version.summary, health.summary)
+            orders = check_endpoint(session, server.url("/api/orders"), timeout=2.0, sampling=DEFAULTS)
+            statuses = (version.status, health.status, orders.status)
+            assert statuses == ("passed", "passed", "passed"), (version.summary, health.summary, orders.summary)
 
 
 def test_checks_at_the_same_time_against_an_alternating_pool_each_see_both_sides(session: requests.Session) -> None:

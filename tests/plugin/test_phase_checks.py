@@ -13,14 +13,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from fault_server import FaultServer
+from fault_server import FaultServer, Pool
 
 from rollback_harness.plugins import phase as phase_module
 from rollback_harness.plugins import probes
 from rollback_harness.plugins.items import CheckSpec
 from rollback_harness.plugins.phase import PhaseChecks
 from rollback_harness.plugins.state import MODE_GATE_VERIFY, HarnessRun
-from rollback_harness.rollback.config import load_config
+from rollback_harness.rollback.config import EndpointConfig, load_config
 from rollback_harness.rollback.results import CheckResult
 
 
@@ -190,7 +190,7 @@ from types import SimpleNamespace
 from rollback_harness.plugins.items import CheckSpec
 from rollback_harness.plugins.phase import PhaseChecks
 from rollback_harness.plugins.state import MODE_GATE_VERIFY, HarnessRun
-from rollback_harness.rollback.config import load_config
+from rollback_harness.rollback.config import EndpointConfig, load_config
 from rollback_harness.rollback.results import CheckResult
 
 def forever(run, phase):
@@ -356,3 +356,19 @@ def test_service_version_is_capped_by_the_time_a_readiness_wait_has_left(tmp_pat
         assert probes.service_version(run, timeout=0.0) is None
         assert trickling.hits["trickle-headers"] == 1  # no time left: nothing sent
     assert took < 10  # "did not hang": one byte every 0.2 s would never end
+
+
+def test_a_critical_endpoint_is_asked_once_in_the_baseline_and_sampled_in_verify(tmp_path: Path) -> None:
+    # Before the rollback its answer is a record (a slow bad release would make 59 cost the restore
+    # seconds); after it, verify asks as often as for the version and health (one failing replica).
+    with FaultServer(pool=Pool.unhealthy(0.0)) as server:
+        run = verify_run(tmp_path, server, settle="0s")
+        check = probes.endpoint(EndpointConfig(path="/api/orders"), "endpoint[/api/orders]")
+        before = check(run, "baseline")
+        asked_before = server.hits["api"]
+        after = check(run, "verify")
+        asked_after = server.hits["api"] - asked_before
+    assert asked_before == 1 and before.passed, before.summary
+    assert before.measured["fixed"] == probes.ONE_BASELINE_ANSWER
+    assert asked_after == 59 and after.measured["attempts"] == 59
+    assert after.summary.startswith("GET /api/orders answered 200 on all 59 answers, median ")

@@ -542,7 +542,9 @@ def test_gate_verify_with_xdist_probes_each_check_once(pytester: pytest.Pytester
     while (served := demo.served(until='"GET /api/orders ')).count('"GET /health ') < 118:
         assert time.monotonic() < deadline, served.count('"GET /health ')
         time.sleep(0.05)
-    assert served.count('"GET /api/orders ') == 1 and served.count('"GET /health ') == 118
+    # /api/orders answers 500: its check stops at the first wrong answer (1 or 2 asked, 2 in flight at once).
+    orders = next(t for t in gates if t["check"]["name"] == "endpoint[/api/orders]")["check"]["measured"]
+    assert served.count('"GET /api/orders ') == orders["attempts"] <= 2 and served.count('"GET /health ') == 118
 
 
 def test_a_version_without_its_v_finds_the_release(pytester: pytest.Pytester, demo: Deployment) -> None:
