@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import statistics
-import time
 from collections import Counter
 from collections.abc import Sequence
 
@@ -21,7 +20,7 @@ import requests
 from ..rollback.results import CheckResult, CheckStatus
 from ..rollback.sampling import judge_answers
 from ._common import format_ms, format_statuses, on_all, to_ms
-from .answers import Gathered, gather
+from .answers import Gathered
 from .http import Probe, probe, url_path
 from .version import Sampling
 
@@ -53,25 +52,21 @@ def check_endpoint(
     unsafe = method not in SAFE_METHODS
     if sampling is None or unsafe or sampling.answers == 1:
         seen = probe(session, url, method=method, timeout=timeout)
-        result = _judged(check_name, url, [seen], expect_status, sampling, None, None)
+        result = _judged(check_name, url, method, [seen], expect_status, sampling, None, None)
         if unsafe and sampling is not None and sampling.answers > 1:
             note = f" (sent once: repeating a {method} could change data)"
             return CheckResult(result.name, result.status, result.summary + note, result.measured)
         return result
-    budget = deadline if deadline is not None else sampling.default_budget(timeout)
-    gathered = gather(
+    gathered, budget = sampling.gather(
         session,
         url,
-        count=sampling.answers,
         timeout=timeout,
-        deadline=time.monotonic() + budget,
-        concurrency=sampling.concurrency,
-        pause=sampling.pause,
-        method=method,
+        deadline=deadline,
         rng=rng,
+        method=method,
         decisive=lambda seen: seen.status not in expect_status,
     )
-    return _judged(check_name, url, gathered.probes, expect_status, sampling, gathered, budget)
+    return _judged(check_name, url, method, gathered.probes, expect_status, sampling, gathered, budget)
 
 
 def _problem(seen: Probe, expect_status: Sequence[int]) -> str | None:
@@ -85,6 +80,7 @@ def _problem(seen: Probe, expect_status: Sequence[int]) -> str | None:
 def _judged(
     name: str,
     url: str,
+    method: str,
     answers: list[Probe],
     expect_status: Sequence[int],
     sampling: Sampling | None,
@@ -96,7 +92,7 @@ def _judged(
     decision: CheckStatus = judge_answers(len(answers) - len(wrong), len(wrong), needed) if answers else "inconclusive"
     shown = wrong[0] if wrong else (answers[-1] if answers else None)
     measured: dict[str, object] = {
-        "method": shown.method if shown else "GET",
+        "method": method,
         "url": url,
         "status": shown.status if shown else None,
         "expected_status": list(expect_status),

@@ -9,7 +9,6 @@ rollback/sampling.py) and names a mix of healthy and unhealthy answers "flapping
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from collections.abc import Sequence
 
@@ -18,7 +17,7 @@ import requests
 from ..rollback.results import CheckResult
 from ..rollback.sampling import judge_answers
 from ._common import format_statuses, on_all, to_ms
-from .answers import Gathered, flaps, gather
+from .answers import Gathered, flaps
 from .http import Probe, url_path
 from .version import DEFAULT_SAMPLING, Sampling
 
@@ -41,17 +40,7 @@ def check_health(
     Fewer answers than needed within ``deadline`` seconds (default
     ``sampling.default_budget(timeout)``), all healthy, is inconclusive.
     """
-    budget = deadline if deadline is not None else sampling.default_budget(timeout)
-    gathered = gather(
-        session,
-        url,
-        count=sampling.answers,
-        timeout=timeout,
-        deadline=time.monotonic() + budget,
-        concurrency=sampling.concurrency,
-        pause=sampling.pause,
-        rng=rng,
-    )
+    gathered, budget = sampling.gather(session, url, timeout=timeout, deadline=deadline, rng=rng)
     answers = [_problem(seen, expect_status) or HEALTHY for seen in gathered.probes]
     counts = Counter(answers)
     healthy = counts[HEALTHY]

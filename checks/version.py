@@ -10,6 +10,7 @@ import json
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,34 @@ class Sampling:
         rounds = -(-self.answers // max(1, self.concurrency))
         return max(10.0, 2 * timeout, rounds * (timeout + self.pause))
 
+    def gather(
+        self,
+        session: requests.Session,
+        url: str,
+        *,
+        timeout: float,
+        deadline: float | None,
+        rng: random.Random | None,
+        method: str = "GET",
+        decisive: Callable[[Probe], bool] | None = None,
+    ) -> tuple[Gathered, float]:
+        """The answers this sampling asks for (checks/answers.py), within ``deadline`` seconds
+        (None: ``default_budget(timeout)``); and that budget, for the summary."""
+        budget = deadline if deadline is not None else self.default_budget(timeout)
+        gathered = gather(
+            session,
+            url,
+            count=self.answers,
+            timeout=timeout,
+            deadline=time.monotonic() + budget,
+            concurrency=self.concurrency,
+            pause=self.pause,
+            method=method,
+            rng=rng,
+            decisive=decisive,
+        )
+        return gathered, budget
+
     def describe(self, what: str = "wrong") -> str:
         """ "1 wrong answer in 20 at 95% confidence": what ``answers`` can catch."""
         return f"1 {what} answer in {1 / self.detect_share:.3g} at {self.confidence * 100:.4g}% confidence"
@@ -136,17 +165,7 @@ def check_version(
     inconclusive: not enough to rule out a stuck replica. Versions are compared after stripping
     whitespace and a leading "v": "v1.2.9" is "1.2.9".
     """
-    budget = deadline if deadline is not None else sampling.default_budget(timeout)
-    gathered = gather(
-        session,
-        url,
-        count=sampling.answers,
-        timeout=timeout,
-        deadline=time.monotonic() + budget,
-        concurrency=sampling.concurrency,
-        pause=sampling.pause,
-        rng=rng,
-    )
+    gathered, budget = sampling.gather(session, url, timeout=timeout, deadline=deadline, rng=rng)
     answers: list[str] = []
     versions: set[str] = set()
     problem: str | None = None
