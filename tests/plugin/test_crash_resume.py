@@ -132,7 +132,17 @@ def test_killed_at_a_step_boundary_the_next_run_finishes_with_nothing_done_twice
         for e in journal(killed) + rerun_entries
         if e["step"] == "switch-link" and e["status"] == "done" and e.get("note") != "already pointing there"
     ]
-    assert len(switches) == 1, switches
+    found_switched = [
+        e
+        for e in rerun_entries
+        if e["step"] == "switch-link" and e["status"] == "done" and e.get("note") == "already pointing there"
+    ]
+    if status == "started" and not switches:
+        # The kill landed after the link was swapped (a rename takes microseconds) but before the
+        # journal recorded it: the rerun found the link already switched and did not switch it again.
+        assert killed_states.get("switch-link") == "started" and found_switched, rerun_entries
+    else:
+        assert len(switches) == 1, switches
     if killed_states.get("switch-link") == "done":
         # Journaled as skipped when resumed; not journaled at all when the killed run had completed.
         assert rerun_states.get("switch-link") == ("skipped" if not record["completed"] else None)
@@ -164,3 +174,39 @@ def test_the_record_beside_the_lock_says_the_rollback_completed(demo: Deployment
     assert (record["run_id"], record["from"], record["to"]) == (folder.name, "v1.3.0", "v1.2.9")
     assert record["journal"] == str(folder / "journal.jsonl")
     assert record["completed"]
+
+
+def test_killed_between_the_swap_and_its_journal_entry_the_rerun_does_not_switch_again(
+    demo: Deployment, tmp_path: Path
+) -> None:
+    """The window a kill at "switch-link started" can land in on a busy machine, made certain: the
+    link is already swapped, and the journal never recorded it."""
+    gate = tmp_path / "gate"
+    data = demo.config()
+    restart = data["targets"]["app"]["restart"]
+    data["targets"]["app"]["restart"] = [sys.executable, str(HOLD), "before", str(gate), *restart]
+    demo.write_config(data)
+    killed = kill_at(demo, tmp_path, tmp_path / "reports1", "switch-link", "done")
+    (tmp_path / "gate.cancel").touch()
+    data["targets"]["app"]["restart"] = restart
+    demo.write_config(data)
+    # Drop the entry the kill would have prevented: the rename happened, its "done" was never written.
+    path = killed / "journal.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not ('"switch-link"' in line and '"done"' in line)]
+    assert len(kept) == len(lines) - 1
+    path.write_text("".join(kept))
+    assert demo.linked_version() == "v1.2.9"
+
+    rerun = subprocess.run(
+        harness(demo, tmp_path / "reports2"), cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    output = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0, output
+    assert demo.live_version() == "v1.2.9"
+    assert demo.restarts() == 1, output
+    switch = [e for e in journal(run_dir(tmp_path / "reports2")) if e["step"] == "switch-link"]
+    assert switch[-1]["status"] == "done" and switch[-1]["note"] == "already pointing there", switch
+    evidence = read_evidence(tmp_path / "reports2")
+    assert evidence["outcome"]["resumed_from"] == killed.name
+    assert evidence["outcome"]["from_version"] == "v1.3.0"
