@@ -491,6 +491,21 @@ class _Sqlite:
         except sqlite3.Error as exc:
             raise BackupFailed(f"cannot open {self.path}: {exc}") from None
 
+    def _hold_snapshot(self, source: Any) -> None:
+        """In WAL mode, copy one snapshot: a read transaction held open across the backup's steps.
+
+        The backup API copies in steps and starts over whenever another connection writes between
+        two of them: a database written without pause would never finish copying. A read
+        transaction held by the source connection keeps every step on the same snapshot, and in WAL
+        mode readers never block writers, so the application keeps writing meanwhile. In the other
+        journal modes a held read lock would stall the application's commits for the whole copy, so
+        the copy keeps its short steps (and its timeout says when writes never let it finish).
+        """
+        mode = str(source.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        if mode == "wal":
+            source.execute("BEGIN")
+            source.execute("SELECT count(*) FROM sqlite_master").fetchall()
+
     def _busy_wait(self) -> float:
         return max(0.05, min(1.0, self.clock.remaining()))
 
@@ -534,6 +549,7 @@ class _Sqlite:
             self.clock.report(f"SQLite backup of {self.path}: {total - remaining} of {total} pages, {state}")
 
         try:
+            self._hold_snapshot(source)
             source.backup(target, pages=_SQLITE_STEP_PAGES, progress=check_deadline, sleep=0.05)
             # One self-contained file, even when the live database runs in WAL mode.
             target.execute("PRAGMA journal_mode=DELETE").fetchall()
