@@ -21,6 +21,7 @@ v1.2.9. Total: until the command exits. Medians of N rounds; goals from issue 19
 from __future__ import annotations
 
 import argparse
+import http.client
 import statistics
 import subprocess
 import sys
@@ -76,7 +77,7 @@ def put_back(layout: deployment.DemoLayout, case: Case) -> None:
 def answered(layout: deployment.DemoLayout) -> str | None:
     try:
         return deployment.live_version(layout, timeout=1.0)
-    except OSError:  # restarting
+    except (OSError, http.client.HTTPException):  # restarting: refused, or cut off mid-answer
         return None
 
 
