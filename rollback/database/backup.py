@@ -48,6 +48,9 @@ FINDINGS_TIMEOUT = 30.0
 PROGRESS_EVERY = 10.0
 _STDERR_LIMIT = 600
 _SQLITE_STEP_PAGES = 1024
+# A stepped copy that started over this many times (writes between its steps) is taken again
+# under a read lock (_Sqlite._hold_snapshot).
+_SQLITE_RESTARTS_BEFORE_HOLDING = 3
 # What the restore command runs for SQLite: the online backup API again, from the backup into the
 # database (``sqlite3 DB ".restore FILE"`` does the same where the sqlite3 shell is installed).
 _SQLITE_RESTORE = (
@@ -491,20 +494,30 @@ class _Sqlite:
         except sqlite3.Error as exc:
             raise BackupFailed(f"cannot open {self.path}: {exc}") from None
 
+    def _journal_mode(self, source: Any) -> str:
+        return str(source.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+
     def _hold_snapshot(self, source: Any) -> None:
-        """In WAL mode, copy one snapshot: a read transaction held open across the backup's steps.
+        """Open a read transaction on ``source``, kept until it closes: the backup's steps copy one state.
 
         The backup API copies in steps and starts over whenever another connection writes between
-        two of them: a database written without pause would never finish copying. A read
-        transaction held by the source connection keeps every step on the same snapshot, and in WAL
-        mode readers never block writers, so the application keeps writing meanwhile. In the other
-        journal modes a held read lock would stall the application's commits for the whole copy, so
-        the copy keeps its short steps (and its timeout says when writes never let it finish).
+        two of them, so a database written without pause would never finish copying. With the
+        source's read transaction held, every step reads the same snapshot. In WAL mode that costs
+        the application nothing (readers never block writers), so it is done from the start; in the
+        other journal modes the read lock makes the application's commits wait for the copy, so it
+        is done only once the copy kept starting over (``_SQLITE_RESTARTS_BEFORE_HOLDING``).
         """
-        mode = str(source.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-        if mode == "wal":
-            source.execute("BEGIN")
-            source.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        source.execute("BEGIN")
+        while True:
+            try:
+                source.execute("SELECT count(*) FROM sqlite_master").fetchall()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if self.clock.expired():
+                    raise _DeadlineReached from None
+                self.clock.report(f"SQLite database {self.path} is locked by another connection, waiting")
 
     def _busy_wait(self) -> float:
         return max(0.05, min(1.0, self.clock.remaining()))
@@ -540,17 +553,40 @@ class _Sqlite:
             source.close()
             raise BackupFailed(f"cannot write {partial}: {exc}") from None
         last: dict[str, int] = {}
+        restarts = 0
+        give_up_on_restarts = True
 
         def check_deadline(status: int, remaining: int, total: int) -> None:
+            nonlocal restarts
+            if remaining > last.get("remaining", remaining):
+                restarts += 1  # another connection wrote between two steps: the copy started again
             last.update(status=status, remaining=remaining, total=total)
             if self.clock.expired():
                 raise _DeadlineReached
+            if give_up_on_restarts and restarts >= _SQLITE_RESTARTS_BEFORE_HOLDING:
+                raise _KeptRestarting
             state = "waiting for a lock" if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) else "copying"
             self.clock.report(f"SQLite backup of {self.path}: {total - remaining} of {total} pages, {state}")
 
         try:
-            self._hold_snapshot(source)
-            source.backup(target, pages=_SQLITE_STEP_PAGES, progress=check_deadline, sleep=0.05)
+            if self._journal_mode(source) == "wal":
+                # One snapshot, held across the steps: no restarts, and WAL readers never block writers.
+                self._hold_snapshot(source)
+                give_up_on_restarts = False
+            try:
+                source.backup(target, pages=_SQLITE_STEP_PAGES, progress=check_deadline, sleep=0.05)
+            except _KeptRestarting:
+                # Written faster than a step copies: hold a read lock for one whole copy. The
+                # application's commits wait meanwhile (SQLite's busy timeout), for the copy only.
+                if self.clock.progress is not None:
+                    self.clock.progress(
+                        f"SQLite backup of {self.path}: the database changed {restarts} times mid-copy; "
+                        "copying it under a read lock (writers wait until the copy ends)"
+                    )
+                give_up_on_restarts = False
+                last.clear()
+                self._hold_snapshot(source)
+                source.backup(target, pages=_SQLITE_STEP_PAGES, progress=check_deadline, sleep=0.05)
             # One self-contained file, even when the live database runs in WAL mode.
             target.execute("PRAGMA journal_mode=DELETE").fetchall()
         except _DeadlineReached:
@@ -591,6 +627,10 @@ class _Sqlite:
 
 class _DeadlineReached(Exception):
     """Raised from SQLite's backup progress callback to abort a backup past its deadline."""
+
+
+class _KeptRestarting(Exception):
+    """Raised from SQLite's backup progress callback when writes keep restarting a stepped copy."""
 
 
 class _Postgres:
