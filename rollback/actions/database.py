@@ -174,6 +174,8 @@ class DatabaseAction(Action):
                 "now running was rolled back onto (run again to retry the backup and the downgrade)"
             ) from None
         self.context.progress(f"database: backup {self.backup.path} verified ({self.backup.verification})")
+        if self.backup.note is not None:
+            self.context.progress(f"database: backup: {self.backup.note}")
 
     def after(self, from_version: str | None, to_version: str, journal: Journal) -> None:
         found = self.assessment

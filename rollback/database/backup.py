@@ -79,10 +79,12 @@ class Backup:
     verification: str
     restore_command: list[str]
     created: str
+    # What taking it did to the live database beyond reading it (SQLite: a read lock writers waited on).
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain builtins for the evidence; holds no password (the restore command reads PGPASSWORD)."""
-        return {
+        found = {
             "path": str(self.path),
             "engine": self.engine,
             "size": self.size,
@@ -92,6 +94,9 @@ class Backup:
             "restore_command": list(self.restore_command),
             "created": self.created,
         }
+        if self.note is not None:
+            found["note"] = self.note
+        return found
 
 
 @dataclass
@@ -181,7 +186,7 @@ def take_backup(
     except OSError as exc:
         raise BackupFailed(f"cannot create {partial}: {exc.strerror or exc}") from None
     try:
-        engine.dump(partial)
+        note = engine.dump(partial)
         verification = engine.verify(partial)
         _fsync(partial)
         size, digest = _digest(partial)
@@ -208,6 +213,7 @@ def take_backup(
         verification=verification,
         restore_command=engine.restore_command(final, source),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        note=note,
     )
 
 
@@ -545,7 +551,8 @@ class _Sqlite:
             f"({why}); it was stopped and nothing was kept"
         )
 
-    def dump(self, partial: Path) -> None:
+    def dump(self, partial: Path) -> str | None:
+        """Copy the database into ``partial``; say what the copy did to the live database, if anything."""
         source = self._open_source()
         try:
             target = sqlite3.connect(partial, timeout=self._busy_wait())
@@ -553,6 +560,7 @@ class _Sqlite:
             source.close()
             raise BackupFailed(f"cannot write {partial}: {exc}") from None
         last: dict[str, int] = {}
+        note: str | None = None
         restarts = 0
         give_up_on_restarts = True
 
@@ -586,9 +594,15 @@ class _Sqlite:
                 give_up_on_restarts = False
                 last.clear()
                 self._hold_snapshot(source)
+                held = time.monotonic()
                 source.backup(target, pages=_SQLITE_STEP_PAGES, progress=check_deadline, sleep=0.05)
+                note = (
+                    f"writes restarted the copy {restarts} times, so it was taken under a read lock: "
+                    f"the application's commits waited for it (up to {time.monotonic() - held:.2f} s)"
+                )
             # One self-contained file, even when the live database runs in WAL mode.
             target.execute("PRAGMA journal_mode=DELETE").fetchall()
+            return note
         except _DeadlineReached:
             busy = last.get("status") in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
             raise BackupFailed(
@@ -694,7 +708,8 @@ class _Postgres:
         except ValueError:
             raise BackupFailed(f"unexpected answer from psql about {self.source.shown}: {_cut(done.stdout)}") from None
 
-    def dump(self, partial: Path) -> None:
+    def dump(self, partial: Path) -> str | None:
+        """pg_dump's one snapshot (MVCC: writers never wait for it); nothing to say beyond reading."""
         lock_wait_ms = _lock_timeout_ms(self.clock)
         argv = [
             self.tool("pg_dump"),
@@ -706,6 +721,7 @@ class _Postgres:
         ]
         what = f"pg_dump of {self.source.shown}"
         _run(argv, self.source, self.clock, what, BackupFailed, writing=partial, extra_env=self.session_options())
+        return None
 
     def verify(self, partial: Path) -> str:
         listed = _run(

@@ -265,6 +265,10 @@ def test_sqlite_backup_of_a_database_being_written_is_one_consistent_state(
     assert counts[0] == counts[1] >= 3000
     if journal_mode == "wal":  # a snapshot from the start: never the read lock that makes writers wait
         assert not any("under a read lock" in line for line in said), said
+        assert backup.note is None and "note" not in backup.to_dict()
+    if backup.note is not None:  # the evidence says the application's commits waited, and for how long
+        assert "under a read lock" in backup.note and "commits waited" in backup.note, backup.note
+        assert backup.to_dict()["note"] == backup.note
 
 
 def test_postgres_backup_of_a_database_being_written_is_one_snapshot(
