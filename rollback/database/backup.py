@@ -514,16 +514,7 @@ class _Sqlite:
         is done only once the copy kept starting over (``_SQLITE_RESTARTS_BEFORE_HOLDING``).
         """
         source.execute("BEGIN")
-        while True:
-            try:
-                source.execute("SELECT count(*) FROM sqlite_master").fetchall()
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if self.clock.expired():
-                    raise _DeadlineReached from None
-                self.clock.report(f"SQLite database {self.path} is locked by another connection, waiting")
+        self._while_locked(lambda: source.execute("SELECT count(*) FROM sqlite_master").fetchall())
 
     def _busy_wait(self) -> float:
         return max(0.05, min(1.0, self.clock.remaining()))
@@ -531,19 +522,25 @@ class _Sqlite:
     def estimate(self) -> int:
         connection = self._open_source()
         try:
-            while True:
-                try:
-                    pages = connection.execute("PRAGMA page_count").fetchone()[0]
-                    page_size = connection.execute("PRAGMA page_size").fetchone()[0]
-                    return int(pages) * int(page_size)
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc):
-                        raise BackupFailed(f"cannot read {self.path}: {exc}") from None
-                    if self.clock.expired():
-                        raise BackupFailed(self._timed_out("the database stayed locked")) from None
-                    self.clock.report(f"SQLite database {self.path} is locked by another connection, waiting")
+            pages = self._while_locked(lambda: connection.execute("PRAGMA page_count").fetchone()[0])
+            page_size = self._while_locked(lambda: connection.execute("PRAGMA page_size").fetchone()[0])
+            return int(pages) * int(page_size)
+        except sqlite3.OperationalError as exc:
+            raise BackupFailed(f"cannot read {self.path}: {exc}") from None
         finally:
             connection.close()
+
+    def _while_locked(self, read: Callable[[], Any]) -> Any:
+        """``read()``, asked again while another connection holds the database locked, until the deadline."""
+        while True:
+            try:
+                return read()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if self.clock.expired():
+                    raise BackupFailed(self._timed_out("the database stayed locked")) from None
+                self.clock.report(f"SQLite database {self.path} is locked by another connection, waiting")
 
     def _timed_out(self, why: str) -> str:
         return (
@@ -559,60 +556,67 @@ class _Sqlite:
         except sqlite3.Error as exc:
             source.close()
             raise BackupFailed(f"cannot write {partial}: {exc}") from None
-        last: dict[str, int] = {}
         note: str | None = None
-        restarts = 0
-        give_up_on_restarts = True
+        try:
+            if self._journal_mode(source) == "wal":
+                # One snapshot, held across the steps: no restarts, and WAL readers never block writers.
+                self._hold_snapshot(source)
+                self._copy(source, target, restarts_allowed=None)
+            else:
+                try:
+                    self._copy(source, target, restarts_allowed=_SQLITE_RESTARTS_BEFORE_HOLDING)
+                except _KeptRestarting as restarted:
+                    note = self._copy_under_read_lock(source, target, restarted.times)
+            # One self-contained file, even when the live database runs in WAL mode.
+            target.execute("PRAGMA journal_mode=DELETE").fetchall()
+            return note
+        except sqlite3.Error as exc:
+            raise BackupFailed(f"SQLite online backup of {self.path} into {partial} failed: {exc}") from None
+        finally:
+            target.close()
+            source.close()
 
-        def check_deadline(status: int, remaining: int, total: int) -> None:
+    def _copy(self, source: Any, target: Any, *, restarts_allowed: int | None) -> None:
+        """The online backup in steps, within the deadline; ``_KeptRestarting`` once writes between
+        steps made it start over ``restarts_allowed`` times (None: never given up for that)."""
+        last: dict[str, int] = {}
+        restarts = 0
+
+        def each_step(status: int, remaining: int, total: int) -> None:
             nonlocal restarts
             if remaining > last.get("remaining", remaining):
                 restarts += 1  # another connection wrote between two steps: the copy started again
             last.update(status=status, remaining=remaining, total=total)
             if self.clock.expired():
                 raise _DeadlineReached
-            if give_up_on_restarts and restarts >= _SQLITE_RESTARTS_BEFORE_HOLDING:
-                raise _KeptRestarting
+            if restarts_allowed is not None and restarts >= restarts_allowed:
+                raise _KeptRestarting(restarts)
             state = "waiting for a lock" if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) else "copying"
             self.clock.report(f"SQLite backup of {self.path}: {total - remaining} of {total} pages, {state}")
 
         try:
-            if self._journal_mode(source) == "wal":
-                # One snapshot, held across the steps: no restarts, and WAL readers never block writers.
-                self._hold_snapshot(source)
-                give_up_on_restarts = False
-            try:
-                source.backup(target, pages=_SQLITE_STEP_PAGES, progress=check_deadline, sleep=0.05)
-            except _KeptRestarting:
-                # Written faster than a step copies: hold a read lock for one whole copy. The
-                # application's commits wait meanwhile (SQLite's busy timeout), for the copy only.
-                if self.clock.progress is not None:
-                    self.clock.progress(
-                        f"SQLite backup of {self.path}: the database changed {restarts} times mid-copy; "
-                        "copying it under a read lock (writers wait until the copy ends)"
-                    )
-                give_up_on_restarts = False
-                last.clear()
-                self._hold_snapshot(source)
-                held = time.monotonic()
-                source.backup(target, pages=_SQLITE_STEP_PAGES, progress=check_deadline, sleep=0.05)
-                note = (
-                    f"writes restarted the copy {restarts} times, so it was taken under a read lock: "
-                    f"the application's commits waited for it (up to {time.monotonic() - held:.2f} s)"
-                )
-            # One self-contained file, even when the live database runs in WAL mode.
-            target.execute("PRAGMA journal_mode=DELETE").fetchall()
-            return note
+            source.backup(target, pages=_SQLITE_STEP_PAGES, progress=each_step, sleep=0.05)
         except _DeadlineReached:
             busy = last.get("status") in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
             raise BackupFailed(
                 self._timed_out("the database stayed locked" if busy else "the database kept changing or is slow")
             ) from None
-        except sqlite3.Error as exc:
-            raise BackupFailed(f"SQLite online backup of {self.path} into {partial} failed: {exc}") from None
-        finally:
-            target.close()
-            source.close()
+
+    def _copy_under_read_lock(self, source: Any, target: Any, restarts: int) -> str:
+        """Written faster than a step copies: one whole copy under a read lock. The application's
+        commits wait meanwhile (within SQLite's busy timeout), for this copy only."""
+        if self.clock.progress is not None:
+            self.clock.progress(
+                f"SQLite backup of {self.path}: the database changed {restarts} times mid-copy; "
+                "copying it under a read lock (writers wait until the copy ends)"
+            )
+        self._hold_snapshot(source)
+        held = time.monotonic()
+        self._copy(source, target, restarts_allowed=None)
+        return (
+            f"writes restarted the copy {restarts} times, so it was taken under a read lock: "
+            f"the application's commits waited for it (up to {time.monotonic() - held:.2f} s)"
+        )
 
     def verify(self, partial: Path) -> str:
         connection = sqlite3.connect(f"file:{quote(str(partial))}?mode=ro&immutable=1", uri=True)
@@ -645,6 +649,10 @@ class _DeadlineReached(Exception):
 
 class _KeptRestarting(Exception):
     """Raised from SQLite's backup progress callback when writes keep restarting a stepped copy."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__(times)
+        self.times = times
 
 
 class _Postgres:
