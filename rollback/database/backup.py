@@ -501,7 +501,9 @@ class _Sqlite:
             raise BackupFailed(f"cannot open {self.path}: {exc}") from None
 
     def _journal_mode(self, source: Any) -> str:
-        return str(source.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        # The connection's first statement reads the schema: it needs the lock a commit excludes.
+        mode = self._while_locked(lambda: source.execute("PRAGMA journal_mode").fetchone()[0])
+        return str(mode).lower()
 
     def _hold_snapshot(self, source: Any) -> None:
         """Open a read transaction on ``source``, kept until it closes: the backup's steps copy one state.

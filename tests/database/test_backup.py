@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
+from rollback_harness.rollback.database import backup as backup_module
 from rollback_harness.rollback.database.backup import (
     Backup,
     BackupFailed,
@@ -269,6 +270,55 @@ def test_sqlite_backup_of_a_database_being_written_is_one_consistent_state(
     if backup.note is not None:  # the evidence says the application's commits waited, and for how long
         assert "under a read lock" in backup.note and "commits waited" in backup.note, backup.note
         assert backup.to_dict()["note"] == backup.note
+
+
+def _small_sqlite(path: Path) -> None:
+    setup = sqlite3.connect(path)
+    setup.executescript("CREATE TABLE a (x BLOB);")
+    setup.executemany("INSERT INTO a VALUES (?)", [(os.urandom(2000),) for _ in range(500)])
+    setup.commit()
+    setup.close()
+
+
+def test_sqlite_backup_waits_out_a_lock_taken_as_the_copy_starts(tmp_path: Path, monkeypatch: Any) -> None:
+    """Another connection locks the database (a long commit) between the size estimate and the
+    copy, for longer than one busy wait (1 s): the copy waits for it within the backup's timeout,
+    instead of failing at its first statement with SQLite's bare "database is locked"."""
+    live = tmp_path / "app.db"
+    _small_sqlite(live)
+    holder = sqlite3.connect(live, isolation_level=None, check_same_thread=False)
+    released = threading.Event()
+
+    def release() -> None:
+        holder.execute("COMMIT")
+        released.set()
+
+    measure_space = backup_module._free_and_reserve
+
+    def lock_then_measure(folder: Path) -> tuple[int, int]:
+        holder.execute("BEGIN EXCLUSIVE")
+        threading.Timer(2.5, release).start()  # the scenario: a commit holding the lock 2.5 s
+        return measure_space(folder)
+
+    monkeypatch.setattr(backup_module, "_free_and_reserve", lock_then_measure)
+    backup = take_backup(f"sqlite:///{live}", tmp_path / "backups", timeout=60)
+    assert released.is_set()  # nothing could be read while the lock was held: the copy waited for it
+    _assert_verified(backup, "sqlite")
+    holder.close()
+
+
+def test_sqlite_backup_of_a_database_locked_throughout_fails_in_time_naming_the_lock(tmp_path: Path) -> None:
+    live = tmp_path / "app.db"
+    _small_sqlite(live)
+    holder = sqlite3.connect(live, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(BackupFailed, match=r"within its 3 s timeout \(the database stayed locked\)"):
+            take_backup(f"sqlite:///{live}", tmp_path / "backups", timeout=3)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not [path for path in (tmp_path / "backups").iterdir() if NAME.match(path.name)]
 
 
 def test_postgres_backup_of_a_database_being_written_is_one_snapshot(
