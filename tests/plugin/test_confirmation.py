@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
@@ -14,19 +15,30 @@ PROMPT = "Proceed with rollback of demo from v1.3.0 to v1.2.9? (yes/no)"
 
 
 def spawn(demo: Deployment, workdir: Path) -> pexpect.spawn:
-    return pexpect.spawn(
+    child = pexpect.spawn(
         sys.executable,
         ["-m", "pytest", *demo.harness_args(workdir / "reports", "--rollback-to", "v1.2.9")],
         cwd=str(workdir),
         encoding="utf-8",
         timeout=120,
     )
+    child.logfile_read = io.StringIO()  # the whole output, for the failure message
+    return child
+
+
+def expect_prompt(child: pexpect.spawn) -> None:
+    """The prompt, or a failure that shows everything the harness printed instead."""
+    try:
+        child.expect_exact(PROMPT)
+    except (pexpect.EOF, pexpect.TIMEOUT) as exc:
+        output = child.logfile_read.getvalue()
+        pytest.fail(f"no prompt ({type(exc).__name__}); the harness printed:\n{output}", pytrace=False)
 
 
 @pytest.mark.parametrize("answer", ["", "no", "y", "y e s", "yes please"])
 def test_anything_but_yes_changes_nothing(demo: Deployment, tmp_path: Path, answer: str) -> None:
     child = spawn(demo, tmp_path)
-    child.expect_exact(PROMPT)
+    expect_prompt(child)
     child.sendline(answer)
     child.expect(pexpect.EOF)
     child.close()
@@ -38,7 +50,7 @@ def test_anything_but_yes_changes_nothing(demo: Deployment, tmp_path: Path, answ
 
 def test_yes_rolls_back(demo: Deployment, tmp_path: Path) -> None:
     child = spawn(demo, tmp_path)
-    child.expect_exact(PROMPT)
+    expect_prompt(child)
     child.sendline("yes")
     child.expect(pexpect.EOF)
     child.close()
