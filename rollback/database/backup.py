@@ -14,6 +14,7 @@ through ``PGPASSWORD`` in their environment, and every URL shown has it replaced
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -23,7 +24,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -171,6 +173,11 @@ def take_backup(
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BackupFailed(f"cannot create the backup folder {dest_dir}: {exc.strerror or exc}") from None
+    with _folder_locked(dest_dir, clock):
+        swept = _sweep_abandoned(dest_dir)
+    for line in swept:
+        if progress is not None:
+            progress(line)
     final = _backup_path(dest_dir, name, SUFFIXES[source.engine])
     estimate = engine.estimate()
     free, reserve = _free_and_reserve(dest_dir)
@@ -181,10 +188,16 @@ def take_backup(
             "left free after it); nothing was written: free some space or choose another backup folder"
         )
     partial = final.with_name(final.name + INCOMPLETE)
+    with _folder_locked(dest_dir, clock):
+        claim = _claim(partial)
     try:
-        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except OSError as exc:
-        raise BackupFailed(f"cannot create {partial}: {exc.strerror or exc}") from None
+        return _write_and_keep(engine, source, partial, final, dest_dir)
+    finally:
+        os.close(claim)
+
+
+def _write_and_keep(engine: _Sqlite | _Postgres, source: _Source, partial: Path, final: Path, dest_dir: Path) -> Backup:
+    """Dump into ``partial``, verify it, and give it its final name; on any failure remove it."""
     try:
         note = engine.dump(partial)
         verification = engine.verify(partial)
@@ -381,7 +394,8 @@ def _backup_path(dest_dir: Path, name: str | None, suffix: str) -> Path:
         partial = path.with_name(path.name + INCOMPLETE)
         if partial.exists() and not path.exists():
             raise BackupFailed(
-                f"an interrupted backup left {partial.name} in {dest_dir}: remove it or choose another name"
+                f"another backup is writing {partial.name} in {dest_dir} right now (or it could not be "
+                "removed): wait for it, or choose another name"
             )
         if taken(path):
             raise BackupFailed(f"{path} already exists; a backup is never overwritten: choose another name")
@@ -393,6 +407,81 @@ def _backup_path(dest_dir: Path, name: str | None, suffix: str) -> Path:
         count += 1
         path = dest_dir / f"{stem}-{count}{suffix}"
     return path
+
+
+def _claim(partial: Path) -> int:
+    """Create ``partial`` and hold a lock on it while the backup writes it (the returned descriptor).
+
+    The lock goes with the process: a partial file nobody holds was left by a backup that was
+    killed, and the next backup into the folder removes it (``_sweep_abandoned``).
+    """
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise BackupFailed(f"cannot create {partial}: {exc.strerror or exc}") from None
+    try:
+        # Made a moment ago, with the folder locked: no sweep can hold it.
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        _discard(partial)
+        raise BackupFailed(f"cannot lock {partial}: {exc.strerror or exc}") from None
+    return fd
+
+
+@contextmanager
+def _folder_locked(folder: Path, clock: _Clock) -> Iterator[None]:
+    """The backup folder, locked while partial files are created or swept: a sweep never removes a
+    partial file created but not yet claimed. Held for milliseconds; waited for within the deadline."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise BackupFailed(f"cannot open the backup folder {folder}: {exc.strerror or exc}") from None
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if clock.expired():
+                    raise BackupFailed(
+                        f"the backup folder {folder} stayed locked by another backup for {clock.timeout:g} s"
+                    ) from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # closing lets go of the lock
+
+
+def _sweep_abandoned(dest_dir: Path) -> list[str]:
+    """Remove the partial backups nobody holds (their backup was killed); say what was removed.
+
+    A partial file a running backup writes is locked by it (``_claim``) and stays. Only files
+    named like the harness's partial backups are looked at.
+    """
+    said = []
+    for path in sorted(dest_dir.glob(f"*{INCOMPLETE}")):
+        if not any(path.name.endswith(suffix + INCOMPLETE) for suffix in SUFFIXES.values()):
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a backup is writing it right now
+            size = os.fstat(fd).st_size
+            _discard(path)
+        finally:
+            os.close(fd)
+        if not path.exists():
+            said.append(
+                f"removed {path} ({_size(size)}): a partial backup left by a backup that was interrupted "
+                "(nothing holds it any more)"
+            )
+    return said
 
 
 def _discard(partial: Path) -> None:

@@ -307,20 +307,6 @@ def test_sqlite_backup_waits_out_a_lock_taken_as_the_copy_starts(tmp_path: Path,
     holder.close()
 
 
-def test_sqlite_backup_of_a_database_locked_throughout_fails_in_time_naming_the_lock(tmp_path: Path) -> None:
-    live = tmp_path / "app.db"
-    _small_sqlite(live)
-    holder = sqlite3.connect(live, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
-        with pytest.raises(BackupFailed, match=r"within its 3 s timeout \(the database stayed locked\)"):
-            take_backup(f"sqlite:///{live}", tmp_path / "backups", timeout=3)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
-    assert not [path for path in (tmp_path / "backups").iterdir() if NAME.match(path.name)]
-
-
 def test_postgres_backup_of_a_database_being_written_is_one_snapshot(
     tmp_path: Path, databases: Any, new_pg_database: Any
 ) -> None:

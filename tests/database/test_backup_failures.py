@@ -489,3 +489,82 @@ def _wait_until_no_session(url: str, application: str) -> None:
                 return
             time.sleep(0.05)
     pytest.fail(f"a {application} session still runs on {database}")
+
+
+# A backup's writer, as a process of its own: it creates and claims a partial file the way
+# take_backup does, writes into it, and waits (stdin) until the test kills it or lets it go.
+_PARTIAL_WRITER = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from rollback_harness.rollback.database.backup import _claim
+    fd = _claim(Path(sys.argv[1]))
+    os.write(fd, b"x" * 200_000)
+    Path(sys.argv[1] + "-journal").write_bytes(b"j" * 1000)
+    print("claimed", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def _start_partial_writer(partial: Path) -> subprocess.Popen[str]:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _PARTIAL_WRITER, str(partial)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None and writer.stdout.readline() == "claimed\n"
+    return writer
+
+
+def _small_sqlite(path: Path) -> str:
+    import sqlite3
+
+    setup = sqlite3.connect(path)
+    setup.executescript("CREATE TABLE a (x BLOB);")
+    setup.executemany("INSERT INTO a VALUES (?)", [(os.urandom(1000),) for _ in range(200)])
+    setup.commit()
+    setup.close()
+    return f"sqlite:///{path}"
+
+
+def test_a_partial_backup_left_by_a_killed_backup_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    """SIGKILL leaves the partial file (and SQLite's journal beside it): nothing in the dead
+    process can remove them. The next backup into the folder does, says so, and is taken."""
+    url = _small_sqlite(tmp_path / "app.db")
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    stale = backups / "pre-rollback-20260101-000000.sqlite3.incomplete"
+    writer = _start_partial_writer(stale)
+    writer.kill()
+    writer.wait(timeout=BOUND)
+    assert stale.exists() and Path(f"{stale}-journal").exists()
+    lines: list[str] = []
+
+    backup = take_backup(url, backups, timeout=BOUND, progress=lines.append)
+
+    assert not stale.exists() and not Path(f"{stale}-journal").exists()
+    assert any(f"removed {stale}" in line and "interrupted" in line for line in lines), lines
+    assert backup.verified and sorted(path.name for path in backups.iterdir()) == [backup.path.name]
+
+
+def test_a_partial_backup_another_backup_is_writing_is_left_alone(tmp_path: Path) -> None:
+    url = _small_sqlite(tmp_path / "app.db")
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    busy = backups / "before-upgrade.sqlite3.incomplete"
+    writer = _start_partial_writer(busy)
+    try:
+        lines: list[str] = []
+        backup = take_backup(url, backups, timeout=BOUND, progress=lines.append)
+        assert busy.stat().st_size == 200_000 and not any("removed" in line for line in lines), lines
+        assert backup.verified and backup.path.name.startswith("pre-rollback-")
+        # The same name as the backup being written: refused, that backup untouched.
+        with pytest.raises(BackupFailed, match=r"another backup is writing before-upgrade\.sqlite3\.incomplete"):
+            take_backup(url, backups, timeout=BOUND, name="before-upgrade")
+        assert busy.stat().st_size == 200_000
+    finally:
+        assert writer.stdin is not None
+        writer.stdin.close()
+        writer.wait(timeout=BOUND)
