@@ -150,10 +150,12 @@ def test_backups_are_never_overwritten(tmp_path: Path, databases: Any) -> None:
     assert named.path.name == "before-v1.2.9.sqlite3"
     with pytest.raises(BackupFailed, match="already exists; a backup is never overwritten"):
         take_backup(url, tmp_path / "backups", name="before-v1.2.9")
+    # A partial file nobody writes any more (its backup was killed) is swept, then the name is free.
     (tmp_path / "backups" / "interrupted.sqlite3.incomplete").write_bytes(b"half")
-    with pytest.raises(BackupFailed, match=re.escape("an interrupted backup left interrupted.sqlite3.incomplete")):
-        take_backup(url, tmp_path / "backups", name="interrupted")
-    assert first.sha256 == second.sha256 == named.sha256
+    resumed = take_backup(url, tmp_path / "backups", name="interrupted")
+    assert resumed.path.name == "interrupted.sqlite3"
+    assert not (tmp_path / "backups" / "interrupted.sqlite3.incomplete").exists()
+    assert first.sha256 == second.sha256 == named.sha256 == resumed.sha256
 
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", ".hidden", ""])
