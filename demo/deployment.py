@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import resource
 import shlex
 import shutil
@@ -106,11 +107,35 @@ class DemoLayout:
         return {name: str(value) if isinstance(value, Path) else value for name, value in vars(self).items()}
 
 
+# Demo ports come from below Linux's ephemeral range (32768-60999), where no outgoing connection
+# takes one between the pick and the app's bind; under pytest-xdist each worker draws from a band
+# of its own, so two tests running side by side never start their demos on the same port (the
+# second demo's readiness check would be answered by the first one's app).
+_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port on 127.0.0.1 that was free a moment ago (not even in TIME_WAIT)."""
+    band = _worker_band()
+    for port in random.sample(band, min(len(band), 200)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # the band is full: any free port
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _worker_band() -> range:
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 0):
+        return _PORTS
+    width = len(_PORTS) // int(count)
+    start = _PORTS.start + (int(worker[2:]) % int(count)) * width
+    return range(start, start + width)
 
 
 def port_is_free(port: int) -> bool:
