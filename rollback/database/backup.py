@@ -461,27 +461,31 @@ def _sweep_abandoned(dest_dir: Path) -> list[str]:
     """
     said = []
     for path in sorted(dest_dir.glob(f"*{INCOMPLETE}")):
-        if not any(path.name.endswith(suffix + INCOMPLETE) for suffix in SUFFIXES.values()):
-            continue
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a backup is writing it right now
-            size = os.fstat(fd).st_size
-            _discard(path)
-        finally:
-            os.close(fd)
-        if not path.exists():
-            said.append(
-                f"removed {path} ({_size(size)}): a partial backup left by a backup that was interrupted "
-                "(nothing holds it any more)"
-            )
+        if any(path.name.endswith(suffix + INCOMPLETE) for suffix in SUFFIXES.values()):
+            size = _remove_if_unheld(path)
+            if size is not None:
+                said.append(
+                    f"removed {path} ({_size(size)}): a partial backup left by a backup that was interrupted "
+                    "(nothing holds it any more)"
+                )
     return said
+
+
+def _remove_if_unheld(path: Path) -> int | None:
+    """Remove ``path`` (and SQLite's files beside it) unless a backup holds its lock; its size if removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        size = os.fstat(fd).st_size
+        _discard(path)
+    except BlockingIOError:
+        return None  # a backup is writing it right now
+    finally:
+        os.close(fd)
+    return None if path.exists() else size
 
 
 def _discard(partial: Path) -> None:

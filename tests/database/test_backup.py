@@ -274,20 +274,14 @@ def test_sqlite_backup_of_a_database_being_written_is_one_consistent_state(
         assert backup.to_dict()["note"] == backup.note
 
 
-def _small_sqlite(path: Path) -> None:
-    setup = sqlite3.connect(path)
-    setup.executescript("CREATE TABLE a (x BLOB);")
-    setup.executemany("INSERT INTO a VALUES (?)", [(os.urandom(2000),) for _ in range(500)])
-    setup.commit()
-    setup.close()
-
-
-def test_sqlite_backup_waits_out_a_lock_taken_as_the_copy_starts(tmp_path: Path, monkeypatch: Any) -> None:
+def test_sqlite_backup_waits_out_a_lock_taken_as_the_copy_starts(
+    tmp_path: Path, monkeypatch: Any, databases: Any
+) -> None:
     """Another connection locks the database (a long commit) between the size estimate and the
     copy, for longer than one busy wait (1 s): the copy waits for it within the backup's timeout,
     instead of failing at its first statement with SQLite's bare "database is locked"."""
     live = tmp_path / "app.db"
-    _small_sqlite(live)
+    databases.fill_sqlite(live)
     holder = sqlite3.connect(live, isolation_level=None, check_same_thread=False)
     released = threading.Event()
 

@@ -518,21 +518,10 @@ def _start_partial_writer(partial: Path) -> subprocess.Popen[str]:
     return writer
 
 
-def _small_sqlite(path: Path) -> str:
-    import sqlite3
-
-    setup = sqlite3.connect(path)
-    setup.executescript("CREATE TABLE a (x BLOB);")
-    setup.executemany("INSERT INTO a VALUES (?)", [(os.urandom(1000),) for _ in range(200)])
-    setup.commit()
-    setup.close()
-    return f"sqlite:///{path}"
-
-
-def test_a_partial_backup_left_by_a_killed_backup_is_removed_by_the_next_one(tmp_path: Path) -> None:
+def test_a_partial_backup_left_by_a_killed_backup_is_removed_by_the_next_one(tmp_path: Path, databases: Any) -> None:
     """SIGKILL leaves the partial file (and SQLite's journal beside it): nothing in the dead
     process can remove them. The next backup into the folder does, says so, and is taken."""
-    url = _small_sqlite(tmp_path / "app.db")
+    url = databases.fill_sqlite(tmp_path / "app.db")
     backups = tmp_path / "backups"
     backups.mkdir()
     stale = backups / "pre-rollback-20260101-000000.sqlite3.incomplete"
@@ -549,8 +538,8 @@ def test_a_partial_backup_left_by_a_killed_backup_is_removed_by_the_next_one(tmp
     assert backup.verified and sorted(path.name for path in backups.iterdir()) == [backup.path.name]
 
 
-def test_a_partial_backup_another_backup_is_writing_is_left_alone(tmp_path: Path) -> None:
-    url = _small_sqlite(tmp_path / "app.db")
+def test_a_partial_backup_another_backup_is_writing_is_left_alone(tmp_path: Path, databases: Any) -> None:
+    url = databases.fill_sqlite(tmp_path / "app.db")
     backups = tmp_path / "backups"
     backups.mkdir()
     busy = backups / "before-upgrade.sqlite3.incomplete"
